@@ -1,0 +1,46 @@
+#pragma once
+// An `engram` subcommand: its name, help, own options, and what it runs. Every command also
+// accepts the common options (--config, --set, --dump-config, --help-config, --help).
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include "config/config.h"
+
+namespace engram::dist {
+class Runtime;
+}
+
+namespace engram::app {
+
+struct CommandContext {
+  const config::Config& config;
+  const boost::program_options::variables_map& args;  // the command's own options
+  dist::Runtime* runtime;                             // null for commands that run without MPI
+};
+
+struct Command {
+  std::string name;
+  std::string summary;      // one line for `engram --help`
+  std::string description;  // paragraph for `engram NAME --help`
+  std::function<void(boost::program_options::options_description&)> add_options;
+  std::function<int(CommandContext&)> run;
+  bool needs_runtime = true;  // starts MPI and a communicator
+};
+
+// The registry, in the order `engram --help` lists them.
+const std::vector<Command>& commands();
+
+// Every option of every subsystem.
+config::Schema full_schema();
+
+// Version lines: engram, LibTorch, MPI, HDF5 (parallel yes/no), NCCL.
+std::string version_text();
+
+// Commands (one file each).
+Command doctor_command();
+
+}  // namespace engram::app
