@@ -1,0 +1,141 @@
+// The real `engram` binary, as a user runs it: exit codes, messages, doctor on 2 ranks, and a
+// stalled rank ending the job.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string output;  // stdout and stderr together
+  double seconds = 0;
+};
+
+Result run(const std::string& command) {
+  Result result;
+  auto start = std::chrono::steady_clock::now();
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return result;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  int status = pclose(pipe);
+  result.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+const std::string kEngram = ENGRAM_BIN;
+const std::string kMpirun = std::string(MPIEXEC) + " --oversubscribe -np ";
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  std::string path = ::testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST(Cli, VersionNamesEveryLibrary) {
+  Result r = run(kEngram + " --version");
+  EXPECT_EQ(r.code, 0);
+  for (const char* part : {"engram 0.", "LibTorch 1.", "Open MPI", "HDF5", "(parallel)", "NCCL"})
+    EXPECT_TRUE(contains(r.output, part)) << part << "\n" << r.output;
+}
+
+TEST(Cli, HelpListsCommandsAndCommandHelpExplains) {
+  Result r = run(kEngram + " --help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(contains(r.output, "doctor")) << r.output;
+  r = run(kEngram + " doctor --help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(contains(r.output, "checks every collective")) << r.output;
+  EXPECT_TRUE(contains(r.output, "--set")) << r.output;
+  r = run(kEngram + " doctor --help-config");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(contains(r.output, "dist.timeout_s")) << r.output;
+  EXPECT_TRUE(contains(r.output, "one of: auto, mpi, nccl, local")) << r.output;
+}
+
+TEST(Cli, UnknownCommandAndOptionExitTwo) {
+  Result r = run(kEngram + " frobnicate");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.output, "unknown command 'frobnicate'")) << r.output;
+  r = run(kEngram + " doctor --frobnicate");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.output, "frobnicate")) << r.output;
+}
+
+TEST(Cli, UnknownConfigKeyNamesFileLineAndSuggestion) {
+  std::string path = write_temp("bad_key.yaml", "log:\n  level: info\ndist:\n  timout_s: 3\n");
+  Result r = run(kEngram + " doctor --config " + path);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, path + ":4: unknown key 'dist.timout_s' (did you mean 'dist.timeout_s'?)"))
+      << r.output;
+}
+
+TEST(Cli, WrongTypeNamesFileLineAndExpectedType) {
+  std::string path = write_temp("bad_type.yaml", "dist:\n  threads: many\n");
+  Result r = run(kEngram + " doctor -c " + path);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, path + ":2: dist.threads: expected an integer, got 'many'")) << r.output;
+}
+
+TEST(Cli, BadSetAndBadChoice) {
+  Result r = run(kEngram + " doctor --set dist.backend=gloo");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "expected one of auto, mpi, nccl, local, got 'gloo'")) << r.output;
+  r = run(kEngram + " doctor --set nonsense");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "expected key=value")) << r.output;
+}
+
+TEST(Cli, DumpConfigAppliesFilesThenSet) {
+  std::string path = write_temp("ok.yaml", "dist:\n  timeout_s: 30\n  threads: 2\n");
+  Result r = run(kEngram + " doctor -c " + path + " --set dist.threads=1 --dump-config");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "timeout_s: 30.0")) << r.output;
+  EXPECT_TRUE(contains(r.output, "threads: 1\n")) << r.output;
+}
+
+TEST(Cli, SlurmTaskCountMismatchIsAClearError) {
+  Result r = run("SLURM_NTASKS=3 " + kEngram + " doctor");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "SLURM_NTASKS=3 but MPI started 1 rank(s)")) << r.output;
+}
+
+TEST(Cli, DoctorOnOneProcess) {
+  Result r = run(kEngram + " doctor");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "backend  local (auto: world size 1)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "health   all collectives correct on all 1 rank(s)")) << r.output;
+}
+
+TEST(Cli, DoctorOnTwoRanksPrintsBothRanks) {
+  Result r = run(kMpirun + "2 " + kEngram + " doctor");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "    0      0 ")) << r.output;
+  EXPECT_TRUE(contains(r.output, "    1      1 ")) << r.output;
+  EXPECT_TRUE(contains(r.output, "backend  mpi (auto: world size 2, CPU device)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "health   all collectives correct on all 2 rank(s)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "busbw_GB/s")) << r.output;
+}
+
+TEST(Cli, StalledRankEndsTheJobWithinTheTimeout) {
+  Result r = run(kMpirun + "2 " + std::string(STALL_HELPER) + " 3");
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_LT(r.seconds, 30.0) << r.output;
+  EXPECT_TRUE(contains(r.output, "collective timed out on rank")) << r.output;
+  EXPECT_TRUE(contains(r.output, "seq 1")) << r.output;
+  EXPECT_FALSE(contains(r.output, "not reached")) << r.output;
+}
