@@ -47,7 +47,9 @@ std::string reduce_op_name(ReduceOp op) {
   return "?";
 }
 
-OpInfo Communicator::next_op(const char* name, int64_t bytes) { return OpInfo{seq_++, name, bytes}; }
+OpInfo Communicator::next_op(const char* name, int64_t bytes, bool blocking) {
+  return OpInfo{seq_++, name, bytes, blocking};
+}
 
 void Communicator::check_tensor(const at::Tensor& tensor, const char* what) const {
   ENGRAM_CHECK(tensor.defined(), "{}: undefined tensor", what);
@@ -61,14 +63,14 @@ void Communicator::check_root(int root, const char* what) const {
   ENGRAM_CHECK(root >= 0 && root < world_size(), "{}: root {} outside world of {}", what, root, world_size());
 }
 
-WorkPtr Communicator::all_reduce_async(at::Tensor& tensor, ReduceOp op) {
+WorkPtr Communicator::launch_all_reduce(at::Tensor& tensor, ReduceOp op, bool blocking) {
   check_tensor(tensor, "all_reduce");
   const bool emulate_avg = op == ReduceOp::Avg && !native_avg();
   ENGRAM_CHECK(!(op == ReduceOp::Avg && at::isIntegralType(tensor.scalar_type(), false)),
                "all_reduce: avg of integer tensors is not defined");
   at::Tensor buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
   WorkPtr work = do_all_reduce(buffer, emulate_avg ? ReduceOp::Sum : op,
-                               next_op("all_reduce", static_cast<int64_t>(tensor.nbytes())));
+                               next_op("all_reduce", static_cast<int64_t>(tensor.nbytes()), blocking));
   const bool copy_back = !buffer.is_same(tensor);
   if (!emulate_avg && !copy_back) return work;
   const int world = world_size();
@@ -78,16 +80,16 @@ WorkPtr Communicator::all_reduce_async(at::Tensor& tensor, ReduceOp op) {
   });
 }
 
-WorkPtr Communicator::broadcast_async(at::Tensor& tensor, int root) {
+WorkPtr Communicator::launch_broadcast(at::Tensor& tensor, int root, bool blocking) {
   check_tensor(tensor, "broadcast");
   check_root(root, "broadcast");
   at::Tensor buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
-  WorkPtr work = do_broadcast(buffer, root, next_op("broadcast", static_cast<int64_t>(tensor.nbytes())));
+  WorkPtr work = do_broadcast(buffer, root, next_op("broadcast", static_cast<int64_t>(tensor.nbytes()), blocking));
   if (buffer.is_same(tensor)) return work;
   return std::make_shared<ThenWork>(work, [buffer, tensor]() mutable { tensor.copy_(buffer); });
 }
 
-WorkPtr Communicator::all_gather_async(const at::Tensor& input, at::Tensor& output) {
+WorkPtr Communicator::launch_all_gather(const at::Tensor& input, at::Tensor& output, bool blocking) {
   check_tensor(input, "all_gather");
   check_tensor(output, "all_gather output");
   ENGRAM_CHECK(output.scalar_type() == input.scalar_type(), "all_gather: output dtype differs from input");
@@ -96,12 +98,13 @@ WorkPtr Communicator::all_gather_async(const at::Tensor& input, at::Tensor& outp
                input.numel());
   at::Tensor in = input.contiguous();
   at::Tensor buffer = output.is_contiguous() ? output : output.contiguous();
-  WorkPtr work = do_all_gather(in, buffer, next_op("all_gather", static_cast<int64_t>(output.nbytes())));
+  WorkPtr work = do_all_gather(in, buffer, next_op("all_gather", static_cast<int64_t>(output.nbytes()), blocking));
   if (buffer.is_same(output)) return work;
   return std::make_shared<ThenWork>(work, [buffer, output]() mutable { output.copy_(buffer); });
 }
 
-WorkPtr Communicator::reduce_scatter_async(const at::Tensor& input, at::Tensor& output, ReduceOp op) {
+WorkPtr Communicator::launch_reduce_scatter(const at::Tensor& input, at::Tensor& output, ReduceOp op,
+                                                   bool blocking) {
   check_tensor(input, "reduce_scatter");
   check_tensor(output, "reduce_scatter output");
   ENGRAM_CHECK(output.scalar_type() == input.scalar_type(), "reduce_scatter: output dtype differs from input");
@@ -114,7 +117,7 @@ WorkPtr Communicator::reduce_scatter_async(const at::Tensor& input, at::Tensor& 
   at::Tensor in = input.contiguous();
   at::Tensor buffer = output.is_contiguous() ? output : output.contiguous();
   WorkPtr work = do_reduce_scatter(in, buffer, emulate_avg ? ReduceOp::Sum : op,
-                                   next_op("reduce_scatter", static_cast<int64_t>(input.nbytes())));
+                                   next_op("reduce_scatter", static_cast<int64_t>(input.nbytes()), blocking));
   const bool copy_back = !buffer.is_same(output);
   if (!emulate_avg && !copy_back) return work;
   const int world = world_size();
@@ -124,10 +127,19 @@ WorkPtr Communicator::reduce_scatter_async(const at::Tensor& input, at::Tensor& 
   });
 }
 
-void Communicator::all_reduce(at::Tensor& tensor, ReduceOp op) { all_reduce_async(tensor, op)->wait(); }
-void Communicator::broadcast(at::Tensor& tensor, int root) { broadcast_async(tensor, root)->wait(); }
+WorkPtr Communicator::all_reduce_async(at::Tensor& tensor, ReduceOp op) { return launch_all_reduce(tensor, op, false); }
+WorkPtr Communicator::broadcast_async(at::Tensor& tensor, int root) { return launch_broadcast(tensor, root, false); }
+WorkPtr Communicator::all_gather_async(const at::Tensor& input, at::Tensor& output) {
+  return launch_all_gather(input, output, false);
+}
+WorkPtr Communicator::reduce_scatter_async(const at::Tensor& input, at::Tensor& output, ReduceOp op) {
+  return launch_reduce_scatter(input, output, op, false);
+}
+
+void Communicator::all_reduce(at::Tensor& tensor, ReduceOp op) { launch_all_reduce(tensor, op, true)->wait(); }
+void Communicator::broadcast(at::Tensor& tensor, int root) { launch_broadcast(tensor, root, true)->wait(); }
 void Communicator::all_gather(const at::Tensor& input, at::Tensor& output) {
-  all_gather_async(input, output)->wait();
+  launch_all_gather(input, output, true)->wait();
 }
 at::Tensor Communicator::all_gather(const at::Tensor& input) {
   std::vector<int64_t> shape{world_size()};
@@ -137,18 +149,18 @@ at::Tensor Communicator::all_gather(const at::Tensor& input) {
   return output;
 }
 void Communicator::reduce_scatter(const at::Tensor& input, at::Tensor& output, ReduceOp op) {
-  reduce_scatter_async(input, output, op)->wait();
+  launch_reduce_scatter(input, output, op, true)->wait();
 }
 
-void Communicator::barrier() { do_barrier(next_op("barrier", 0)); }
+void Communicator::barrier() { do_barrier(next_op("barrier", 0, true)); }
 
 void Communicator::broadcast_bytes(std::string& bytes, int root) {
   check_root(root, "broadcast_bytes");
-  do_broadcast_bytes(bytes, root, next_op("broadcast_bytes", static_cast<int64_t>(bytes.size())));
+  do_broadcast_bytes(bytes, root, next_op("broadcast_bytes", static_cast<int64_t>(bytes.size()), true));
 }
 
 std::vector<std::string> Communicator::all_gather_bytes(const std::string& bytes) {
-  return do_all_gather_bytes(bytes, next_op("all_gather_bytes", static_cast<int64_t>(bytes.size())));
+  return do_all_gather_bytes(bytes, next_op("all_gather_bytes", static_cast<int64_t>(bytes.size()), true));
 }
 
 }  // namespace engram::dist

@@ -32,6 +32,9 @@ struct OpInfo {
   uint64_t seq = 0;
   std::string name;
   int64_t bytes = 0;
+  // The caller waits for it right away (the blocking API): a backend may run it on the calling
+  // thread when nothing else is queued, saving a thread hand-off per call.
+  bool blocking = false;
 };
 
 class Communicator {
@@ -85,7 +88,11 @@ class Communicator {
   virtual bool wants_cuda() const { return false; }
 
  private:
-  OpInfo next_op(const char* name, int64_t bytes);
+  OpInfo next_op(const char* name, int64_t bytes, bool blocking);
+  WorkPtr launch_all_reduce(at::Tensor& tensor, ReduceOp op, bool blocking);
+  WorkPtr launch_broadcast(at::Tensor& tensor, int root, bool blocking);
+  WorkPtr launch_all_gather(const at::Tensor& input, at::Tensor& output, bool blocking);
+  WorkPtr launch_reduce_scatter(const at::Tensor& input, at::Tensor& output, ReduceOp op, bool blocking);
   void check_tensor(const at::Tensor& tensor, const char* what) const;
   void check_root(int root, const char* what) const;
 

@@ -57,32 +57,34 @@ std::vector<std::vector<size_t>> GradReducer::bucket_layout() const {
 }
 
 void GradReducer::after_backward(bool last_micro_step) {
-  if (!last_micro_step || comm_.world_size() == 1) return;
+  if (!last_micro_step) return;
   at::NoGradGuard no_grad;
   std::vector<WorkPtr> works;
   for (auto& bucket : buckets_) {
+    // Steady state: every gradient already is a view into its bucket slot (backward accumulated
+    // into it), so nothing is copied. A gradient that is not (first step, or an optimizer that set
+    // it to none) is copied into its slot once and from then on is a view of it.
+    // (The check compares raw addresses: making 200 narrow() views would cost more than the
+    // all_reduce of a small bucket.)
+    char* base = static_cast<char*>(bucket->flat.data_ptr());
+    const int64_t element = bucket->flat.element_size();
     int64_t offset = 0;
     for (size_t k : bucket->members) {
       at::Tensor& p = params_[k];
-      at::Tensor slot = bucket->flat.narrow(0, offset, p.numel());
-      if (p.grad().defined()) slot.copy_(p.grad().reshape(-1));
-      else slot.zero_();
+      const int64_t begin = offset;
       offset += p.numel();
+      const at::Tensor& g = p.grad();
+      if (g.defined() && g.data_ptr() == base + begin * element) continue;
+      at::Tensor slot = bucket->flat.narrow(0, begin, p.numel());
+      if (g.defined()) slot.copy_(g.reshape(-1));
+      else slot.zero_();
+      p.mutable_grad() = slot.view(p.sizes());
     }
     works.push_back(comm_.all_reduce_async(bucket->flat, ReduceOp::Avg));
     ++collectives_;
   }
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    works[b]->wait();
-    int64_t offset = 0;
-    for (size_t k : buckets_[b]->members) {
-      at::Tensor& p = params_[k];
-      at::Tensor averaged = buckets_[b]->flat.narrow(0, offset, p.numel()).view(p.sizes());
-      if (p.grad().defined()) p.mutable_grad().copy_(averaged);
-      else p.mutable_grad() = averaged.clone();
-      offset += p.numel();
-    }
-  }
+  // The averaged values land in the bucket, which the gradients view: waiting is all that is left.
+  for (auto& work : works) work->wait();
 }
 
 }  // namespace engram::dist

@@ -3,8 +3,10 @@
 // in reverse parameter order (the order backward produces them), into flat buffers of at most
 // `bucket_bytes` (the first one `first_bucket_bytes`, so communication starts early); each bucket
 // is one averaged all_reduce. Buckets are launched asynchronously: bucket k+1 is packed while
-// bucket k is on the wire. With gradient accumulation, nothing is communicated until the last
-// micro-step.
+// bucket k is on the wire. After the first reduction each gradient is a view into its bucket
+// (PyTorch DDP's gradient_as_bucket_view), so backward accumulates straight into the buffer that
+// is sent and nothing is copied in or out. With gradient accumulation, nothing is communicated
+// until the last micro-step.
 #include <cstdint>
 #include <memory>
 #include <vector>

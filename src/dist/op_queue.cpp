@@ -28,11 +28,11 @@ class OpQueue::TaskWork final : public Work {
     }
     auto finished = [this] { return task_->done; };
     if (timeout) {
-      if (!queue_->changed_.wait_for(lock, *timeout, finished))
+      if (!queue_->task_done_.wait_for(lock, *timeout, finished))
         throw TimeoutError(fmt::format("{} seq {} not finished after {} ms", task_->info.name, task_->info.seq,
                                        timeout->count()));
     } else {
-      queue_->changed_.wait(lock, finished);
+      queue_->task_done_.wait(lock, finished);
     }
     if (task_->error) std::rethrow_exception(task_->error);
   }
@@ -49,7 +49,7 @@ OpQueue::~OpQueue() {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
-  changed_.notify_all();
+  work_available_.notify_all();
   thread_.join();
 }
 
@@ -57,11 +57,15 @@ WorkPtr OpQueue::submit(const OpInfo& info, std::function<void()> run) {
   auto task = std::make_shared<Task>();
   task->info = info;
   task->run = std::move(run);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (info.blocking && queue_.empty() && !running_) {
+    // Nothing ahead of it: run it here, without waking the worker (a hand-off costs ~5 us).
+    execute(task, lock);
+  } else {
     queue_.push_back(task);
+    lock.unlock();
+    work_available_.notify_one();
   }
-  changed_.notify_all();
   return std::make_shared<TaskWork>(this, task);
 }
 
@@ -78,13 +82,15 @@ void OpQueue::execute(const std::shared_ptr<Task>& task, std::unique_lock<std::m
   lock.lock();
   task->done = true;
   running_ = false;
-  changed_.notify_all();
+  task_done_.notify_all();
+  // Waking the worker costs a context switch: do it only when something is queued.
+  if (!queue_.empty()) work_available_.notify_one();
 }
 
 void OpQueue::worker() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    changed_.wait(lock, [this] { return (!queue_.empty() && !running_) || (stopping_ && queue_.empty()); });
+    work_available_.wait(lock, [this] { return (!queue_.empty() && !running_) || (stopping_ && queue_.empty()); });
     if (queue_.empty()) return;  // stopping, nothing left
     auto task = queue_.front();
     queue_.pop_front();

@@ -3,8 +3,9 @@
 // so async collectives overlap with the caller's compute. The ordering is what keeps ranks in
 // step: every rank issues the same sequence, and this queue never reorders it.
 //
-// A thread that waits for an op which is next in line and not yet started runs it itself
-// instead of waking the worker: a blocking call then costs what the raw MPI call costs.
+// A blocking op submitted while nothing is queued or running runs on the calling thread, and a
+// thread that waits for an op which is next in line and not yet started runs it itself: a
+// blocking call then costs what the raw MPI call costs, with no thread hand-off.
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -35,7 +36,8 @@ class OpQueue {
 
   Watchdog* watchdog_;
   std::mutex mutex_;
-  std::condition_variable changed_;
+  std::condition_variable work_available_;  // wakes the worker: only when it has something to run
+  std::condition_variable task_done_;       // wakes waiters
   std::deque<std::shared_ptr<Task>> queue_;
   bool running_ = false;   // a task is executing (worker or a waiting caller)
   bool stopping_ = false;

@@ -33,12 +33,29 @@ inline void check_grad_reducer(dist::Communicator& comm) {
   reducer.after_backward(false);
   EXPECT_EQ(reducer.collectives_issued(), 0);
   reducer.after_backward(true);
-  EXPECT_EQ(reducer.collectives_issued(), comm.world_size() > 1 ? static_cast<int64_t>(layout.size()) : 0);
+  EXPECT_EQ(reducer.collectives_issued(), static_cast<int64_t>(layout.size()));
 
   auto reference = make_params(r, true);
   for (auto& p : reference) comm.all_reduce(p.mutable_grad(), dist::ReduceOp::Avg);
   for (size_t k = 0; k < bucketed.size(); ++k)
     EXPECT_TRUE(bucketed[k].grad().equal(reference[k].grad())) << "parameter " << k;
+
+  // A second step: gradients are now views into the buckets and accumulate in place (as
+  // backward does); one parameter had its gradient reset to none (set_to_none).
+  for (size_t k = 0; k < bucketed.size(); ++k) {
+    at::Tensor extra = at::full({bucketed[k].numel()}, static_cast<float>(r * 10 + k));
+    if (k == 3) {
+      bucketed[k].mutable_grad() = at::Tensor();
+      reference[k].mutable_grad() = at::zeros_like(reference[k]);
+    } else {
+      bucketed[k].mutable_grad().add_(extra);
+      reference[k].mutable_grad().add_(extra);
+    }
+  }
+  reducer.after_backward(true);
+  for (auto& p : reference) comm.all_reduce(p.mutable_grad(), dist::ReduceOp::Avg);
+  for (size_t k = 0; k < bucketed.size(); ++k)
+    EXPECT_TRUE(bucketed[k].grad().equal(reference[k].grad())) << "step 2, parameter " << k;
 }
 
 }  // namespace engram::checks

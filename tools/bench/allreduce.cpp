@@ -227,9 +227,11 @@ void bench_sweep(Communicator& comm, MPI_Comm raw, const Timer& timer, const Opt
   }
 }
 
-void bench_grad_reduce(Communicator& comm, const Timer& timer, const Options& options, int rank, int world) {
+// 200 gradients of `kNumel` floats each: 256 (1 KB, a LayerNorm of a small model), 768 (3 KB, a
+// GPT-2 bias) and 2000 (8 KB).
+void bench_grad_reduce(Communicator& comm, const Timer& timer, const Options& options, int rank, int world,
+                       int64_t kNumel) {
   constexpr int kTensors = 200;
-  constexpr int64_t kNumel = 2000;  // 8 KB of float32 each
   std::vector<at::Tensor> params;
   for (int i = 0; i < kTensors; ++i) {
     at::Tensor p = at::zeros({kNumel}, at::kFloat).set_requires_grad(true);
@@ -268,13 +270,13 @@ void bench_grad_reduce(Communicator& comm, const Timer& timer, const Options& op
   for (int k = 0; k < 2; ++k) {
     med[k] = median(times[k]);
     double lo = *std::min_element(times[k].begin(), times[k].end());
-    emit(rank, fmt::format("{{\"bench\":\"grad_reduce\",\"impl\":\"{}\",\"tensors\":{},\"bytes\":{},\"ranks\":{},"
+    emit(rank, fmt::format("{{\"bench\":\"grad_reduce\",\"impl\":\"{}\",\"tensors\":{},\"numel\":{},\"bytes\":{},\"ranks\":{},"
                            "\"collectives\":{},\"reps\":{},\"time_us\":{},\"min_us\":{},\"algbw_GBps\":{}}}",
-                           impl[k], kTensors, bytes, world, collectives[k], reps, json_number(med[k] * 1e6),
+                           impl[k], kTensors, kNumel, bytes, world, collectives[k], reps, json_number(med[k] * 1e6),
                            json_number(lo * 1e6), json_number(bytes / med[k] / 1e9)));
   }
-  emit(rank, fmt::format("{{\"bench\":\"grad_reduce_speedup\",\"tensors\":{},\"bytes\":{},\"ranks\":{},\"ratio\":{}}}",
-                         kTensors, bytes, world, json_number(med[1] / med[0])));
+  emit(rank, fmt::format("{{\"bench\":\"grad_reduce_speedup\",\"tensors\":{},\"numel\":{},\"bytes\":{},\"ranks\":{},\"ratio\":{}}}",
+                         kTensors, kNumel, bytes, world, json_number(med[1] / med[0])));
 }
 
 }  // namespace
@@ -305,7 +307,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (world < 2 && rank == 0)
-    std::fprintf(stderr, "bench_allreduce: world size 1: nothing is communicated; run under mpirun -np 2\n");
+    std::fprintf(stderr, "bench_allreduce: world size 1: nothing is communicated (grad_reduce skipped); run under mpirun -np 2\n");
 
   at::set_num_threads(1);
   at::globalContext().setFlushDenormal(true);
@@ -324,7 +326,9 @@ int main(int argc, char** argv) {
                              world, library_version(), at::get_num_threads(), options.quick ? "true" : "false",
                              options.max_bytes));
       bench_sweep(*comm, raw, timer, options, rank, world);
-      bench_grad_reduce(*comm, timer, options, rank, world);
+      // GradReducer communicates nothing at world size 1: there is nothing to compare.
+      if (world > 1)
+        for (int64_t numel : {256, 768, 2000}) bench_grad_reduce(*comm, timer, options, rank, world, numel);
       BENCH_MPI(MPI_Barrier(ctl));
     }  // the communicator (its queue and watchdog threads) goes before MPI does
     MPI_Comm_free(&raw);
