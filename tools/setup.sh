@@ -12,7 +12,7 @@ PACKAGES=(
   libyaml-cpp-dev libboost-program-options-dev
   googletest libgtest-dev libgmock-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev
-  libsentencepiece-dev sentencepiece
+  libsentencepiece-dev sentencepiece libpcre2-dev
   libfaiss-dev
   slurm-wlm
   python3-matplotlib python3-h5py

@@ -29,6 +29,7 @@ struct Command {
   std::function<void(boost::program_options::options_description&)> add_options;
   std::function<int(CommandContext&)> run;
   bool needs_runtime = true;  // starts MPI and a communicator
+  std::vector<std::string> positional;  // own options that may also be given by position
 };
 
 // The registry, in the order `engram --help` lists them.
@@ -37,10 +38,17 @@ const std::vector<Command>& commands();
 // Every option of every subsystem.
 config::Schema full_schema();
 
+// Options declared next to the command that owns them.
+void declare_tokenizer_options(config::Schema& schema);
+void declare_data_options(config::Schema& schema);
+
 // Version lines: engram, LibTorch, MPI, HDF5 (parallel yes/no), NCCL.
 std::string version_text();
 
 // Commands (one file each).
 Command doctor_command();
+Command synth_command();
+Command tokenizer_command();
+Command data_command();
 
 }  // namespace engram::app

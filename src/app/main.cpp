@@ -77,7 +77,9 @@ int run_command(const app::Command& command, int argc, char** argv, std::unique_
 
   po::variables_map args;
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).run(), args);
+    po::positional_options_description positional;
+    for (const auto& name : command.positional) positional.add(name.c_str(), 1);
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), args);
     po::notify(args);
   } catch (const po::error& e) {
     core::fail("engram {}: {} (see engram {} --help)", command.name, e.what(), command.name);

@@ -1,4 +1,5 @@
 #include "app/command.h"
+#include "data/synth.h"
 #include "dist/options.h"
 
 namespace engram::app {
@@ -10,11 +11,15 @@ config::Schema full_schema() {
   schema.add_int("run.seed", 1234, "base random seed; every stream (rank, epoch, ...) is derived from it");
   schema.add_string("run.out_dir", "runs/quickstart", "directory for this run's outputs");
   dist::declare_options(schema);
+  data::declare_synth_options(schema);
+  declare_tokenizer_options(schema);
+  declare_data_options(schema);
   return schema;
 }
 
 const std::vector<Command>& commands() {
-  static const std::vector<Command> all = {doctor_command()};
+  static const std::vector<Command> all = {doctor_command(), synth_command(), tokenizer_command(),
+                                            data_command()};
   return all;
 }
 

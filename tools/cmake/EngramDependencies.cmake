@@ -48,6 +48,11 @@ if(PkgConfig_FOUND)
 endif()
 _engram_record("SentencePiece" "${SENTENCEPIECE_FOUND}" "${SENTENCEPIECE_VERSION}" "libsentencepiece-dev")
 
+if(PkgConfig_FOUND)
+  pkg_check_modules(PCRE2 QUIET IMPORTED_TARGET libpcre2-8)
+endif()
+_engram_record("PCRE2 (GPT-2 pre-tokenizer)" "${PCRE2_FOUND}" "${PCRE2_VERSION}" "libpcre2-dev")
+
 find_package(faiss QUIET)
 _engram_record("faiss" "${faiss_FOUND}" "${faiss_VERSION}" "libfaiss-dev")
 

@@ -1,0 +1,51 @@
+#pragma once
+// Turning examples into model inputs: prompt formats, answer-only label masks, and padded batches.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace engram::text {
+class Tokenizer;
+}
+
+namespace engram::data {
+
+constexpr int64_t kIgnoreLabel = -100;  // labels the loss skips (LibTorch's cross_entropy default)
+
+enum class PromptFormat {
+  ContextQuestionAnswer,  // "Context: <c> Question: <q> Answer: <a>"
+  QuestionAnswer,         // "Question: <q> Answer: <a>" (closed book)
+};
+PromptFormat prompt_format_from_name(const std::string& name);  // "cqa" | "qa"
+
+// The prompt up to and including "Answer:", and the answer text that follows it (" <a>").
+std::string prompt_text(PromptFormat format, const std::string& context, const std::string& question);
+std::string answer_text(const std::string& answer);
+
+// One tokenized example: ids, and which positions are trained on.
+struct Example {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> train_mask;  // 1 where the token is predicted by the loss
+};
+
+// Prompt + answer (+ EOS when the tokenizer has one), loss on the answer tokens only. Prompts
+// longer than `max_tokens` lose their start (the question and answer are kept).
+Example encode_qa(const text::Tokenizer& tokenizer, PromptFormat format, const std::string& context,
+                  const std::string& question, const std::string& answer, int64_t max_tokens);
+// Plain text (language modelling): every token is trained on; split into pieces of <= max_tokens.
+std::vector<Example> encode_text(const text::Tokenizer& tokenizer, const std::string& text, int64_t max_tokens);
+
+// A padded batch for a causal LM. Labels are shifted: labels[b][t] = ids[b][t+1] where that
+// token is trained on, else kIgnoreLabel. Padding goes right (training) or left (generation, so
+// every prompt ends at the last column).
+struct Batch {
+  at::Tensor input_ids;       // [B, T] int64
+  at::Tensor attention_mask;  // [B, T] int64, 1 for real tokens
+  at::Tensor labels;          // [B, T] int64
+};
+enum class PadSide { Right, Left };
+Batch collate(const std::vector<Example>& examples, int32_t pad_id, PadSide side = PadSide::Right);
+
+}  // namespace engram::data

@@ -1,0 +1,39 @@
+#include "text/tokenizer.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "text/gpt2_bpe.h"
+#include "text/sentencepiece_tokenizer.h"
+
+namespace engram::text {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kAccepted =
+    "expected a SentencePiece '.model' file, or a GPT-2 folder holding vocab.json and merges.txt "
+    "(or the path of that vocab.json)";
+
+std::unique_ptr<Tokenizer> load_gpt2(const fs::path& vocab, const fs::path& merges) {
+  for (const fs::path& file : {vocab, merges}) {
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec))
+      core::fail("GPT-2 tokenizer: '{}' is missing; {}", file.string(), kAccepted);
+  }
+  return std::make_unique<Gpt2BpeTokenizer>(vocab.string(), merges.string());
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
+  const fs::path p(path);
+  std::error_code ec;
+  if (!fs::exists(p, ec)) core::fail("tokenizer path '{}' does not exist; {}", path, kAccepted);
+  if (fs::is_directory(p, ec)) return load_gpt2(p / "vocab.json", p / "merges.txt");
+  if (p.extension() == ".model") return std::make_unique<SentencePieceTokenizer>(path);
+  if (p.extension() == ".json") return load_gpt2(p, p.parent_path() / "merges.txt");
+  core::fail("tokenizer path '{}' is neither kind; {}", path, kAccepted);
+}
+
+}  // namespace engram::text

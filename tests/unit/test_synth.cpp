@@ -1,0 +1,171 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "data/synth.h"
+
+using namespace engram;
+using data::Split;
+
+namespace {
+data::SynthOptions small(int64_t entities = 400, uint64_t seed = 7) {
+  data::SynthOptions o;
+  o.entities = entities;
+  o.seed = seed;
+  return o;
+}
+int64_t count_lines(const std::string& path) {
+  std::ifstream in(path);
+  int64_t n = 0;
+  std::string line;
+  while (std::getline(in, line)) ++n;
+  return n;
+}
+}  // namespace
+
+TEST(SynthWorld, DeterministicFromTheSeed) {
+  data::SynthWorld a(small()), b(small()), c(small(400, 8));
+  for (int64_t i : {0, 17, 399}) {
+    auto da = a.document(i, Split::Test, i), db = b.document(i, Split::Test, i), dc = c.document(i, Split::Test, i);
+    EXPECT_EQ(da.text, db.text);
+    EXPECT_EQ(da.qa.size(), db.qa.size());
+    EXPECT_NE(da.text, dc.text);
+  }
+}
+
+TEST(SynthWorld, EntityNamesAreUnique) {
+  data::SynthWorld world(small(100000));
+  std::set<std::string> names;
+  for (int64_t i = 0; i < 100000; ++i) names.insert(world.entity(i).name);
+  EXPECT_EQ(names.size(), 100000u);
+}
+
+TEST(SynthWorld, SplitsAreDisjointAndCoverEveryEntity) {
+  data::SynthWorld world(small(1000));
+  int64_t next = 0;
+  for (Split s : {Split::Pretrain, Split::Train, Split::Valid, Split::Test}) {
+    auto [begin, end] = world.split_range(s);
+    EXPECT_EQ(begin, next);
+    EXPECT_GT(end, begin);
+    next = end;
+  }
+  EXPECT_EQ(next, 1000);
+  EXPECT_EQ(world.split_range(Split::Pretrain).second, 500);  // frac_pretrain 0.5
+}
+
+TEST(SynthWorld, KindsHaveEnoughTemplatesAndDisjointPools) {
+  std::set<std::string> seen_values;
+  size_t pools = 0, total_values = 0;
+  std::set<const std::vector<std::string>*> distinct_pools;
+  for (const auto& kind : data::world_kinds()) {
+    for (const auto& a : kind.attributes) {
+      EXPECT_GE(a.statements.size(), 5u) << kind.name << "/" << a.name;
+      EXPECT_GE(a.train_questions.size(), 3u);
+      EXPECT_GE(a.heldout_questions.size(), 2u);
+      for (const auto& q : a.heldout_questions)  // held-out phrasings are never training phrasings
+        EXPECT_EQ(std::count(a.train_questions.begin(), a.train_questions.end(), q), 0);
+      if (distinct_pools.insert(a.values).second) {
+        ++pools;
+        total_values += a.values->size();
+        seen_values.insert(a.values->begin(), a.values->end());
+        for (const auto& v : *a.values) EXPECT_EQ(v.find(' '), std::string::npos) << "single-word values: " << v;
+      }
+    }
+  }
+  EXPECT_GE(data::world_kinds().size(), 3u);
+  EXPECT_EQ(seen_values.size(), total_values) << "a value appears in two pools";
+  EXPECT_GE(pools, 10u);
+}
+
+TEST(SynthWorld, DocumentsStateTheAnswersOfTheirQuestions) {
+  data::SynthWorld world(small());
+  for (int64_t i = 0; i < 400; i += 13) {
+    data::Document pre = world.document(i, Split::Pretrain, i);
+    data::Document test = world.document(i, Split::Test, i);
+    data::Entity e = world.entity(i);
+    EXPECT_NE(pre.text.find(e.name), std::string::npos);
+    int facts = 0;
+    for (const auto& qa : pre.qa) {
+      EXPECT_FALSE(qa.heldout);
+      ASSERT_EQ(qa.answers.size(), 1u);
+      EXPECT_NE(pre.text.find(qa.answers[0]), std::string::npos) << pre.text << " / " << qa.answers[0];
+      EXPECT_NE(qa.question.find(e.name), std::string::npos);
+      ++facts;
+    }
+    EXPECT_GE(facts, 3);
+    EXPECT_LE(facts, 5);
+    // Evaluation splits: each fact asked once with a training phrasing and once held out.
+    int heldout = 0;
+    for (const auto& qa : test.qa) heldout += qa.heldout ? 1 : 0;
+    EXPECT_EQ(heldout * 2, static_cast<int>(test.qa.size()));
+  }
+  EXPECT_EQ(world.document(5, Split::Test, 42).id, "test-0000042");
+  EXPECT_EQ(*world.document(5, Split::Test, 2).time, 1700000000 + 2 * 3600);
+}
+
+TEST(SynthWorld, LongDocumentsPutFillerAfterTheFacts) {
+  auto options = small();
+  options.long_filler_words = 300;
+  data::SynthWorld world(options);
+  data::Document doc = world.long_document(390, 0);
+  data::Document facts = world.document(390, Split::Test, 0);
+  EXPECT_EQ(doc.text.rfind(facts.text, 0), 0u) << "facts come first";
+  auto words = std::count(doc.text.begin(), doc.text.end(), ' ') - std::count(facts.text.begin(), facts.text.end(), ' ');
+  EXPECT_GE(words, 300);
+  EXPECT_EQ(doc.qa.size(), facts.qa.size());
+}
+
+TEST(SynthWorld, BadOptionsAreUserErrors) {
+  EXPECT_THROW(data::SynthWorld(small(50)), core::UserError);
+  EXPECT_THROW(data::SynthWorld(small(2000000)), core::UserError);
+  auto o = small();
+  o.frac_pretrain = 0.9;
+  o.frac_train = 0.2;
+  EXPECT_THROW(data::SynthWorld{o}, core::UserError);
+}
+
+TEST(SynthWorld, WritesSplitsCorpusAndManifest) {
+  auto options = small(200);
+  options.long_documents = true;
+  options.long_documents_count = 5;
+  data::SynthWorld world(options);
+  std::string dir = ::testing::TempDir() + "synth_world";
+  std::filesystem::remove_all(dir);
+  int64_t last_done = 0;
+  auto summary = data::write_world(world, dir, [&](int64_t done, int64_t total) {
+    EXPECT_EQ(total, 200);
+    last_done = done;
+  });
+  EXPECT_EQ(last_done, 200);
+  EXPECT_EQ(count_lines(dir + "/pretrain.jsonl"), 100);
+  EXPECT_EQ(count_lines(dir + "/train.jsonl"), 40);
+  EXPECT_EQ(count_lines(dir + "/valid.jsonl"), 10);
+  EXPECT_EQ(count_lines(dir + "/test.jsonl"), 50);
+  EXPECT_EQ(count_lines(dir + "/long_test.jsonl"), 5);
+  EXPECT_EQ(summary.documents[3], 50);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/test.jsonl.tmp"));
+
+  std::ifstream first(dir + "/test.jsonl");
+  std::string line;
+  std::getline(first, line);
+  auto doc = nlohmann::json::parse(line);
+  EXPECT_EQ(doc["id"], "test-0000000");
+  EXPECT_TRUE(doc["qa"][1]["heldout"].get<bool>());
+
+  auto manifest = nlohmann::json::parse(std::ifstream(dir + "/world.json"));
+  EXPECT_EQ(manifest["entities"], 200);
+  EXPECT_EQ(manifest["documents"]["valid"], 10);
+
+  // The tokenizer corpus never names a valid or test entity.
+  std::ifstream corpus_in(dir + "/corpus.txt");
+  std::string corpus((std::istreambuf_iterator<char>(corpus_in)), std::istreambuf_iterator<char>());
+  EXPECT_GT(corpus.size(), 10000u);
+  for (int64_t i = world.split_range(Split::Valid).first; i < 200; ++i)
+    EXPECT_EQ(corpus.find(world.entity(i).name), std::string::npos) << world.entity(i).name;
+  EXPECT_NE(corpus.find(world.entity(0).name), std::string::npos);
+}
