@@ -122,7 +122,14 @@ int run_command(const app::Command& command, int argc, char** argv, std::unique_
     log.host = topo.host;
     core::init_logging(log);
   }
-  spdlog::info("engram {}: effective config\n{}", command.name, config.to_yaml());
+  // The whole effective config at debug level; at info, what differs from the defaults and where
+  // it was set (the whole config also goes into every output file).
+  spdlog::debug("engram {}: effective config\n{}", command.name, config.to_yaml());
+  std::string changed;
+  for (const auto& [name, option] : schema.options())
+    if (config.source_of(name) != "default")
+      changed += fmt::format("\n  {} = {}  ({})", name, format_value(config.value_of(name)), config.source_of(name));
+  spdlog::info("engram {}: config {}", command.name, changed.empty() ? "all defaults" : "set:" + changed);
   app::CommandContext context{config, args, runtime.get()};
   return command.run(context);
 }

@@ -467,6 +467,11 @@ const Value& Config::value(const std::string& name, Type expected) const {
   return values_.at(name);
 }
 
+const Value& Config::value_of(const std::string& name) const {
+  ENGRAM_CHECK(schema_->find(name) != nullptr, "no config option '{}'", name);
+  return values_.at(name);
+}
+
 int64_t Config::get_int(const std::string& name) const {
   return std::get<int64_t>(value(name, Type::Int));
 }

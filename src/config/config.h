@@ -60,6 +60,7 @@ class Config {
   const std::string& get_string(const std::string& name) const;
   const std::vector<std::string>& get_list(const std::string& name) const;
 
+  const Value& value_of(const std::string& name) const;  // any type; unknown name -> InternalError
   // Where the value came from: "default", "file.yaml:12" or "--set".
   const std::string& source_of(const std::string& name) const;
   // The effective configuration as nested YAML, every option, with its help as a comment.

@@ -104,8 +104,8 @@ class RowCheck {
 
   template <typename... Args>
   [[noreturn]] void bad(fmt::format_string<Args...> format, Args&&... args) const {
-    const std::string where =
-        location_.empty() ? fmt::format("{}:{}", file_, line_) : fmt::format("{}: {}", file_, location_);
+    const std::string where = location_.empty() ? fmt::format("{}:{}", file_, line_)
+                                                : fmt::format("{}: {}", file_, location_);
     throw io::BadRecord(where + ": " + fmt::format(format, std::forward<Args>(args)...));
   }
 
@@ -143,6 +143,7 @@ class RowCheck {
       case json::value_t::string: return "a string";
       case json::value_t::array: return "an array";
       case json::value_t::object: return "an object";
+      case json::value_t::boolean: return "a boolean";
       default: return "of another type";
     }
   }
@@ -164,7 +165,8 @@ bool looks_like_squad(const json& root) {
 std::optional<Format> csv_format_from_header(const io::CsvReader& csv) {
   const auto has = [&](std::string_view name) { return csv.find_column(name).has_value(); };
   if (has("text") && has("question") && has("answers")) return Format::StreamingQaCsv;
-  if (has("question") && has("answer") && (has("ans_paragraph") || has("ans_text")) && has("doc_id"))
+  if (has("question") && has("answer") && (has("ans_paragraph") || has("ans_text")) &&
+      has("doc_id"))
     return Format::ArchivalQaCsv;
   return std::nullopt;
 }
@@ -179,8 +181,10 @@ Format detect(const std::string& path, bool inspect_json) {
       json root;
       io::read_json_file(path, root);
       if (!looks_like_squad(root))
-        core::fail("{}: not a SQuAD v1.1 file (expected a \"data\" array of articles with "
-                   "\"paragraphs\"); {}", path, kAccepted);
+        core::fail(
+            "{}: not a SQuAD v1.1 file (expected a \"data\" array of articles with "
+            "\"paragraphs\"); {}",
+            path, kAccepted);
     }
     return Format::SquadJson;
   }
@@ -224,7 +228,8 @@ class DocumentReader::Source {
         if (!options_.skip_bad_rows) throw;
         ++stats_.rows;
         ++stats_.bad_rows;
-        if (stats_.first_errors.size() < ReadStats::kMaxErrors) stats_.first_errors.push_back(e.what());
+        if (stats_.first_errors.size() < ReadStats::kMaxErrors)
+          stats_.first_errors.push_back(e.what());
         continue;
       }
       ++stats_.rows;
@@ -250,7 +255,7 @@ class DocumentReader::Source {
 
 namespace {
 
-// {"id": str, "text": str, "time": int?, "qa": [{"question": str, "answers": [str, ...]}]?}
+// {"id": str, "text": str, "time": int?, "qa": [{"question": str, "answers": [str, ...], "heldout": bool?}]?}
 class JsonlSource final : public DocumentReader::Source {
  public:
   JsonlSource(const std::string& path, const ReadOptions& options)
@@ -285,13 +290,18 @@ class JsonlSource final : public DocumentReader::Source {
         };
         at.expect(item, json::value_t::object, name(""));
         QA qa;
-        qa.question = std::move(at.string(at.required(item, "question", name(".question")),
-                                          name(".question")));
+        qa.question = std::move(
+            at.string(at.required(item, "question", name(".question")), name(".question")));
         json& answers = at.required(item, "answers", name(".answers"));
         at.non_empty_array(answers, name(".answers"));
         for (size_t k = 0; k < answers.size(); ++k)
-          qa.answers.push_back(std::move(at.string(
-              answers[k], [i, k] { return fmt::format("qa[{}].answers[{}]", i, k); })));
+          qa.answers.push_back(std::move(
+              at.string(answers[k], [i, k] { return fmt::format("qa[{}].answers[{}]", i, k); })));
+        // Synthetic-world marker of a held-out paraphrase question (data/synth.h).
+        if (const json* heldout = at.optional(item, "heldout")) {
+          at.expect(*heldout, json::value_t::boolean, name(".heldout"));
+          qa.heldout = heldout->get<bool>();
+        }
         doc.qa.push_back(std::move(qa));
       }
     }
@@ -320,9 +330,7 @@ class CsvSource : public DocumentReader::Source {
     return csv_.next(fields_);
   }
   RowCheck check() const { return RowCheck(csv_.path(), csv_.line()); }
-  std::optional<int64_t> time() const {
-    return time_ ? parse_time(fields_[*time_]) : std::nullopt;
-  }
+  std::optional<int64_t> time() const { return time_ ? parse_time(fields_[*time_]) : std::nullopt; }
 
   io::CsvReader csv_;
   std::vector<std::string> fields_;  // always header().size() long after next_row()
@@ -408,8 +416,10 @@ class SquadSource final : public DocumentReader::Source {
       : Source(Format::SquadJson, options), path_(path) {
     io::read_json_file(path, root_);
     if (!looks_like_squad(root_))
-      core::fail("{}: not a SQuAD v1.1 file (expected a \"data\" array of articles with "
-                 "\"paragraphs\")", path);
+      core::fail(
+          "{}: not a SQuAD v1.1 file (expected a \"data\" array of articles with "
+          "\"paragraphs\")",
+          path);
     std::error_code error;  // the file was just read whole, so its size is what was consumed
     bytes_ = static_cast<int64_t>(std::filesystem::file_size(path, error));
     if (error) bytes_ = 0;

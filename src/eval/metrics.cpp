@@ -112,8 +112,7 @@ double token_f1(std::string_view prediction, std::string_view gold) {
 }
 
 double substring_accuracy(std::string_view prediction, std::string_view gold) {
-  return normalize_answer(prediction).find(normalize_answer(gold)) != std::string::npos ? 1.0
-                                                                                         : 0.0;
+  return normalize_answer(prediction).find(normalize_answer(gold)) != std::string::npos ? 1.0 : 0.0;
 }
 
 double max_over_references(Metric metric, std::string_view prediction,

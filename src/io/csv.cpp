@@ -53,7 +53,8 @@ bool CsvReader::read_record(std::vector<std::string>& fields) {
           else
             field.push_back(c);
           break;
-        case State::QuoteInQuoted:  // the previous quote either escaped this one or closed the field
+        case State::QuoteInQuoted:  // the previous quote either escaped this one or closed the
+                                    // field
           if (c == '"') {
             field.push_back('"');
             state = State::Quoted;

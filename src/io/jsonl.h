@@ -15,8 +15,8 @@
 
 namespace engram::io {
 
-// One malformed record (a JSONL line, a CSV record, a row a dataset reader rejects). The reader that
-// throws it has already moved past the record, so a caller may catch it, count it and read on.
+// One malformed record (a JSONL line, a CSV record, a row a dataset reader rejects). The reader
+// that throws it has already moved past the record, so a caller may catch it, count it and read on.
 // Other UserErrors (cannot open, unterminated quote, read error) end the file.
 class BadRecord : public core::UserError {
  public:

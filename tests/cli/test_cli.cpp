@@ -139,3 +139,68 @@ TEST(Cli, StalledRankEndsTheJobWithinTheTimeout) {
   EXPECT_TRUE(contains(r.output, "seq 1")) << r.output;
   EXPECT_FALSE(contains(r.output, "not reached")) << r.output;
 }
+
+// ---- text and data commands ----
+
+TEST(Cli, SynthTokenizerAndStatsPipeline) {
+  const std::string dir = ::testing::TempDir() + "cli_world";
+  std::string sets = " --set synth.entities=300 --set synth.out_dir=" + dir + " --set tokenizer.input=" + dir +
+                     "/corpus.txt --set tokenizer.model=" + dir + "/tok.model --set tokenizer.vocab_size=400";
+  Result r = run(kEngram + " synth" + sets);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "pretrain 150 train 60 valid 15 test 75 documents")) << r.output;
+
+  r = run(kEngram + " tokenizer" + sets);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "(vocab 400, pad 0 unk 1 bos 2 eos 3)")) << r.output;
+
+  r = run(kEngram + " data stats --input " + dir + "/test.jsonl --tokenizer " + dir + "/tok.model");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "documents                75")) << r.output;
+  EXPECT_TRUE(contains(r.output, "text tokens")) << r.output;
+  // Every fact is asked twice in the test split: once with a held-out paraphrase.
+  auto at = r.output.find("questions                ");
+  ASSERT_NE(at, std::string::npos);
+  long questions = std::stol(r.output.substr(at + 25));
+  EXPECT_TRUE(contains(r.output, "(" + std::to_string(questions / 2) + " held-out paraphrases)")) << r.output;
+}
+
+TEST(Cli, SynthRejectsBadSizes) {
+  Result r = run(kEngram + " synth --set synth.entities=10 --set synth.out_dir=" + ::testing::TempDir() + "x");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "synth.entities: expected 100 to 1,000,000, got 10")) << r.output;
+}
+
+TEST(Cli, TokenizerWithoutCorpusSaysWhatToDo) {
+  Result r = run(kEngram + " tokenizer --set tokenizer.input=/nonexistent/corpus.txt");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "run `engram synth` first")) << r.output;
+}
+
+TEST(Cli, DataStatsOnEveryFormat) {
+  const std::string fixtures = ENGRAM_FIXTURES "/data/";
+  Result r = run(kEngram + " data stats --json --input " + fixtures + "squad.json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "\"format\":\"squad-json\"")) << r.output;
+  EXPECT_TRUE(contains(r.output, "\"documents\":3,")) << r.output;
+  EXPECT_TRUE(contains(r.output, "\"questions\":5,")) << r.output;
+  for (const char* file : {"streamingqa.csv", "archivalqa.csv", "native.jsonl"}) {
+    r = run(kEngram + " data stats --input " + fixtures + file);
+    EXPECT_EQ(r.code, 0) << file << r.output;
+    EXPECT_TRUE(contains(r.output, "bad rows                 0")) << file << r.output;
+  }
+}
+
+TEST(Cli, DataStatsBadRowsStopOrAreCounted) {
+  const std::string path = ENGRAM_FIXTURES "/data/native_bad.jsonl";
+  Result r = run(kEngram + " data stats --input " + path);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, path + ":2: invalid JSON")) << r.output;
+  r = run(kEngram + " data stats --input " + path + " --set data.on_bad_row=skip");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "bad rows                 6")) << r.output;
+  EXPECT_TRUE(contains(r.output, "bad row: " + path + ":3: missing field 'text'")) << r.output;
+  r = run(kEngram + " data frobnicate --input " + path);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "unknown action 'frobnicate'")) << r.output;
+}

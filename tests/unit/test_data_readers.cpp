@@ -20,9 +20,9 @@ namespace fs = std::filesystem;
 using engram::core::UserError;
 using engram::data::Document;
 using engram::data::Format;
+using engram::data::read_all;
 using engram::data::ReadOptions;
 using engram::data::ReadStats;
-using engram::data::read_all;
 using Strings = std::vector<std::string>;
 
 std::string fixture(const std::string& name) {
@@ -121,8 +121,9 @@ TEST(JsonlReader, MalformedLineNamesFileAndLineAndReadingGoesOn) {
     FAIL() << "no error";
   } catch (const engram::io::BadRecord& e) {
     EXPECT_EQ(std::string(e.what()),
-              path + ":2: invalid JSON: column 26: syntax error while parsing value - unexpected "
-                     "end of input; expected '[', '{', or a literal");
+              path +
+                  ":2: invalid JSON: column 26: syntax error while parsing value - unexpected "
+                  "end of input; expected '[', '{', or a literal");
   }
   ASSERT_TRUE(reader.next(value));
   EXPECT_EQ(reader.line(), 3);
@@ -168,12 +169,15 @@ TEST(JsonlWriter, InvalidUtf8IsReplacedNotFatal) {
   TempDir dir;
   const std::string path = dir.file("bad-utf8.jsonl");
   engram::io::JsonlWriter writer(path);
-  writer.write({{"text", std::string("a\xFF" "b")}});
+  writer.write({{"text", std::string("a\xFF"
+                                     "b")}});
   writer.close();
   engram::io::JsonlReader reader(path);
   nlohmann::json value;
   ASSERT_TRUE(reader.next(value));
-  EXPECT_EQ(value["text"], "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(value["text"],
+            "a\xEF\xBF\xBD"
+            "b");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,8 +208,9 @@ TEST(CsvReader, ColumnLookup) {
   EXPECT_EQ(csv.column("answer"), 3u);
   EXPECT_FALSE(csv.find_column("answers").has_value());
   EXPECT_EQ(user_error([&] { csv.column("answers"); }),
-            path + ": missing column 'answers' (columns: doc_id, para_num, question, answer, "
-                   "ans_paragraph, ans_text)");
+            path +
+                ": missing column 'answers' (columns: doc_id, para_num, question, answer, "
+                "ans_paragraph, ans_text)");
 }
 
 TEST(CsvReader, WrongFieldCountNamesTheLineAndReadingGoesOn) {
@@ -268,8 +273,10 @@ TEST(DetectFormat, RejectionsListWhatIsAccepted) {
   EXPECT_EQ(user_error([&] { engram::data::detect_format(csv); }),
             csv + ": unrecognised CSV columns (a, b); " + accepted);
   EXPECT_EQ(user_error([&] { engram::data::detect_format(json); }),
-            json + ": not a SQuAD v1.1 file (expected a \"data\" array of articles with "
-                   "\"paragraphs\"); " + accepted);
+            json +
+                ": not a SQuAD v1.1 file (expected a \"data\" array of articles with "
+                "\"paragraphs\"); " +
+                accepted);
   EXPECT_EQ(user_error([&] { engram::data::detect_format(txt); }),
             txt + ": unknown data file type; " + accepted);
 }
@@ -293,12 +300,23 @@ TEST(NativeJsonl, ReadsEveryField) {
   EXPECT_EQ(docs[2].time, -5);
   ASSERT_EQ(docs[2].qa.size(), 2u);
   EXPECT_EQ(docs[2].qa[1].answers, (Strings{"café", "A2"}));  // native answers stay as written
+  EXPECT_FALSE(docs[2].qa[0].heldout);
+  EXPECT_TRUE(docs[2].qa[1].heldout);
   EXPECT_FALSE(docs[3].time.has_value());
   EXPECT_TRUE(docs[3].qa.empty());
   EXPECT_EQ(stats.rows, 4);
   EXPECT_EQ(stats.documents, 4);
   EXPECT_EQ(stats.questions, 3);
   EXPECT_EQ(stats.bad_rows, 0);
+}
+
+TEST(NativeJsonl, HeldoutMustBeABoolean) {
+  const std::string path = ::testing::TempDir() + "heldout_bad.jsonl";
+  std::ofstream(path) << R"({"id": "a", "text": "t", "qa": [{"question": "q", "answers": ["x"], "heldout": "yes"}]})"
+                      << "\n";
+  engram::data::DocumentReader reader(path);
+  Document doc;
+  EXPECT_EQ(user_error([&] { reader.next(doc); }), path + ":1: field 'qa[0].heldout' must be a boolean, found string");
 }
 
 TEST(NativeJsonl, BadRowStopsTheReadByDefault) {
@@ -349,7 +367,7 @@ TEST(StreamingQa, ShortestAnswerFirstAllKeptTimeWhenNumeric) {
   EXPECT_EQ(docs[1].qa[0].question, "What did he say, \"exactly\"?");
   EXPECT_EQ(docs[1].text, "He said \"yes\".\nIt spanned two lines.");
   EXPECT_EQ(docs[1].qa[0].answers, (Strings{"No", "Yes", "OK"}));  // first of the shortest
-  EXPECT_EQ(docs[1].time, 1577836800);                              // "1577836800.0"
+  EXPECT_EQ(docs[1].time, 1577836800);                             // "1577836800.0"
 
   EXPECT_EQ(docs[2].id, "row-2");
   EXPECT_EQ(docs[2].qa[0].answers, (Strings{"London"}));  // empty pieces dropped
@@ -389,8 +407,8 @@ TEST(StreamingQa, WrongFieldCountsInSkipModeAndFatalQuote) {
   EXPECT_EQ(docs[2].id, "row-4");
   EXPECT_EQ(stats.rows, 5);
   EXPECT_EQ(stats.bad_rows, 2);
-  EXPECT_EQ(stats.first_errors,
-            (Strings{path + ":3: expected 3 fields, found 4", path + ":5: expected 3 fields, found 2"}));
+  EXPECT_EQ(stats.first_errors, (Strings{path + ":3: expected 3 fields, found 4",
+                                         path + ":5: expected 3 fields, found 2"}));
   // An unterminated quote swallows the rest of the file: not a bad row, even in skip mode.
   const std::string quote = fixture("bad_quote.csv");
   EXPECT_EQ(user_error([&] { read_all(quote, options); }),
@@ -424,8 +442,9 @@ TEST(ArchivalQa, MissingParaNum) {
   TempDir dir;
   const std::string path = dir.file("arch.csv", "question,answer,ans_paragraph,doc_id\nq,a,p,d\n");
   EXPECT_EQ(engram::data::detect_format(path), Format::ArchivalQaCsv);
-  EXPECT_EQ(user_error([&] { read_all(path); }),
-            path + ": missing column 'para_num' (columns: question, answer, ans_paragraph, doc_id)");
+  EXPECT_EQ(
+      user_error([&] { read_all(path); }),
+      path + ": missing column 'para_num' (columns: question, answer, ans_paragraph, doc_id)");
 }
 
 TEST(Squad, OneDocumentPerParagraphDistinctAnswersShortestFirst) {
@@ -453,9 +472,9 @@ TEST(Squad, OneDocumentPerParagraphDistinctAnswersShortestFirst) {
 
 TEST(Squad, BadParagraphsAndArticlesNameTheirPlace) {
   TempDir dir;
-  const std::string path = dir.file(
-      "bad.json",
-      R"({"data": [{"title": "A", "paragraphs": [{"context": "c0", "qas": []},
+  const std::string path =
+      dir.file("bad.json",
+               R"({"data": [{"title": "A", "paragraphs": [{"context": "c0", "qas": []},
                                                 {"context": 5},
                                                 {"context": "c2", "qas": [{"question": "q", "answers": [{"text": 3}]}]},
                                                 {"context": "c3"}]},
@@ -472,23 +491,26 @@ TEST(Squad, BadParagraphsAndArticlesNameTheirPlace) {
   EXPECT_EQ(docs[1].id, "A-3");
   EXPECT_EQ(docs[2].id, "C-0");
   EXPECT_EQ(stats.bad_rows, 3);
-  EXPECT_EQ(stats.first_errors,
-            (Strings{path + ": data[0].paragraphs[1]: field 'context' must be a string, found number",
-                     path + ": data[0].paragraphs[2]: field 'qas[0].answers[0].text' must be a string, "
-                            "found number",
-                     path + ": data[1]: missing field 'title'"}));
+  EXPECT_EQ(
+      stats.first_errors,
+      (Strings{path + ": data[0].paragraphs[1]: field 'context' must be a string, found number",
+               path + ": data[0].paragraphs[2]: field 'qas[0].answers[0].text' must be a string, "
+                      "found number",
+               path + ": data[1]: missing field 'title'"}));
 }
 
 TEST(Squad, NotSquadAndInvalidJson) {
   TempDir dir;
   const std::string other = dir.file("other.json", "[1, 2]");
   EXPECT_EQ(user_error([&] { read_all(other); }),
-            other + ": not a SQuAD v1.1 file (expected a \"data\" array of articles with "
-                    "\"paragraphs\")");
+            other +
+                ": not a SQuAD v1.1 file (expected a \"data\" array of articles with "
+                "\"paragraphs\")");
   const std::string broken = dir.file("broken.json", "{\"data\": [\n  {\"title\": }\n]}");
   EXPECT_EQ(user_error([&] { read_all(broken); }),
-            broken + ": invalid JSON: parse error at line 2, column 13: syntax error while "
-                     "parsing value - unexpected '}'; expected '[', '{', or a literal");
+            broken +
+                ": invalid JSON: parse error at line 2, column 13: syntax error while "
+                "parsing value - unexpected '}'; expected '[', '{', or a literal");
 }
 
 TEST(DocumentReader, StreamsAndReportsFormatAndBytes) {

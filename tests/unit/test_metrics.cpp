@@ -63,7 +63,8 @@ TEST(TokenF1, HandComputed) {
   // pred "cat sat", gold "cat": common 1, P = 1/2, R = 1/1, F1 = 2 * 0.5 * 1 / 1.5 = 2/3.
   EXPECT_DOUBLE_EQ(token_f1("the cat sat", "a cat"), 2.0 / 3.0);
   EXPECT_NEAR(token_f1("the cat sat", "a cat"), 0.667, 0.0005);
-  // Multiset intersection: pred "x x y", gold "x z": common = min(2,1) for x = 1; P = 1/3, R = 1/2, F1 = 2*(1/6)/(5/6) = 0.4.
+  // Multiset intersection: pred "x x y", gold "x z": common = min(2,1) for x = 1; P = 1/3, R = 1/2,
+  // F1 = 2*(1/6)/(5/6) = 0.4.
   EXPECT_DOUBLE_EQ(token_f1("x x y", "x z"), 0.4);
   // pred "x x", gold "x x y": common 2; P = 1, R = 2/3, F1 = 2*(2/3)/(5/3) = 0.8.
   EXPECT_DOUBLE_EQ(token_f1("x x", "x x y"), 0.8);

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -43,11 +44,16 @@ Args parse_args(int argc, char** argv) {
       if (i + 1 >= argc) throw std::runtime_error(flag + " needs a value");
       return argv[++i];
     };
-    if (flag == "--mb") args.mb = std::stod(value());
-    else if (flag == "--repeats") args.repeats = std::max(1, std::stoi(value()));
-    else if (flag == "--path") args.path = value();
-    else if (flag == "--keep") args.keep = true;
-    else throw std::runtime_error("unknown flag " + flag);
+    if (flag == "--mb")
+      args.mb = std::stod(value());
+    else if (flag == "--repeats")
+      args.repeats = std::max(1, std::stoi(value()));
+    else if (flag == "--path")
+      args.path = value();
+    else if (flag == "--keep")
+      args.keep = true;
+    else
+      throw std::runtime_error("unknown flag " + flag);
   }
   return args;
 }
@@ -55,10 +61,12 @@ Args parse_args(int argc, char** argv) {
 // Documents that look like news passages: ~1.5 kB of words, 3 questions with 1-3 answers each.
 int64_t write_file(const std::string& path, double mb) {
   static const std::vector<std::string> words = {
-      "the", "city", "council", "voted", "on", "Tuesday", "to", "approve", "new", "budget",
-      "which", "includes", "funding", "for", "schools", "and", "roads", "mayor", "said", "in",
-      "statement", "that", "residents", "would", "see", "changes", "next", "year", "Zürich",
-      "\"quoted\"", "officials", "expected", "report", "by", "March", "2021", "river", "bridge"};
+      "the",     "city",       "council",   "voted",    "on",       "Tuesday", "to",
+      "approve", "new",        "budget",    "which",    "includes", "funding", "for",
+      "schools", "and",        "roads",     "mayor",    "said",     "in",      "statement",
+      "that",    "residents",  "would",     "see",      "changes",  "next",    "year",
+      "Zürich",  "\"quoted\"", "officials", "expected", "report",   "by",      "March",
+      "2021",    "river",      "bridge"};
   std::mt19937_64 rng(42);
   std::uniform_int_distribution<size_t> pick(0, words.size() - 1);
   const auto sentence = [&](int n) {
@@ -96,7 +104,8 @@ double median_seconds(int repeats, const std::function<int64_t()>& pass, int64_t
   for (int r = 0; r < repeats; ++r) {
     const auto start = std::chrono::steady_clock::now();
     items = pass();
-    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    seconds.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(seconds.begin(), seconds.end());
   return seconds[seconds.size() / 2];
@@ -113,9 +122,10 @@ int main(int argc, char** argv) {
       pass();  // warm-up: the file is in the page cache for every timed pass
       int64_t items = 0;
       const double s = median_seconds(args.repeats, pass, items);
-      fmt::print("{{\"bench\": \"read_jsonl\", \"stage\": \"{}\", \"bytes\": {}, \"items\": {}, "
-                 "\"seconds\": {:.4f}, \"mb_per_s\": {:.1f}, \"repeats\": {}}}\n",
-                 stage, bytes, items, s, static_cast<double>(bytes) / 1e6 / s, args.repeats);
+      fmt::print(
+          "{{\"bench\": \"read_jsonl\", \"stage\": \"{}\", \"bytes\": {}, \"items\": {}, "
+          "\"seconds\": {:.4f}, \"mb_per_s\": {:.1f}, \"repeats\": {}}}\n",
+          stage, bytes, items, s, static_cast<double>(bytes) / 1e6 / s, args.repeats);
       std::fflush(stdout);
     };
     report("lines", [&] {
@@ -135,8 +145,7 @@ int main(int argc, char** argv) {
     report("documents", [&] {
       engram::data::DocumentReader reader(args.path);
       engram::data::Document doc;
-      while (reader.next(doc)) {
-      }
+      while (reader.next(doc)) {}
       return reader.stats().documents;
     });
     if (!args.keep) std::filesystem::remove(args.path);
