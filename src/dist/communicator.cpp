@@ -35,6 +35,17 @@ class ThenWork final : public Work {
   std::once_flag once_;
 };
 
+// What every launcher does after the backend has the op: a contiguous stand-in `buffer` is copied
+// back into the caller's `target`, and an emulated Avg (a Sum on the wire) is divided by the world.
+WorkPtr finish(WorkPtr work, at::Tensor buffer, at::Tensor target, int divide_by) {
+  const bool copy_back = !buffer.is_same(target);
+  if (divide_by == 0 && !copy_back) return work;
+  return std::make_shared<ThenWork>(std::move(work), [buffer, target, divide_by, copy_back]() mutable {
+    if (divide_by != 0) buffer.div_(divide_by);
+    if (copy_back) target.copy_(buffer);
+  });
+}
+
 }  // namespace
 
 std::string reduce_op_name(ReduceOp op) {
@@ -71,13 +82,7 @@ WorkPtr Communicator::launch_all_reduce(at::Tensor& tensor, ReduceOp op, bool bl
   at::Tensor buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
   WorkPtr work = do_all_reduce(buffer, emulate_avg ? ReduceOp::Sum : op,
                                next_op("all_reduce", static_cast<int64_t>(tensor.nbytes()), blocking));
-  const bool copy_back = !buffer.is_same(tensor);
-  if (!emulate_avg && !copy_back) return work;
-  const int world = world_size();
-  return std::make_shared<ThenWork>(work, [buffer, tensor, emulate_avg, copy_back, world]() mutable {
-    if (emulate_avg) buffer.div_(world);
-    if (copy_back) tensor.copy_(buffer);
-  });
+  return finish(std::move(work), buffer, tensor, emulate_avg ? world_size() : 0);
 }
 
 WorkPtr Communicator::launch_broadcast(at::Tensor& tensor, int root, bool blocking) {
@@ -85,8 +90,7 @@ WorkPtr Communicator::launch_broadcast(at::Tensor& tensor, int root, bool blocki
   check_root(root, "broadcast");
   at::Tensor buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
   WorkPtr work = do_broadcast(buffer, root, next_op("broadcast", static_cast<int64_t>(tensor.nbytes()), blocking));
-  if (buffer.is_same(tensor)) return work;
-  return std::make_shared<ThenWork>(work, [buffer, tensor]() mutable { tensor.copy_(buffer); });
+  return finish(std::move(work), buffer, tensor, 0);
 }
 
 WorkPtr Communicator::launch_all_gather(const at::Tensor& input, at::Tensor& output, bool blocking) {
@@ -99,8 +103,7 @@ WorkPtr Communicator::launch_all_gather(const at::Tensor& input, at::Tensor& out
   at::Tensor in = input.contiguous();
   at::Tensor buffer = output.is_contiguous() ? output : output.contiguous();
   WorkPtr work = do_all_gather(in, buffer, next_op("all_gather", static_cast<int64_t>(output.nbytes()), blocking));
-  if (buffer.is_same(output)) return work;
-  return std::make_shared<ThenWork>(work, [buffer, output]() mutable { output.copy_(buffer); });
+  return finish(std::move(work), buffer, output, 0);
 }
 
 WorkPtr Communicator::launch_reduce_scatter(const at::Tensor& input, at::Tensor& output, ReduceOp op,
@@ -118,13 +121,7 @@ WorkPtr Communicator::launch_reduce_scatter(const at::Tensor& input, at::Tensor&
   at::Tensor buffer = output.is_contiguous() ? output : output.contiguous();
   WorkPtr work = do_reduce_scatter(in, buffer, emulate_avg ? ReduceOp::Sum : op,
                                    next_op("reduce_scatter", static_cast<int64_t>(input.nbytes()), blocking));
-  const bool copy_back = !buffer.is_same(output);
-  if (!emulate_avg && !copy_back) return work;
-  const int world = world_size();
-  return std::make_shared<ThenWork>(work, [buffer, output, emulate_avg, copy_back, world]() mutable {
-    if (emulate_avg) buffer.div_(world);
-    if (copy_back) output.copy_(buffer);
-  });
+  return finish(std::move(work), buffer, output, emulate_avg ? world_size() : 0);
 }
 
 WorkPtr Communicator::all_reduce_async(at::Tensor& tensor, ReduceOp op) { return launch_all_reduce(tensor, op, false); }
