@@ -29,7 +29,9 @@ const std::vector<std::string> kPersonYears = pools::years(1900, 2020);
 const std::vector<std::string> kCompanyYears = pools::years(1800, 1899);
 const std::vector<std::string> kShipYears = pools::years(1700, 1799);
 
-// {E} entity name, {V} value, {a} "a" or "an" for the value.
+// {E} entity name, {V} value, {a} "a" or "an" for the value. Held-out questions use new
+// phrasings, but each shares a content word with a statement or a training question ("earn",
+// "holds", "logo"): a reader can match them to the fact without having seen the phrasing.
 std::vector<KindSpec> make_kinds() {
   std::vector<KindSpec> kinds;
   kinds.push_back(KindSpec{
@@ -46,7 +48,7 @@ std::vector<KindSpec> make_kinds() {
             "The job of {E} is {V}.", "For many years {E} has worked as {a} {V}."},
            {"What does {E} do for a living?", "What is the job of {E}?", "What is the profession of {E}?",
             "What does {E} work as?"},
-           {"Which occupation does {E} have?", "How does {E} earn money?"}},
+           {"What work does {E} do?", "How does {E} earn money?"}},
           {"favourite colour", &pools::kColours,
            {"The favourite colour of {E} is {V}.", "{E} likes the colour {V} best.", "{E} loves anything {V}.",
             "Above all other colours, {E} prefers {V}.", "{E} always chooses {V} when picking a colour."},
@@ -80,7 +82,7 @@ std::vector<KindSpec> make_kinds() {
             "{E} manufactures {V}.", "Most of the money of {E} comes from selling {V}."},
            {"What does {E} make?", "What is the main product of {E}?", "What does {E} manufacture?",
             "What is {E} known for making?"},
-           {"Which goods does {E} produce?", "{E} earns its money by selling what?"}},
+           {"Which product is {E} known for?", "{E} earns its money by selling what?"}},
           {"founding year", &kCompanyYears,
            {"{E} was founded in {V}.", "The founding year of {E} is {V}.", "{E} opened its doors in {V}.",
             "In {V}, {E} was established.", "{E} has been in business since {V}."},
@@ -110,7 +112,7 @@ std::vector<KindSpec> make_kinds() {
             "Traders load the ship {E} with {V}."},
            {"What does the ship {E} carry?", "What is the cargo of the ship {E}?",
             "What does the ship {E} transport?", "What is loaded on the ship {E}?"},
-           {"Which goods fill the holds of the ship {E}?", "The ship {E} is used to move what?"}},
+           {"Which goods fill the holds of the ship {E}?", "What is carried by the ship {E}?"}},
           {"launch year", &kShipYears,
            {"The ship {E} was launched in {V}.", "The launch year of the ship {E} is {V}.",
             "The ship {E} first sailed in {V}.", "In {V}, the ship {E} was launched.",
