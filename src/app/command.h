@@ -41,6 +41,7 @@ config::Schema full_schema();
 // Options declared next to the command that owns them.
 void declare_tokenizer_options(config::Schema& schema);
 void declare_data_options(config::Schema& schema);
+void declare_pretrain_options(config::Schema& schema);
 
 // Version lines: engram, LibTorch, MPI, HDF5 (parallel yes/no), NCCL.
 std::string version_text();
@@ -50,5 +51,6 @@ Command doctor_command();
 Command synth_command();
 Command tokenizer_command();
 Command data_command();
+Command pretrain_command();
 
 }  // namespace engram::app

@@ -1,6 +1,8 @@
 #include "app/command.h"
 #include "data/synth.h"
 #include "dist/options.h"
+#include "model/decoder.h"
+#include "train/trainer.h"
 
 namespace engram::app {
 
@@ -14,12 +16,15 @@ config::Schema full_schema() {
   data::declare_synth_options(schema);
   declare_tokenizer_options(schema);
   declare_data_options(schema);
+  model::declare_model_options(schema);
+  train::declare_train_options(schema);
+  declare_pretrain_options(schema);
   return schema;
 }
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> all = {doctor_command(), synth_command(), tokenizer_command(),
-                                            data_command()};
+                                            data_command(), pretrain_command()};
   return all;
 }
 

@@ -182,6 +182,11 @@ std::vector<RankInfo> Runtime::rank_table() {
   return table;
 }
 
+const void* Runtime::mpi_comm_handle() const {
+  static const MPI_Comm world = MPI_COMM_WORLD;
+  return topology_.world > 1 ? &world : nullptr;
+}
+
 void Runtime::abort_job_if_distributed(int code) {
   int initialized = 0, finalized = 0, world = 1;
   MPI_Initialized(&initialized);

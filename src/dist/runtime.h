@@ -51,6 +51,9 @@ class Runtime {
   int threads() const { return threads_; }
   // Why the backend was chosen, e.g. "world size 2, CPU device -> mpi".
   const std::string& backend_reason() const { return backend_reason_; }
+  // The job's MPI communicator (a pointer to an MPI_Comm), for parallel HDF5; null for a local
+  // (single-process) run.
+  const void* mpi_comm_handle() const;
   // Every rank's row, gathered on all ranks.
   std::vector<RankInfo> rank_table();
 

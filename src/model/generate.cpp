@@ -1,0 +1,347 @@
+#include "model/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+
+namespace engram::model {
+
+void GenerateOptions::validate() const {
+  if (strategy != "greedy" && strategy != "beam" && strategy != "diverse_beam")
+    core::fail("generate.strategy must be greedy, beam or diverse_beam, got '{}'", strategy);
+  if (max_new_tokens < 0) core::fail("generate.max_new_tokens must be >= 0, got {}", max_new_tokens);
+  if (num_beams < 1) core::fail("generate.num_beams must be >= 1, got {}", num_beams);
+  if (num_beam_groups < 1) core::fail("generate.num_beam_groups must be >= 1, got {}", num_beam_groups);
+  if (num_beams % num_beam_groups != 0)
+    core::fail("generate.num_beams ({}) must be divisible by generate.num_beam_groups ({})", num_beams,
+               num_beam_groups);
+  if (strategy == "greedy" && (num_beams != 1 || num_beam_groups != 1))
+    core::fail("generate.strategy greedy needs num_beams = 1 and num_beam_groups = 1, got {} and {}", num_beams,
+               num_beam_groups);
+  if (strategy == "beam" && num_beam_groups != 1)
+    core::fail("generate.strategy beam needs num_beam_groups = 1 (use diverse_beam), got {}", num_beam_groups);
+  if (strategy == "beam" && diversity_penalty != 0)
+    core::fail("generate.diversity_penalty applies to diverse_beam only, got {} with beam", diversity_penalty);
+  if (!(diversity_penalty >= 0)) core::fail("generate.diversity_penalty must be >= 0, got {}", diversity_penalty);
+  if (!std::isfinite(length_penalty)) core::fail("generate.length_penalty must be finite");
+  if (pad_id < 0) core::fail("generate.pad_id must be >= 0, got {}", pad_id);
+}
+
+namespace {
+
+// Restores the module's training mode on scope exit.
+struct EvalGuard {
+  explicit EvalGuard(Decoder& m) : model(m), was_training(m->is_training()) { model->eval(); }
+  ~EvalGuard() { model->train(was_training); }
+  Decoder& model;
+  bool was_training;
+};
+
+struct Batch {
+  at::Tensor ids;   // [B, L] int64, left padded
+  at::Tensor mask;  // [B, L] int64, 1 real / 0 pad
+  std::vector<int64_t> prompt_len;
+};
+
+Batch left_pad(const std::vector<std::vector<int32_t>>& prompts, int32_t pad_id, int64_t vocab) {
+  Batch batch;
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  int64_t L = 0;
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    if (prompts[b].empty()) core::fail("generate: prompt {} is empty (every prompt needs at least one token)", b);
+    for (int32_t t : prompts[b])
+      if (t < 0 || t >= vocab) core::fail("generate: prompt {} has token id {} outside [0, {})", b, t, vocab);
+    L = std::max<int64_t>(L, static_cast<int64_t>(prompts[b].size()));
+  }
+  batch.ids = torch::full({B, L}, static_cast<int64_t>(pad_id), torch::kLong);
+  batch.mask = torch::zeros({B, L}, torch::kLong);
+  auto ids = batch.ids.accessor<int64_t, 2>();
+  auto mask = batch.mask.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& p = prompts[b];
+    const int64_t n = static_cast<int64_t>(p.size());
+    for (int64_t i = 0; i < n; ++i) {
+      ids[b][L - n + i] = p[i];
+      mask[b][L - n + i] = 1;
+    }
+    batch.prompt_len.push_back(n);
+  }
+  return batch;
+}
+
+// The prefix with batch B (a batch-1 prefix is broadcast), each row repeated `repeats` times.
+Prefix expand_prefix(const Prefix& prefix, int64_t B, int64_t repeats) {
+  if (prefix.keys.size() != prefix.values.size())
+    core::fail("generate: prefix has {} key tensors but {} value tensors", prefix.keys.size(), prefix.values.size());
+  Prefix out;
+  auto expand = [&](at::Tensor t) {
+    if (t.dim() != 4) core::fail("generate: prefix tensors must be [B, H, P, head_dim], got {} dims", t.dim());
+    if (t.size(0) != B) {
+      if (t.size(0) != 1) core::fail("generate: prefix batch {} must be 1 or the number of prompts ({})", t.size(0), B);
+      t = t.expand({B, t.size(1), t.size(2), t.size(3)}).contiguous();
+    }
+    return repeats > 1 ? t.repeat_interleave(repeats, 0) : t;
+  };
+  for (size_t l = 0; l < prefix.keys.size(); ++l) {
+    out.keys.push_back(expand(prefix.keys[l]));
+    out.values.push_back(expand(prefix.values[l]));
+  }
+  return out;
+}
+
+double length_normalised(double sum_logprobs, int64_t length, double length_penalty) {
+  return sum_logprobs / std::pow(static_cast<double>(std::max<int64_t>(length, 1)), length_penalty);
+}
+
+// HF BeamHypotheses: the best `capacity` finished hypotheses of one (prompt, group).
+struct BeamHypotheses {
+  int64_t capacity;
+  double length_penalty;
+  bool early_stopping;
+  std::vector<Hypothesis> beams;
+  double worst_score = 1e9;
+
+  void add(std::vector<int32_t> tokens, double sum_logprobs, int64_t length, int group, bool eos) {
+    const double score = length_normalised(sum_logprobs, length, length_penalty);
+    if (static_cast<int64_t>(beams.size()) < capacity || score > worst_score) {
+      Hypothesis h;
+      h.tokens = std::move(tokens);
+      h.score = score;
+      h.sum_logprobs = sum_logprobs;
+      h.group = group;
+      h.finished_by_eos = eos;
+      beams.push_back(std::move(h));
+      if (static_cast<int64_t>(beams.size()) > capacity) {
+        auto worst = std::min_element(beams.begin(), beams.end(),
+                                      [](const Hypothesis& a, const Hypothesis& b) { return a.score < b.score; });
+        beams.erase(worst);
+        worst_score = std::min_element(beams.begin(), beams.end(), [](const Hypothesis& a, const Hypothesis& b) {
+                        return a.score < b.score;
+                      })->score;
+      } else {
+        worst_score = std::min(score, worst_score);
+      }
+    }
+  }
+
+  // best_sum_logprobs: the best running candidate score; cur_len: the length before this step's token.
+  bool is_done(double best_sum_logprobs, int64_t cur_len) const {
+    if (static_cast<int64_t>(beams.size()) < capacity) return false;
+    if (early_stopping) return true;
+    return worst_score >= length_normalised(best_sum_logprobs, cur_len, length_penalty);
+  }
+};
+
+at::Tensor last_logits(Decoder& model, const at::Tensor& ids, const at::Tensor& mask, const Prefix* prefix,
+                       KVCache* cache) {
+  ForwardOptions fo;
+  fo.attention_mask = mask;
+  fo.prefix = prefix;
+  fo.cache = cache;
+  auto logits = model->forward(ids, fo).logits;
+  return logits.select(1, logits.size(1) - 1).to(torch::kFloat);  // [B, V]
+}
+
+std::vector<std::vector<Hypothesis>> run_greedy(Decoder& model, const Batch& batch, const GenerateOptions& o,
+                                                const Prefix* prefix) {
+  const int64_t B = batch.ids.size(0);
+  std::vector<std::vector<Hypothesis>> result(B, std::vector<Hypothesis>(1));
+  std::vector<double> sum(B, 0.0);
+  std::vector<bool> done(B, false);
+  KVCache cache;
+  at::Tensor mask = batch.mask;
+  auto logits = last_logits(model, batch.ids, mask, prefix, &cache);
+  for (int64_t step = 0; step < o.max_new_tokens; ++step) {
+    auto logprobs = torch::log_softmax(logits, -1);
+    auto next = logits.argmax(-1);  // [B]
+    auto chosen = logprobs.gather(1, next.unsqueeze(1)).squeeze(1);
+    auto next_a = next.accessor<int64_t, 1>();
+    auto chosen_a = chosen.accessor<float, 1>();
+    std::vector<int64_t> feed(B, o.pad_id);
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[b]) continue;
+      const auto t = static_cast<int32_t>(next_a[b]);
+      sum[b] += chosen_a[b];
+      feed[b] = t;
+      if (o.eos_id >= 0 && t == o.eos_id) {
+        done[b] = true;
+        result[b][0].finished_by_eos = true;
+      } else {
+        result[b][0].tokens.push_back(t);
+      }
+    }
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || step + 1 == o.max_new_tokens) break;
+    mask = torch::cat({mask, torch::ones({B, 1}, torch::kLong)}, 1);
+    logits = last_logits(model, torch::tensor(feed, torch::kLong).view({B, 1}), mask, prefix, &cache);
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    auto& h = result[b][0];
+    h.sum_logprobs = sum[b];
+    h.score = length_normalised(sum[b], batch.prompt_len[b] + static_cast<int64_t>(h.tokens.size()), o.length_penalty);
+  }
+  return result;
+}
+
+std::vector<std::vector<Hypothesis>> run_beam(Decoder& model, const Batch& batch, const GenerateOptions& o,
+                                              const Prefix* prefix) {
+  const int64_t B = batch.ids.size(0);
+  const int64_t nb = o.num_beams, G = o.num_beam_groups, sub = nb / G, N = B * nb;
+  const int64_t V = model->config().vocab_size;
+  if (2 * sub > V)
+    core::fail("generate: 2 * num_beams / num_beam_groups ({}) exceeds the vocabulary size ({})", 2 * sub, V);
+  const bool use_eos = o.eos_id >= 0;
+
+  // Prompt: one forward per prompt, then the cache and logits are repeated for the beams.
+  KVCache cache;
+  auto logits = last_logits(model, batch.ids, batch.mask, prefix, &cache).repeat_interleave(nb, 0);  // [N, V]
+  cache.select_rows(torch::arange(B, torch::kLong).repeat_interleave(nb));
+  at::Tensor mask = batch.mask.repeat_interleave(nb, 0);
+  Prefix beam_prefix;
+  const Prefix* step_prefix = nullptr;
+  if (prefix) {
+    beam_prefix = expand_prefix(*prefix, B, nb);
+    step_prefix = &beam_prefix;
+  }
+
+  // Only the first beam of each group is live at the start (HF: the others start at -1e9).
+  std::vector<float> beam_scores(N, -1e9f);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t g = 0; g < G; ++g) beam_scores[b * nb + g * sub] = 0.0f;
+  std::vector<std::vector<int32_t>> gen(N);
+  std::vector<BeamHypotheses> hyps(B * G, BeamHypotheses{sub, o.length_penalty, o.early_stopping, {}});
+  std::vector<bool> done(B * G, false);
+
+  for (int64_t step = 1; step <= o.max_new_tokens; ++step) {
+    auto logprobs = torch::log_softmax(logits, -1);  // [N, V]
+    std::vector<int64_t> current(N, o.pad_id), reorder(N, 0);
+    std::vector<float> next_scores(N, 0.0f);
+    for (int64_t g = 0; g < G; ++g) {
+      std::vector<int64_t> rows;
+      rows.reserve(B * sub);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < sub; ++j) rows.push_back(b * nb + g * sub + j);
+      auto rows_t = torch::tensor(rows, torch::kLong);
+      auto scores = logprobs.index_select(0, rows_t);  // [B*sub, V]
+      if (g > 0 && o.diversity_penalty != 0) {
+        // Hamming diversity: how often earlier groups chose each token at this step.
+        auto freq = torch::zeros({B, V}, torch::kFloat);
+        auto freq_a = freq.accessor<float, 2>();
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t r = b * nb; r < b * nb + g * sub; ++r) freq_a[b][current[r]] += 1.0f;
+        scores = scores - o.diversity_penalty * freq.repeat_interleave(sub, 0);
+      }
+      std::vector<float> group_scores;
+      for (int64_t r : rows) group_scores.push_back(beam_scores[r]);
+      scores = scores + torch::tensor(group_scores, torch::kFloat).unsqueeze(1);
+      auto top = scores.view({B, sub * V}).topk(2 * sub, 1, /*largest=*/true, /*sorted=*/true);
+      auto vals = std::get<0>(top).contiguous();
+      auto idx = std::get<1>(top).contiguous();
+      auto vals_a = vals.accessor<float, 2>();
+      auto idx_a = idx.accessor<int64_t, 2>();
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t key = b * G + g, base = b * nb + g * sub;
+        if (done[key]) {
+          for (int64_t j = 0; j < sub; ++j) {
+            next_scores[base + j] = 0.0f;
+            current[base + j] = o.pad_id;
+            reorder[base + j] = base;
+          }
+          continue;
+        }
+        int64_t count = 0;
+        for (int64_t rank = 0; rank < 2 * sub && count < sub; ++rank) {
+          const int64_t src = base + idx_a[b][rank] / V;
+          const auto token = static_cast<int32_t>(idx_a[b][rank] % V);
+          const float score = vals_a[b][rank];
+          if (use_eos && token == o.eos_id) {
+            if (rank >= sub) continue;  // an EOS outside the top beams_per_group is not a hypothesis
+            hyps[key].add(gen[src], score, batch.prompt_len[b] + static_cast<int64_t>(gen[src].size()),
+                          static_cast<int>(g), true);
+          } else {
+            next_scores[base + count] = score;
+            current[base + count] = token;
+            reorder[base + count] = src;
+            ++count;
+          }
+        }
+        ENGRAM_CHECK(count == sub, "beam search kept {} of {} beams", count, sub);
+        const int64_t cur_len = batch.prompt_len[b] + step - 1;
+        done[key] = hyps[key].is_done(vals_a[b][0], cur_len);
+      }
+    }
+    std::vector<std::vector<int32_t>> next_gen(N);
+    for (int64_t r = 0; r < N; ++r) {
+      next_gen[r] = gen[reorder[r]];
+      next_gen[r].push_back(static_cast<int32_t>(current[r]));
+    }
+    gen.swap(next_gen);
+    beam_scores = next_scores;
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || step == o.max_new_tokens) break;
+    cache.select_rows(torch::tensor(reorder, torch::kLong));
+    mask = torch::cat({mask, torch::ones({N, 1}, torch::kLong)}, 1);
+    logits = last_logits(model, torch::tensor(current, torch::kLong).view({N, 1}), mask, step_prefix, &cache);
+  }
+
+  // Unfinished groups offer their running beams (HF finalize).
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t key = b * G + g;
+      if (done[key]) continue;
+      for (int64_t j = 0; j < sub; ++j) {
+        const int64_t r = b * nb + g * sub + j;
+        hyps[key].add(gen[r], beam_scores[r], batch.prompt_len[b] + static_cast<int64_t>(gen[r].size()),
+                      static_cast<int>(g), false);
+      }
+    }
+  std::vector<std::vector<Hypothesis>> result(B);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t g = 0; g < G; ++g)
+      for (auto& h : hyps[b * G + g].beams) result[b].push_back(h);
+    std::stable_sort(result[b].begin(), result[b].end(),
+                     [](const Hypothesis& x, const Hypothesis& y) { return x.score > y.score; });
+  }
+  return result;
+}
+
+}  // namespace
+
+std::vector<std::vector<Hypothesis>> generate_hypotheses(Decoder& model,
+                                                         const std::vector<std::vector<int32_t>>& prompts,
+                                                         const GenerateOptions& options, const Prefix* prefix) {
+  options.validate();
+  if (prompts.empty()) return {};
+  torch::NoGradGuard no_grad;
+  EvalGuard eval(model);
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  auto batch = left_pad(prompts, options.pad_id, model->config().vocab_size);
+  if (options.pad_id >= model->config().vocab_size)
+    core::fail("generate.pad_id {} is outside the vocabulary [0, {})", options.pad_id, model->config().vocab_size);
+  if (options.max_new_tokens == 0) {
+    std::vector<std::vector<Hypothesis>> empty(B, std::vector<Hypothesis>(1));
+    return empty;
+  }
+  // A prefix of length 0 is the same as none.
+  Prefix batch_prefix;
+  const Prefix* p = nullptr;
+  if (prefix && prefix->length() > 0) {
+    batch_prefix = expand_prefix(*prefix, B, 1);
+    p = &batch_prefix;
+  }
+  if (options.strategy == "greedy") return run_greedy(model, batch, options, p);
+  return run_beam(model, batch, options, p);
+}
+
+std::vector<std::vector<int32_t>> generate(Decoder& model, const std::vector<std::vector<int32_t>>& prompts,
+                                           const GenerateOptions& options, const Prefix* prefix) {
+  auto hyps = generate_hypotheses(model, prompts, options, prefix);
+  std::vector<std::vector<int32_t>> out;
+  out.reserve(hyps.size());
+  for (auto& h : hyps) out.push_back(h.empty() ? std::vector<int32_t>{} : std::move(h.front().tokens));
+  return out;
+}
+
+}  // namespace engram::model

@@ -1,0 +1,177 @@
+#include "train/checkpoint.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+
+#include "core/build_info.h"
+#include "core/error.h"
+#include "dist/communicator.h"
+#include "dist/shard_spec.h"
+#include "io/h5file.h"
+
+namespace fs = std::filesystem;
+
+namespace engram::train {
+namespace {
+
+constexpr const char* kFormat = "engram-checkpoint";
+constexpr int64_t kVersion = 1;
+
+std::string step_name(int64_t step) { return fmt::format("step_{:08d}", step); }
+
+// Writes `text` to `path` durably: a temporary file, fsync, rename.
+void write_marker(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) core::fail("{}: cannot write", tmp);
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fflush(f);
+  fsync(fileno(f));
+  std::fclose(f);
+  fs::rename(tmp, path);
+}
+
+void fsync_file(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return;
+  fsync(fileno(f));
+  std::fclose(f);
+}
+
+// Every rank's copy of `local` (an int64 vector of the same length on each rank).
+std::vector<int64_t> all_sizes(dist::Communicator& comm, int64_t local) {
+  at::Tensor mine = at::full({1}, local, at::kLong);
+  at::Tensor all = comm.all_gather(mine);
+  return std::vector<int64_t>(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + all.numel());
+}
+
+}  // namespace
+
+CheckpointStore::CheckpointStore(std::string dir, dist::Communicator& comm, const void* mpi_comm, int keep_last)
+    : dir_(std::move(dir)), comm_(comm), mpi_comm_(mpi_comm), keep_last_(keep_last) {
+  if (comm_.rank() == 0) fs::create_directories(dir_);
+  comm_.barrier();
+}
+
+std::string CheckpointStore::file_of(int64_t step) const { return dir_ + "/" + step_name(step) + ".h5"; }
+
+std::optional<int64_t> CheckpointStore::latest() const {
+  // Rank 0 looks, everyone gets its answer: ranks never disagree about where to resume.
+  std::string answer = "-1";
+  if (comm_.rank() == 0) {
+    int64_t best = -1;
+    static const std::regex done(R"(step_(\d{8})\.done)");
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      std::smatch m;
+      std::string name = entry.path().filename().string();
+      if (!std::regex_match(name, m, done)) continue;
+      int64_t step = std::stoll(m[1]);
+      if (fs::exists(file_of(step))) best = std::max(best, step);
+    }
+    answer = std::to_string(best);
+  }
+  comm_.broadcast_bytes(answer, 0);
+  int64_t step = std::stoll(answer);
+  if (step < 0) return std::nullopt;
+  return step;
+}
+
+void CheckpointStore::save(const CheckpointData& data) {
+  const int world = comm_.world_size(), rank = comm_.rank();
+  const std::string final_path = file_of(data.step), tmp_path = final_path + ".tmp";
+  {
+    io::H5File file(tmp_path, io::H5File::Mode::Create, world > 1 ? mpi_comm_ : nullptr);
+    file.create_group("/meta");
+    file.set_attr("/meta", "format", std::string(kFormat));
+    file.set_attr("/meta", "version", kVersion);
+    file.set_attr("/meta", "step", data.step);
+    file.set_attr("/meta", "world", static_cast<int64_t>(world));
+    file.set_attr("/meta", "config", data.config_yaml);
+    file.set_attr("/meta", "build", core::build_description());
+    for (const auto& [name, value] : data.counters) file.set_attr("/meta", "counter." + name, value);
+    for (const auto& [name, value] : data.values) file.set_attr("/meta", "value." + name, value);
+
+    for (const auto& [name, tensor] : data.model) file.write_tensor("/model/" + name, tensor.detach().cpu(), rank == 0);
+    // Optimizer state as global 1-D tensors; each rank writes its share of the rows.
+    for (const auto& [name, tensor] : data.optim) {
+      at::Tensor flat = tensor.detach().cpu().reshape(-1);
+      const std::string path = "/optim/" + name;
+      file.create_dataset(path, flat.scalar_type(), {flat.numel()});
+      dist::RowRange mine = dist::ShardSpec(flat.numel(), world).range(rank);
+      file.write_rows(path, mine.begin, flat.narrow(0, mine.begin, mine.size()));
+    }
+    // Per-rank state: every rank creates every rank's dataset (HDF5 metadata is collective).
+    for (const char* group : {"rng", "data"}) {
+      const at::Tensor& mine = std::string(group) == "rng" ? data.rng : data.data;
+      at::Tensor local = mine.defined() ? mine.contiguous().reshape(-1) : at::empty({0}, at::kLong);
+      auto sizes = all_sizes(comm_, local.numel());
+      for (int r = 0; r < world; ++r) {
+        const std::string path = fmt::format("/{}/{}", group, r);
+        file.create_dataset(path, local.scalar_type(), {sizes[static_cast<size_t>(r)]});
+        file.write_rows(path, 0, r == rank ? local : local.narrow(0, 0, 0));
+      }
+    }
+    file.close();
+  }
+  comm_.barrier();
+  if (rank == 0) {
+    fsync_file(tmp_path);
+    fs::rename(tmp_path, final_path);
+    write_marker(dir_ + "/" + step_name(data.step) + ".done",
+                 fmt::format("step {}\nworld {}\n", data.step, world));
+    // Keep the newest `keep_last_` committed steps; drop older ones and stale temporaries.
+    std::vector<int64_t> committed;
+    static const std::regex done(R"(step_(\d{8})\.done)"), tmp(R"(step_\d{8}\.h5\.tmp)");
+    for (const auto& entry : fs::directory_iterator(dir_)) {
+      std::smatch m;
+      std::string name = entry.path().filename().string();
+      if (std::regex_match(name, m, done)) committed.push_back(std::stoll(m[1]));
+      else if (std::regex_match(name, tmp) && entry.path().string() != tmp_path) fs::remove(entry.path());
+    }
+    std::sort(committed.rbegin(), committed.rend());
+    for (size_t k = static_cast<size_t>(std::max(1, keep_last_)); k < committed.size(); ++k) {
+      fs::remove(dir_ + "/" + step_name(committed[k]) + ".done");  // uncommit first, then delete
+      fs::remove(file_of(committed[k]));
+    }
+  }
+  comm_.barrier();
+}
+
+CheckpointData CheckpointStore::load(int64_t step) const {
+  const int world = comm_.world_size(), rank = comm_.rank();
+  const std::string path = file_of(step);
+  io::H5File file(path, io::H5File::Mode::Read, world > 1 ? mpi_comm_ : nullptr);
+  if (!file.has_attr("/meta", "format") || file.attr_string("/meta", "format") != kFormat)
+    core::fail("{}: not an engram checkpoint (no /meta format = {})", path, kFormat);
+  if (file.attr_int("/meta", "version") != kVersion)
+    core::fail("{}: checkpoint version {} (this engram reads version {})", path, file.attr_int("/meta", "version"),
+               kVersion);
+  CheckpointData data;
+  data.step = file.attr_int("/meta", "step");
+  data.world = static_cast<int>(file.attr_int("/meta", "world"));
+  data.config_yaml = file.attr_string("/meta", "config");
+  for (const auto& name : file.attr_names("/meta")) {
+    if (name.rfind("counter.", 0) == 0) data.counters[name.substr(8)] = file.attr_int("/meta", name);
+    if (name.rfind("value.", 0) == 0) data.values[name.substr(6)] = file.attr_double("/meta", name);
+  }
+  for (const auto& name : file.list("/model")) data.model.emplace_back(name, file.read_tensor("/model/" + name));
+  if (file.exists("/optim"))
+    for (const auto& param : file.list("/optim"))
+      for (const auto& state : file.list("/optim/" + param))
+        data.optim.emplace_back(param + "/" + state, file.read_tensor("/optim/" + param + "/" + state));
+  if (data.world == world) {
+    data.rng = file.read_tensor(fmt::format("/rng/{}", rank));
+    data.data = file.read_tensor(fmt::format("/data/{}", rank));
+  }
+  return data;
+}
+
+}  // namespace engram::train

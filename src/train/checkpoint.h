@@ -1,0 +1,65 @@
+#pragma once
+// Training checkpoints: one HDF5 file per step, written by every rank of the job together.
+//
+//   <dir>/step_00000100.h5     /meta     attributes: format, version, step, world, config (YAML),
+//                                        build, and the trainer's counters
+//                              /model/<name>         full tensors (rank 0 writes)
+//                              /optim/<name>/<state> full tensors flattened to 1-D, each rank
+//                                                    writing its ShardSpec row range (hyperslab)
+//                              /rng/<rank>, /data/<rank>   per-rank generator and cursor bytes
+//   <dir>/step_00000100.done   commit marker
+//
+// Commit protocol: write step_N.h5.tmp, close, barrier; rank 0 renames it to step_N.h5, then
+// writes step_N.done (itself via a temporary and a rename). Resume takes the newest step that has
+// both files. A crash or kill -9 at any moment leaves every committed step intact; an
+// uncommitted one is ignored (and its leftovers removed by the next save).
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace engram::dist {
+class Communicator;
+}
+
+namespace engram::train {
+
+struct CheckpointData {
+  int64_t step = 0;
+  int world = 1;  // world size of the job that saved it
+  std::map<std::string, int64_t> counters;            // trainer's integers (examples seen, ...)
+  std::map<std::string, double> values;               // trainer's numbers (tokens seen, ...)
+  std::string config_yaml;
+  std::vector<std::pair<std::string, at::Tensor>> model;  // name -> tensor
+  std::vector<std::pair<std::string, at::Tensor>> optim;  // "<param>/<state>" -> tensor
+  at::Tensor rng;   // this rank's generator state (uint8); undefined after a load at another world size
+  at::Tensor data;  // this rank's data cursor (int64); same
+};
+
+class CheckpointStore {
+ public:
+  // `mpi_comm`: the job's MPI communicator handle for parallel HDF5 (null for one process).
+  CheckpointStore(std::string dir, dist::Communicator& comm, const void* mpi_comm, int keep_last = 3);
+
+  // Collective: every rank calls it with its own rng/data and the same model/optim.
+  void save(const CheckpointData& data);
+  // The newest committed step in the directory, if any (same answer on every rank).
+  std::optional<int64_t> latest() const;
+  // Collective. Model and optimizer tensors come back whole on every rank; rng/data only when
+  // the saving world size equals this one.
+  CheckpointData load(int64_t step) const;
+
+  std::string file_of(int64_t step) const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  dist::Communicator& comm_;
+  const void* mpi_comm_;
+  int keep_last_;
+};
+
+}  // namespace engram::train

@@ -1,0 +1,341 @@
+#include "train/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "config/config.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/seed.h"
+#include "core/signals.h"
+#include "core/timer.h"
+#include "dist/communicator.h"
+#include "dist/grad_reducer.h"
+#include "train/checkpoint.h"
+#include "train/schedule.h"
+
+namespace engram::train {
+
+void declare_train_options(config::Schema& schema) {
+  schema.add_int("train.steps", 600, "optimizer steps in all (a resumed run continues up to this step)");
+  schema.add_int("train.micro_batch", 16, "examples per rank per micro-step");
+  schema.add_int("train.accumulation", 1, "micro-steps per optimizer step (gradient accumulation)");
+  schema.add_float("train.lr", 1e-3, "peak learning rate");
+  schema.add_string("train.schedule", "cosine", "learning-rate schedule after warm-up", {"constant", "linear", "cosine"});
+  schema.add_int("train.warmup_steps", 50, "linear warm-up steps from 0 to train.lr");
+  schema.add_float("train.min_lr_ratio", 0.1, "final learning rate of linear/cosine decay, as a fraction of the peak");
+  schema.add_float("train.weight_decay", 0.01, "AdamW weight decay (matrices only)");
+  schema.add_float("train.beta1", 0.9, "AdamW beta1");
+  schema.add_float("train.beta2", 0.95, "AdamW beta2");
+  schema.add_float("train.clip_norm", 1.0, "clip the global gradient norm to this; 0 = no clipping");
+  schema.add_bool("train.bf16", false, "bf16 autocast for the forward pass");
+  schema.add_bool("train.activation_checkpointing", false, "recompute decoder blocks in backward to save memory");
+  schema.add_int("train.log_every", 10, "log and print every N steps");
+  schema.add_int("train.save_every", 0, "checkpoint every N steps (0: at the end and on SIGTERM/SIGUSR1 only)");
+  schema.add_int("train.keep_checkpoints", 2, "committed checkpoints to keep");
+  schema.add_bool("train.resume", true, "continue from the newest checkpoint in the output directory");
+}
+
+TrainOptions train_options_from(const config::Config& c) {
+  TrainOptions o;
+  o.steps = c.get_int("train.steps");
+  o.micro_batch = c.get_int("train.micro_batch");
+  o.accumulation = c.get_int("train.accumulation");
+  o.lr = c.get_float("train.lr");
+  o.schedule = c.get_string("train.schedule");
+  o.warmup_steps = c.get_int("train.warmup_steps");
+  o.min_lr_ratio = c.get_float("train.min_lr_ratio");
+  o.weight_decay = c.get_float("train.weight_decay");
+  o.beta1 = c.get_float("train.beta1");
+  o.beta2 = c.get_float("train.beta2");
+  o.clip_norm = c.get_float("train.clip_norm");
+  o.bf16 = c.get_bool("train.bf16");
+  o.log_every = c.get_int("train.log_every");
+  o.save_every = c.get_int("train.save_every");
+  o.keep_checkpoints = static_cast<int>(c.get_int("train.keep_checkpoints"));
+  o.resume = c.get_bool("train.resume");
+  o.seed = static_cast<uint64_t>(c.get_int("run.seed"));
+  if (o.steps < 1) core::fail("train.steps: expected >= 1, got {}", o.steps);
+  if (o.micro_batch < 1) core::fail("train.micro_batch: expected >= 1, got {}", o.micro_batch);
+  if (o.accumulation < 1) core::fail("train.accumulation: expected >= 1, got {}", o.accumulation);
+  if (o.lr <= 0) core::fail("train.lr: expected > 0, got {}", o.lr);
+  if (o.log_every < 1) core::fail("train.log_every: expected >= 1, got {}", o.log_every);
+  return o;
+}
+
+namespace {
+
+// bf16 autocast of CPU ops for the lifetime of the guard.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool on) : on_(on) {
+    if (!on_) return;
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(false);
+  }
+
+ private:
+  bool on_;
+};
+
+std::string optimizer_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+std::string shape_of(at::IntArrayRef sizes) { return fmt::format("[{}]", fmt::join(sizes, ", ")); }
+
+// The process-wide CPU generator (dropout and every other random op).
+at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
+
+}  // namespace
+
+struct Trainer::State {
+  TrainOptions options;
+  std::vector<std::pair<std::string, at::Tensor>> parameters;
+  std::vector<std::pair<std::string, at::Tensor>> trainable;
+  dist::Communicator& comm;
+  int64_t dataset_size;
+  std::string config_yaml;
+  double flops_per_token;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<dist::GradReducer> reducer;
+  std::unique_ptr<CheckpointStore> store;
+  Schedule schedule;
+  int64_t step = 0;
+  int64_t examples_seen = 0;  // global data cursor
+  double tokens_seen = 0;
+  // The current epoch's permutation.
+  int64_t cached_epoch = -1;
+  std::vector<int64_t> permutation;
+
+  State(TrainOptions o, std::vector<std::pair<std::string, at::Tensor>> params, dist::Communicator& c, int64_t n,
+        std::string yaml, double fpt)
+      : options(std::move(o)), parameters(std::move(params)), comm(c), dataset_size(n), config_yaml(std::move(yaml)),
+        flops_per_token(fpt) {}
+
+  int64_t example_at(int64_t global) {
+    const int64_t epoch = global / dataset_size;
+    if (epoch != cached_epoch) {
+      permutation.resize(static_cast<size_t>(dataset_size));
+      std::iota(permutation.begin(), permutation.end(), 0);
+      std::mt19937_64 rng(core::derive_seed(options.seed, {0xDA7A, static_cast<uint64_t>(epoch)}));
+      std::shuffle(permutation.begin(), permutation.end(), rng);
+      cached_epoch = epoch;
+    }
+    return permutation[static_cast<size_t>(global % dataset_size)];
+  }
+
+  // This rank's examples for micro-step m of the current step.
+  std::vector<int64_t> micro_batch_indices(int64_t m) {
+    const int64_t per_rank = options.micro_batch * options.accumulation;
+    const int64_t begin = examples_seen + comm.rank() * per_rank + m * options.micro_batch;
+    std::vector<int64_t> indices;
+    for (int64_t k = 0; k < options.micro_batch; ++k) indices.push_back(example_at(begin + k));
+    return indices;
+  }
+
+  CheckpointData snapshot() const {
+    CheckpointData data;
+    data.step = step;
+    data.world = comm.world_size();
+    data.config_yaml = config_yaml;
+    data.counters["examples_seen"] = examples_seen;
+    data.values["tokens_seen"] = tokens_seen;
+    for (const auto& [name, p] : parameters) data.model.emplace_back(name, p);
+    for (const auto& [name, p] : trainable) {
+      auto it = optimizer->state().find(optimizer_key(p));
+      if (it == optimizer->state().end()) continue;  // no update yet
+      auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+      data.optim.emplace_back(name + "/exp_avg", s.exp_avg());
+      data.optim.emplace_back(name + "/exp_avg_sq", s.exp_avg_sq());
+      data.optim.emplace_back(name + "/step", at::full({1}, s.step(), at::kLong));
+    }
+    data.rng = cpu_generator().get_state();
+    data.data = at::full({1}, examples_seen, at::kLong);
+    return data;
+  }
+};
+
+Trainer::Trainer(TrainOptions options, std::vector<std::pair<std::string, at::Tensor>> parameters,
+                 dist::Communicator& comm, const void* mpi_comm, int64_t dataset_size, std::string config_yaml,
+                 double flops_per_token)
+    : s_(std::make_unique<State>(std::move(options), std::move(parameters), comm, dataset_size, std::move(config_yaml),
+                                 flops_per_token)) {
+  if (dataset_size < 1) core::fail("training data is empty");
+  auto& o = s_->options;
+  std::vector<at::Tensor> decay, no_decay, all;
+  for (const auto& [name, p] : s_->parameters) {
+    if (!p.requires_grad()) continue;
+    s_->trainable.emplace_back(name, p);
+    all.push_back(p);
+    (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  }
+  if (all.empty()) core::fail("nothing to train: no parameter requires a gradient");
+  auto defaults = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(defaults));
+  groups.emplace_back(no_decay,
+                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(defaults).weight_decay(0)));
+  s_->optimizer = std::make_unique<torch::optim::AdamW>(std::move(groups), defaults);
+  s_->reducer = std::make_unique<dist::GradReducer>(comm, all);
+  s_->store = std::make_unique<CheckpointStore>(o.out_dir + "/checkpoints", comm, mpi_comm, o.keep_checkpoints);
+  s_->schedule = Schedule{o.schedule, o.lr, o.warmup_steps, o.steps, o.min_lr_ratio};
+  // Each rank's own random stream (dropout): derived from the seed, never shared between ranks.
+  cpu_generator().set_current_seed(core::derive_seed(o.seed, {0x9E4, static_cast<uint64_t>(comm.rank())}));
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::step() const { return s_->step; }
+
+void Trainer::save() { s_->store->save(s_->snapshot()); }
+
+int64_t Trainer::resume() {
+  auto& s = *s_;
+  if (!s.options.resume) return 0;
+  auto latest = s.store->latest();
+  if (!latest) return 0;
+  CheckpointData data = s.store->load(*latest);
+  std::map<std::string, at::Tensor> saved(data.model.begin(), data.model.end());
+  torch::NoGradGuard no_grad;
+  for (auto& [name, p] : s.parameters) {
+    auto it = saved.find(name);
+    if (it == saved.end()) core::fail("{}: checkpoint has no parameter '{}'", s.store->file_of(*latest), name);
+    if (!it->second.sizes().equals(p.sizes()))
+      core::fail("{}: parameter '{}' has shape {} in the checkpoint, the model has {}", s.store->file_of(*latest), name,
+                 shape_of(it->second.sizes()), shape_of(p.sizes()));
+    p.copy_(it->second);
+  }
+  std::map<std::string, at::Tensor> optim(data.optim.begin(), data.optim.end());
+  for (auto& [name, p] : s.trainable) {
+    if (!optim.count(name + "/exp_avg")) continue;
+    auto state = std::make_unique<torch::optim::AdamWParamState>();
+    state->exp_avg(optim[name + "/exp_avg"].view(p.sizes()).to(p.options()).clone());
+    state->exp_avg_sq(optim[name + "/exp_avg_sq"].view(p.sizes()).to(p.options()).clone());
+    state->step(optim[name + "/step"].item<int64_t>());
+    s.optimizer->state()[optimizer_key(p)] = std::move(state);
+  }
+  s.step = data.step;
+  s.examples_seen = data.counters.count("examples_seen") ? data.counters["examples_seen"] : 0;
+  s.tokens_seen = data.values.count("tokens_seen") ? data.values["tokens_seen"] : 0;
+  if (data.rng.defined()) {
+    cpu_generator().set_state(data.rng);
+    spdlog::info("resumed from {} at step {} (examples seen {})", s.store->file_of(*latest), s.step, s.examples_seen);
+  } else {
+    // Another world size: per-rank generators cannot carry over; derive fresh ones from the step.
+    cpu_generator().set_current_seed(core::derive_seed(
+        s.options.seed, {0x9E4, static_cast<uint64_t>(s.comm.rank()), static_cast<uint64_t>(s.step)}));
+    const int64_t old_batch = s.options.micro_batch * s.options.accumulation * data.world;
+    const int64_t new_batch = s.options.micro_batch * s.options.accumulation * s.comm.world_size();
+    spdlog::warn(
+        "resumed from {} (saved by {} ranks) on {} ranks at step {}: the data continues from example {}, the global "
+        "batch is now {} (was {}), and each rank's random generator is re-derived from (seed, rank, step)",
+        s.store->file_of(*latest), data.world, s.comm.world_size(), s.step, s.examples_seen, new_batch, old_batch);
+  }
+  return s.step;
+}
+
+TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t)>& after_step) {
+  auto& s = *s_;
+  auto& o = s.options;
+  TrainResult result;
+  result.first_step = s.step;
+  const bool rank0 = s.comm.rank() == 0;
+  std::ofstream metrics;
+  if (rank0) {
+    std::filesystem::create_directories(o.out_dir);
+    metrics.open(o.out_dir + "/metrics.jsonl", std::ios::app);
+  }
+  core::Progress progress("train", o.steps, rank0, 0.0, "step");
+  core::Stopwatch run_clock, window_clock;
+  double window_loss = 0, window_tokens = 0;
+  int64_t window_steps = 0;
+  std::vector<at::Tensor> trainable;
+  for (const auto& [name, p] : s.trainable) trainable.push_back(p);
+
+  while (s.step < o.steps) {
+    // Stop signals: every rank learns whether any rank got one, so all save the same step.
+    at::Tensor stop = at::full({1}, core::stop_requested() ? 1 : 0, at::kInt);
+    s.comm.all_reduce(stop, dist::ReduceOp::Max);
+    if (stop.item<int>() != 0) {
+      spdlog::warn("stop signal: saving step {} and exiting", s.step);
+      save();
+      result.stopped = true;
+      break;
+    }
+    // Zero in place (Optimizer::zero_grad detaches, which views into GradReducer buckets refuse).
+    for (auto& p : trainable)
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    double step_loss = 0;
+    int64_t step_tokens = 0;
+    for (int64_t m = 0; m < o.accumulation; ++m) {
+      MicroBatchLoss micro;
+      {
+        AutocastGuard autocast(o.bf16);
+        micro = loss_fn(s.micro_batch_indices(m));
+      }
+      (micro.loss / static_cast<double>(o.accumulation)).backward();
+      step_loss += micro.loss.item<double>() / static_cast<double>(o.accumulation);
+      step_tokens += micro.tokens;
+      s.reducer->after_backward(m == o.accumulation - 1);
+    }
+    // After the reduction every rank holds the same gradients: the local norm is the global one.
+    double norm = o.clip_norm > 0 ? torch::nn::utils::clip_grad_norm_(trainable, o.clip_norm)
+                                  : torch::nn::utils::clip_grad_norm_(trainable, 1e30);
+    const double lr = s.schedule.at(s.step);
+    for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    s.optimizer->step();
+    ++s.step;
+    s.examples_seen += o.micro_batch * o.accumulation * s.comm.world_size();
+    window_loss += step_loss;
+    window_tokens += static_cast<double>(step_tokens);
+    ++window_steps;
+
+    if (s.step % o.log_every == 0 || s.step == o.steps) {
+      // One collective per logged step: mean loss and total tokens over the ranks.
+      at::Tensor sums = at::tensor({window_loss, window_tokens}, at::kDouble);
+      s.comm.all_reduce(sums, dist::ReduceOp::Sum);
+      const double mean_loss = sums[0].item<double>() / (window_steps * s.comm.world_size());
+      const double tokens = sums[1].item<double>();
+      const double seconds = window_clock.seconds();
+      const double tokens_per_s = tokens / std::max(seconds, 1e-9);
+      const double gflops = s.flops_per_token * tokens_per_s / 1e9;
+      s.tokens_seen += tokens;
+      result.last_loss = mean_loss;
+      result.tokens_per_s = tokens_per_s;
+      result.gflops = gflops;
+      if (rank0) {
+        nlohmann::json line{{"step", s.step},          {"loss", mean_loss},     {"lr", lr},
+                            {"grad_norm", norm},        {"tokens_per_s", tokens_per_s}, {"gflops", gflops},
+                            {"examples", s.examples_seen}, {"elapsed_s", run_clock.seconds()}};
+        metrics << line.dump() << '\n' << std::flush;
+        progress.update(s.step, fmt::format("loss {:.4f} lr {:.2e} gnorm {:.3f} {:.0f} tok/s {:.1f} GFLOP/s", mean_loss,
+                                            lr, norm, tokens_per_s, gflops));
+      }
+      window_loss = window_tokens = 0;
+      window_steps = 0;
+      window_clock.reset();
+    }
+    if (after_step) after_step(s.step);
+    if (o.save_every > 0 && s.step % o.save_every == 0 && s.step < o.steps) save();
+  }
+  if (!result.stopped) save();
+  result.last_step = s.step;
+  result.seconds = run_clock.seconds();
+  return result;
+}
+
+}  // namespace engram::train

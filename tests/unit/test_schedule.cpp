@@ -1,0 +1,28 @@
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "train/schedule.h"
+
+using engram::train::Schedule;
+
+TEST(Schedule, WarmupThenCosineToTheFloor) {
+  Schedule s{"cosine", 1.0, 10, 110, 0.1};
+  EXPECT_DOUBLE_EQ(s.at(0), 0.1);  // (0 + 1) / 10
+  EXPECT_DOUBLE_EQ(s.at(9), 1.0);
+  EXPECT_DOUBLE_EQ(s.at(10), 1.0);                    // decay starts at the peak
+  EXPECT_NEAR(s.at(10 + 99 / 2), 0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * 49.0 / 99.0)), 1e-12);
+  EXPECT_DOUBLE_EQ(s.at(109), 0.1);                   // the last step sits on the floor
+  EXPECT_DOUBLE_EQ(s.at(500), 0.1);
+}
+
+TEST(Schedule, LinearAndConstant) {
+  Schedule linear{"linear", 2.0, 0, 11, 0.0};
+  EXPECT_DOUBLE_EQ(linear.at(0), 2.0);
+  EXPECT_DOUBLE_EQ(linear.at(5), 1.0);
+  EXPECT_DOUBLE_EQ(linear.at(10), 0.0);
+  Schedule constant{"constant", 3e-4, 5, 100, 0.1};
+  EXPECT_DOUBLE_EQ(constant.at(2), 3e-4 * 3 / 5);
+  EXPECT_DOUBLE_EQ(constant.at(50), 3e-4);
+  Schedule bad{"triangle", 1.0, 0, 10, 0.1};
+  EXPECT_THROW(bad.at(3), engram::core::UserError);
+}
