@@ -52,5 +52,7 @@ Command synth_command();
 Command tokenizer_command();
 Command data_command();
 Command pretrain_command();
+Command generate_command();
+Command convert_command();
 
 }  // namespace engram::app

@@ -24,7 +24,8 @@ config::Schema full_schema() {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> all = {doctor_command(), synth_command(), tokenizer_command(),
-                                            data_command(), pretrain_command()};
+                                            data_command(), pretrain_command(),
+                                            generate_command(), convert_command()};
   return all;
 }
 

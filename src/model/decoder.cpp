@@ -132,7 +132,7 @@ at::Tensor alibi_slopes(int64_t n_heads) {
 namespace {
 at::Tensor rotate_half(const at::Tensor& x) {  // [.., hd] -> [-x2, x1]
   const int64_t half = x.size(-1) / 2;
-  return at::cat({x.narrow(-1, half, half), -x.narrow(-1, 0, half)}, -1);
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
 // cos, sin [Bp, 1, T, hd] of positions [Bp, T].
@@ -236,9 +236,8 @@ class AttentionImpl : public torch::nn::Module {
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
     at::Tensor raw = at::matmul(qh, kh.transpose(-2, -1));
     at::Tensor scores = ctx.bias.defined() ? at::add(ctx.bias, raw, scale) : raw * scale;
-    at::Tensor probs = scores.scalar_type() == torch::kFloat
-                           ? at::softmax(scores, -1)
-                           : at::softmax(scores, -1, torch::kFloat).to(vh.scalar_type());
+    at::Tensor probs = at::softmax(scores, -1, torch::kFloat);  // float32 softmax
+    if (probs.scalar_type() != vh.scalar_type()) probs = probs.to(vh.scalar_type());
     if (dropout_ > 0.0 && is_training()) probs = at::dropout(probs, dropout_, true);
     at::Tensor out = at::matmul(probs, vh);                   // [B, H, T, hd]
     return o(out.transpose(1, 2).reshape({B, T, d}));          // [B, T, d]
@@ -386,7 +385,7 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
                  cache->keys.size(), L);
     if (T_past > 0) ENGRAM_CHECK(cache->keys[0].size(0) == B, "cache batch != input batch");
   }
-  const int64_t S_real = T_past + T, S = P + S_real;
+  const int64_t S_real = T_past + T;  // keys: P prefix slots + S_real cached and new tokens
   const at::Tensor& mask = options.attention_mask;
   const auto dev = input_ids.device();
   const auto i64 = torch::TensorOptions().dtype(torch::kLong).device(dev);
@@ -399,7 +398,7 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
                  "attention_mask must be [B, T_past + T] = [{}, {}]", B, S_real);
     pos_all = (at::cumsum(mask.to(torch::kLong), 1) - 1).clamp_min(0) + P;
   } else {
-    pos_all = at::arange(0, S_real, i64).unsqueeze(0);
+    pos_all = at::arange(P, P + S_real, i64).unsqueeze(0);
   }
   at::Tensor q_pos = pos_all.narrow(1, T_past, T);  // [Bp, T]
 
@@ -431,7 +430,7 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
     at::Tensor allowed = key_idx.le(query_idx);                           // [T, S_real]
     if (mask.defined()) {
       at::Tensor real = mask.to(torch::kBool).view({B, 1, 1, S_real});
-      allowed = allowed.logical_and(real.logical_or(key_idx.ge(0)));  // [B, 1, T, S_real]
+      allowed = allowed.logical_and(real.logical_or(key_idx.eq(query_idx)));  // [B, 1, T, S_real]
     } else {
       allowed = allowed.view({1, 1, T, S_real});
     }
@@ -444,7 +443,7 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
       if (P > 0)
         key_pos = at::cat({at::arange(P, i64).unsqueeze(0).expand({pos_all.size(0), P}), pos_all}, 1);
       at::Tensor dist = (q_pos.unsqueeze(2) - key_pos.unsqueeze(1)).to(torch::kFloat).unsqueeze(1);
-      bias = bias + p.slopes.to(dev).view({1, H, 1, 1}) * dist;  // [Bp, H, T, S]
+      bias = bias - p.slopes.to(dev).view({1, H, 1, 1}) * dist;  // [Bp, H, T, S]
     }
     ctx.bias = bias;
   }
@@ -467,7 +466,6 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
   if (options.output_hidden_states) out.hidden_states.push_back(x);
   out.logits = c.tied_head ? at::linear(x, p.wte->weight) : p.head(x);  // [B, T, V]
   if (alibi) out.alibi_bias = p.slopes.to(dev);
-  (void)S;
   return out;
 }
 

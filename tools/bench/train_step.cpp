@@ -1,0 +1,112 @@
+// bench_train_step: training throughput of the decoder: forward + loss + backward + bucketed
+// gradient all_reduce + AdamW, on random tokens, the way engram's trainer runs a step. Prints one
+// JSON line (rank 0): tokens/s over all ranks, achieved GFLOP/s (6 x parameters x tokens / time),
+// and the GFLOP/s of a 2048^3 matmul on the same threads in the same run (the machine's ceiling).
+//
+//   mpirun -np R bench_train_step [--layers L] [--d D] [--heads H] [--vocab V] [--seq T]
+//                                 [--batch B] [--threads N] [--steps S] [--warmup W]
+// --batch is per rank. Compare with PyTorch eager on the same LibTorch (DESIGN.md, CPU facts).
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include "dist/grad_reducer.h"
+#include "dist/local_communicator.h"
+#include "dist/mpi_communicator.h"
+#include "model/decoder.h"
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+double matmul_gflops() {
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({2048, 2048}), b = torch::randn({2048, 2048});
+  torch::mm(a, b);
+  auto t = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) torch::mm(a, b);
+  return 3 * 2.0 * 2048.0 * 2048.0 * 2048.0 / seconds_since(t) / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  int rank = 0, world = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  int64_t layers = 2, d = 128, heads = 4, vocab = 4096, seq = 128, batch = 16, threads = 0, steps = 20, warmup = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i];
+    int64_t v = std::stoll(argv[i + 1]);
+    if (k == "--layers") layers = v;
+    else if (k == "--d") d = v;
+    else if (k == "--heads") heads = v;
+    else if (k == "--vocab") vocab = v;
+    else if (k == "--seq") seq = v;
+    else if (k == "--batch") batch = v;
+    else if (k == "--threads") threads = v;
+    else if (k == "--steps") steps = v;
+    else if (k == "--warmup") warmup = v;
+    else {
+      if (rank == 0) std::fprintf(stderr, "bench_train_step: unknown option %s\n", k.c_str());
+      MPI_Abort(MPI_COMM_WORLD, 2);
+    }
+  }
+  if (threads > 0) at::set_num_threads(static_cast<int>(threads));
+  at::globalContext().setFlushDenormal(true);
+  torch::manual_seed(1);
+
+  engram::model::DecoderConfig config = engram::model::DecoderConfig::preset("gpt2");
+  config.vocab_size = vocab;
+  config.d_model = d;
+  config.n_layers = layers;
+  config.n_heads = heads;
+  config.d_ff = 4 * d;
+  config.max_positions = seq;
+  engram::model::Decoder model(config);
+  model->train();
+  auto comm = world > 1 ? engram::dist::make_mpi_communicator(MPI_COMM_WORLD, std::chrono::seconds(600))
+                        : engram::dist::make_local_communicator(std::chrono::seconds(600));
+  std::vector<at::Tensor> params = model->parameters();
+  engram::dist::GradReducer reducer(*comm, params);
+  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-3).weight_decay(0.01));
+
+  auto ids = torch::randint(vocab, {batch, seq + 1}, torch::kLong);
+  auto inputs = ids.narrow(1, 0, seq), targets = ids.narrow(1, 1, seq).reshape(-1);
+  auto step = [&] {
+    for (auto& p : params)
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    auto logits = model->forward(inputs).logits;
+    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}), targets);
+    loss.backward();
+    reducer.after_backward(true);
+    optimizer.step();
+  };
+  for (int64_t i = 0; i < warmup; ++i) step();
+  MPI_Barrier(MPI_COMM_WORLD);
+  auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < steps; ++i) step();
+  double elapsed = seconds_since(start), slowest = 0;
+  MPI_Allreduce(&elapsed, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  const double tokens_per_s = static_cast<double>(batch * seq * world * steps) / slowest;
+  const double gflops = 6.0 * static_cast<double>(model->num_parameters()) * tokens_per_s / 1e9;
+  const double peak = matmul_gflops();
+  if (rank == 0)
+    std::printf(
+        "{\"bench\":\"train_step\",\"layers\":%ld,\"d\":%ld,\"heads\":%ld,\"vocab\":%ld,\"seq\":%ld,\"batch_per_rank\":%ld,"
+        "\"ranks\":%d,\"threads_per_rank\":%d,\"parameters\":%ld,\"steps\":%ld,\"tokens_per_s\":%.0f,\"gflops\":%.2f,"
+        "\"matmul_gflops\":%.1f}\n",
+        layers, d, heads, vocab, seq, batch, world, at::get_num_threads(), model->num_parameters(), steps, tokens_per_s,
+        gflops, peak);
+  MPI_Finalize();
+  return 0;
+}
