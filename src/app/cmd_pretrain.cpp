@@ -38,20 +38,42 @@ std::vector<data::Document> read_documents(const std::vector<std::string>& files
   return docs;
 }
 
-// Documents as language-modelling text, plus one reading-comprehension line per question.
+// One example per document. With questions (reading format):
+//   "Context: <doc> Question: <q1> Answer: <a1>\nQuestion: <q2> Answer: <a2>\n..."
+// with the training-template questions only (held-out phrasings stay unseen), and the loss on
+// the answers (and the newline that ends each) only: the context is random facts whose tokens
+// would swamp the signal. Each entity appears in exactly one example, so an answer can only be
+// read from the context, never remembered: this is what teaches a small model to read. Without
+// questions: the text, as language modelling.
 std::vector<data::Example> build_examples(const std::vector<data::Document>& docs, const text::Tokenizer& tok,
-                                          int64_t seq_len, bool qa_lines) {
+                                          int64_t seq_len) {
   std::vector<data::Example> examples;
   for (const auto& doc : docs) {
-    for (auto& piece : data::encode_text(tok, doc.text, seq_len)) examples.push_back(std::move(piece));
-    if (!qa_lines) continue;
+    data::Example e;
+    auto append = [&](const std::string& text, bool trained) {
+      for (int32_t id : tok.encode(text)) {
+        e.ids.push_back(id);
+        e.train_mask.push_back(trained ? 1 : 0);
+      }
+    };
+    bool first = true;
     for (const auto& qa : doc.qa) {
-      if (qa.heldout) continue;  // held-out phrasings stay unseen
-      data::Example e = data::encode_qa(tok, data::PromptFormat::ContextQuestionAnswer, doc.text, qa.question,
-                                        qa.answers.front(), seq_len);
-      std::fill(e.train_mask.begin(), e.train_mask.end(), 1);  // the whole line is language modelling
-      examples.push_back(std::move(e));
+      if (qa.heldout) continue;
+      append(first ? data::prompt_text(data::PromptFormat::ContextQuestionAnswer, doc.text, qa.question)
+                   : "Question: " + qa.question + " Answer:",
+             false);
+      append(data::answer_text(qa.answers.front()) + "\n", true);
+      first = false;
     }
+    if (first) {  // no questions: plain text
+      for (auto& piece : data::encode_text(tok, doc.text, seq_len)) examples.push_back(std::move(piece));
+      continue;
+    }
+    if (static_cast<int64_t>(e.ids.size()) > seq_len) {  // keep whole questions only
+      e.ids.resize(static_cast<size_t>(seq_len));
+      e.train_mask.resize(static_cast<size_t>(seq_len));
+    }
+    examples.push_back(std::move(e));
   }
   return examples;
 }
@@ -84,7 +106,7 @@ int run_pretrain(CommandContext& ctx) {
   core::Stopwatch clock;
   const auto docs = read_documents(cfg.get_list("pretrain.data"), cfg);
   const int64_t seq_len = cfg.get_int("pretrain.seq_len");
-  const auto examples = build_examples(docs, *tokenizer, seq_len, cfg.get_bool("pretrain.qa_lines"));
+  const auto examples = build_examples(docs, *tokenizer, seq_len);
   int64_t tokens = 0;
   for (const auto& e : examples) tokens += static_cast<int64_t>(e.ids.size());
   spdlog::info("pretrain: {} documents -> {} examples, {} tokens ({:.1f} s)", docs.size(), examples.size(), tokens,
@@ -98,6 +120,7 @@ int run_pretrain(CommandContext& ctx) {
     core::fail("model.max_positions {} < pretrain.seq_len {}", arch.max_positions, seq_len);
   torch::manual_seed(cfg.get_int("run.seed"));  // the same initial weights on every rank
   model::Decoder decoder(arch);
+  decoder->set_activation_checkpointing(cfg.get_bool("train.activation_checkpointing"));
   spdlog::info("model: {} parameters ({} layers, d {}, {} heads, vocab {})", decoder->num_parameters(),
                arch.n_layers, arch.d_model, arch.n_heads, arch.vocab_size);
 
@@ -131,7 +154,8 @@ int run_pretrain(CommandContext& ctx) {
   // The model file: weights, architecture, the tokenizer beside it.
   if (rank0) {
     fs::create_directories(out_dir);
-    const std::string tokenizer_copy = out_dir + "/" + fs::path(tokenizer_path).filename().string();
+    // Beside the model under the Hugging Face name, so the folder is self-contained (and converts).
+    const std::string tokenizer_copy = out_dir + "/tokenizer.model";
     if (fs::absolute(tokenizer_copy) != fs::absolute(tokenizer_path))
       fs::copy_file(tokenizer_path, tokenizer_copy, fs::copy_options::overwrite_existing);
     model::save_model_file(out_dir + "/model.h5", decoder, tokenizer_copy, cfg.to_yaml());
@@ -171,8 +195,6 @@ void declare_pretrain_options(config::Schema& schema) {
                   "training files, any supported format (JSONL, StreamingQA/ArchivalQA CSV, SQuAD JSON)");
   schema.add_string("pretrain.out_dir", "runs/quickstart/base", "checkpoints, metrics.jsonl, model.h5, eval.json");
   schema.add_int("pretrain.seq_len", 256, "longest training sequence in tokens");
-  schema.add_bool("pretrain.qa_lines", true,
-                  "add a 'Context: .. Question: .. Answer: ..' line per question (reading comprehension)");
   schema.add_string("pretrain.eval_data", "runs/quickstart/data/valid.jsonl",
                     "documents whose questions measure reading (context in prompt) and knowing (closed book)");
   schema.add_int("pretrain.eval_questions", 400, "questions evaluated after training (0 = all)");
@@ -183,9 +205,10 @@ Command pretrain_command() {
   c.name = "pretrain";
   c.summary = "train the base LM from scratch (data parallel, resumable)";
   c.description =
-      "Trains a decoder (model.*) on pretrain.data with the trainer (train.*): documents as language\n"
-      "modelling text plus one 'Context: <doc> Question: <q> Answer: <a>' line per question, so the model\n"
-      "learns to read. Checkpoints go to pretrain.out_dir/checkpoints (resumed automatically; SIGTERM or\n"
+      "Trains a decoder (model.*) on pretrain.data with the trainer (train.*). A document with questions\n"
+      "becomes one 'Context: <doc> Question: <q1> Answer: <a1>\\n Question: <q2> ...' sequence with the\n"
+      "loss on the answers (each entity once, so answers can only be read, not remembered: the model\n"
+      "learns to read); one without questions is plain language-modelling text. Checkpoints go to pretrain.out_dir/checkpoints (resumed automatically; SIGTERM or\n"
       "SIGUSR1 saves and exits 0), metrics to metrics.jsonl, the final model to model.h5 (with the\n"
       "tokenizer beside it). Then it evaluates on pretrain.eval_data: F1 with the context in the prompt\n"
       "(training templates and held-out paraphrases) and closed book.\n\n"

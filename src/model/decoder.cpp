@@ -356,6 +356,60 @@ DecoderImpl::DecoderImpl(DecoderConfig config) : config_(std::move(config)) {
   }
 }
 
+namespace {
+
+// Runs one block without keeping its activations, and recomputes them in backward: forward under
+// no_grad saving the block input and the generator state; backward re-runs the block with grad on
+// from the same generator state (same dropout masks), back-propagates through it (which also
+// accumulates the block's parameter gradients), and returns the input's gradient.
+// The block and what it shares with the others (passed as one non-tensor argument: autograd
+// tracks only x).
+struct BlockCall {
+  detail::BlockImpl* block;
+  at::Tensor bias, cos, sin;
+};
+
+struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x,
+                                                const BlockCall& call) {
+    ctx->saved_data["block"] = reinterpret_cast<int64_t>(call.block);
+    ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().get_state();
+    ctx->saved_data["bias"] = call.bias;
+    ctx->saved_data["cos"] = call.cos;
+    ctx->saved_data["sin"] = call.sin;
+    ctx->save_for_backward({x});
+    torch::NoGradGuard no_grad;
+    detail::AttnContext actx;
+    actx.bias = call.bias;
+    actx.cos = call.cos;
+    actx.sin = call.sin;
+    return {call.block->forward(x, actx)};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto* block = reinterpret_cast<detail::BlockImpl*>(ctx->saved_data["block"].toInt());
+    at::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    at::Tensor now = gen.get_state();
+    gen.set_state(ctx->saved_data["rng"].toTensor());
+    detail::AttnContext actx;
+    actx.bias = ctx->saved_data["bias"].toTensor();
+    actx.cos = ctx->saved_data["cos"].toTensor();
+    actx.sin = ctx->saved_data["sin"].toTensor();
+    at::Tensor y;
+    {
+      torch::AutoGradMode enable(true);
+      y = block->forward(x, actx);
+    }
+    gen.set_state(now);
+    torch::autograd::backward({y}, {grad_out[0]});
+    return {x.grad(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
 DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOptions& options) {
   const auto& c = config_;
   auto& p = *parts_;
@@ -460,7 +514,10 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
     ctx.cache_k = cache ? &cache->keys[l] : nullptr;
     ctx.cache_v = cache ? &cache->values[l] : nullptr;
     ctx.capture = l == capture ? &out : nullptr;
-    x = p.block_list[l]->forward(x, ctx);
+    const bool checkpoint = checkpointing_ && is_training() && torch::GradMode::is_enabled() && P == 0 && !cache &&
+                            ctx.capture == nullptr;
+    x = checkpoint ? CheckpointedBlock::apply(x, BlockCall{p.block_list[l].get(), ctx.bias, ctx.cos, ctx.sin})[0]
+                   : p.block_list[l]->forward(x, ctx);
   }
   x = p.ln_f(x);
   if (options.output_hidden_states) out.hidden_states.push_back(x);

@@ -143,11 +143,17 @@ class DecoderImpl : public torch::nn::Module {
   void unmerge_lora();  // W -= scale * B A, adapters active again
   void remove_lora();   // drops the adapters (merged ones stay merged)
 
+  // Activation checkpointing: in training, each block keeps only its input and recomputes its
+  // activations in backward (with the same dropout masks), trading compute for memory. It applies
+  // to plain forward passes (no prefix, cache or q/k/v capture); others run normally.
+  void set_activation_checkpointing(bool on) { checkpointing_ = on; }
+
  private:
   struct Parts;  // the submodules (registered with this module), defined in decoder.cpp
   DecoderConfig config_;
   std::shared_ptr<Parts> parts_;
   std::vector<std::pair<std::string, bool>> requires_grad_before_lora_;  // restored by remove_lora
+  bool checkpointing_ = false;
 };
 TORCH_MODULE(Decoder);
 
