@@ -26,6 +26,7 @@ int run_tokenizer(CommandContext& ctx) {
   options.model_type = cfg.get_string("tokenizer.type");
   options.input_sentence_size = cfg.get_int("tokenizer.max_lines");
   options.seed = static_cast<uint32_t>(cfg.get_int("run.seed"));
+  options.split_digits = cfg.get_bool("tokenizer.split_digits");
   if (!std::filesystem::exists(options.input))
     core::fail("tokenizer.input: '{}' does not exist (run `engram synth` first, or point it at a text file)",
                options.input);
@@ -64,6 +65,7 @@ void declare_tokenizer_options(config::Schema& schema) {
                     "the SentencePiece model: written by `engram tokenizer`, read by the model commands");
   schema.add_int("tokenizer.vocab_size", 2048, "vocabulary size, including 4 special ids and 256 byte pieces");
   schema.add_string("tokenizer.type", "unigram", "SentencePiece algorithm", {"unigram", "bpe"});
+  schema.add_bool("tokenizer.split_digits", true, "every digit its own piece (LLaMA-style); false lets numbers merge");
   schema.add_int("tokenizer.max_lines", 0, "train on a random sample of at most this many lines; 0 = all");
 }
 

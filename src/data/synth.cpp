@@ -211,6 +211,8 @@ void declare_synth_options(config::Schema& schema) {
   schema.add_int("synth.min_facts", 3, "fewest attributes a document states");
   schema.add_int("synth.max_facts", 5, "most attributes a document states (capped by the entity kind)");
   schema.add_int("synth.distractors", 2, "distractor sentences per document");
+  schema.add_int("synth.train_questions_per_fact", 1,
+                 "pretrain/train documents: distinct training phrasings asked per stated fact (1 to 4)");
   schema.add_bool("synth.long_documents", false,
                   "also write long_test.jsonl: facts early, then filler, questions at the end (beyond-window recall)");
   schema.add_int("synth.long_filler_words", 600, "filler words between the facts and the end of a long document");
@@ -227,6 +229,7 @@ SynthOptions synth_options_from(const config::Config& config) {
   o.min_facts = static_cast<int>(config.get_int("synth.min_facts"));
   o.max_facts = static_cast<int>(config.get_int("synth.max_facts"));
   o.distractors = static_cast<int>(config.get_int("synth.distractors"));
+  o.train_questions_per_fact = static_cast<int>(config.get_int("synth.train_questions_per_fact"));
   o.long_documents = config.get_bool("synth.long_documents");
   o.long_filler_words = static_cast<int>(config.get_int("synth.long_filler_words"));
   o.long_documents_count = config.get_int("synth.long_count");
@@ -246,6 +249,8 @@ SynthWorld::SynthWorld(SynthOptions options) : options_(std::move(options)) {
     core::fail("synth.min_facts/max_facts: expected 1 <= min_facts <= max_facts, got {} and {}", o.min_facts,
                o.max_facts);
   if (o.distractors < 0) core::fail("synth.distractors: expected >= 0, got {}", o.distractors);
+  if (o.train_questions_per_fact < 1 || o.train_questions_per_fact > 4)
+    core::fail("synth.train_questions_per_fact: expected 1 to 4, got {}", o.train_questions_per_fact);
   if (o.long_filler_words < 0) core::fail("synth.long_filler_words: expected >= 0");
 }
 
@@ -306,12 +311,19 @@ Document SynthWorld::document(int64_t index, Split split, int64_t position) cons
   doc.time = options_.time_origin + 3600 * position;
   for (size_t s = 0; s < sentences.size(); ++s) doc.text += (s ? " " : "") + sentences[s];
   const bool evaluation = split == Split::Valid || split == Split::Test;
+  // Training splits: `train_questions_per_fact` distinct training phrasings per fact (more answer
+  // signal per context); evaluation splits: one training and one held-out phrasing per fact.
+  // Questions come in random order, never in the order of the statements.
   for (size_t k : order) {
     const AttributeSpec& attribute = kind.attributes[k];
-    doc.qa.push_back(QA{fill(pick(attribute.train_questions, rng), e.name, e.values[k]), {e.values[k]}, false});
+    std::vector<std::string> phrasings = attribute.train_questions;
+    std::shuffle(phrasings.begin(), phrasings.end(), rng);
+    const size_t asked = evaluation ? 1 : std::min<size_t>(phrasings.size(), options_.train_questions_per_fact);
+    for (size_t q = 0; q < asked; ++q) doc.qa.push_back(QA{fill(phrasings[q], e.name, e.values[k]), {e.values[k]}, false});
     if (evaluation)
       doc.qa.push_back(QA{fill(pick(attribute.heldout_questions, rng), e.name, e.values[k]), {e.values[k]}, true});
   }
+  std::shuffle(doc.qa.begin(), doc.qa.end(), rng);
   return doc;
 }
 
@@ -353,8 +365,8 @@ SynthSummary write_world(const SynthWorld& world, const std::string& dir,
       // The tokenizer corpus: what pretraining will read (never the evaluation splits).
       if (split == Split::Pretrain || split == Split::Train) {
         corpus << doc.text << '\n';
-        for (const QA& q : doc.qa)
-          corpus << "Context: " << doc.text << " Question: " << q.question << " Answer: " << q.answers[0] << '\n';
+        // Questions without their context: the tokenizer needs their words, not the context again.
+        for (const QA& q : doc.qa) corpus << "Question: " << q.question << " Answer: " << q.answers[0] << '\n';
       }
       if (progress && (++done % 1000 == 0 || done == total)) progress(done, total);
     }

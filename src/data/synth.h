@@ -29,6 +29,7 @@ struct SynthOptions {
   double frac_pretrain = 0.5, frac_train = 0.2, frac_valid = 0.05;
   int min_facts = 3, max_facts = 5;  // attributes stated per document (capped by the kind's count)
   int distractors = 2;               // distractor sentences per document
+  int train_questions_per_fact = 1;  // pretrain/train splits: training phrasings asked per fact
   bool long_documents = false;       // also write long_test.jsonl (facts early, filler, question last)
   int long_filler_words = 600;       // filler between the facts and the end of a long document
   int64_t long_documents_count = 200;
@@ -91,7 +92,7 @@ struct SynthSummary {
 };
 
 // Writes <dir>/{pretrain,train,valid,test}.jsonl, corpus.txt (document texts and
-// "Context/Question/Answer" lines of the pretrain and train splits, for tokenizer training),
+// "Question/Answer" lines of the pretrain and train splits, for tokenizer training),
 // long_test.jsonl when asked, and world.json (what was made, from which options).
 // `progress(done, total)` is called as entities are written.
 SynthSummary write_world(const SynthWorld& world, const std::string& dir,

@@ -53,6 +53,9 @@ class MpiCommunicator final : public Communicator {
   ~MpiCommunicator() override {
     queue_.reset();  // drain before the communicator goes away
     watchdog_.reset();
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;  // destroyed after MPI_Finalize: MPI already released everything
     for (MPI_Op& op : ops16_) MPI_Op_free(&op);
     MPI_Comm_free(&comm_);
   }

@@ -141,7 +141,7 @@ void train_sentencepiece(const SentencePieceTrainOptions& options, int num_threa
       {"bos_id", "2"},
       {"eos_id", "3"},
       {"byte_fallback", "true"},
-      {"split_digits", "true"},
+      {"split_digits", options.split_digits ? "true" : "false"},
       {"num_threads", std::to_string(std::max(1, num_threads))},
       // 0.1.97 reads this key before parsing the others: it sets the library's log level, and 1
       // drops the INFO lines (progress of every EM step) the trainer prints to stderr.

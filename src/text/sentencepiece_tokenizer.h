@@ -48,10 +48,12 @@ struct SentencePieceTrainOptions {
   // they are. Set "nmt_nfkc" and true for SentencePiece's own defaults.
   std::string normalization_rule = "identity";
   bool remove_extra_whitespaces = false;
+  // Digits as separate pieces (as LLaMA does). Off: frequent numbers (years) may be one piece.
+  bool split_digits = true;
 };
 
 // Trains with sentencepiece::SentencePieceTrainer. Fixed choices: pad=0 unk=1 bos=2 eos=3,
-// byte_fallback (unseen characters become byte pieces, never <unk>), split_digits. The trainer's
+// byte_fallback (unseen characters become byte pieces, never <unk>). The trainer's
 // INFO logging is silenced. Failures (missing input, vocab_size too large for the corpus, ...)
 // -> core::UserError carrying the trainer's message.
 // Note: the seed and the log level are process-wide settings of the SentencePiece library.

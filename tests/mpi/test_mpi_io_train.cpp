@@ -12,6 +12,7 @@
 #include "dist/shard_spec.h"
 #include "io/h5file.h"
 #include "train/trainer.h"
+#include "../common/regression_problem.h"
 
 namespace fs = std::filesystem;
 using namespace engram;
@@ -58,28 +59,9 @@ TEST(ParallelH5, EveryRankWritesItsRowsOfOneDataset) {
 }
 
 namespace {
-struct Problem {
-  torch::nn::Sequential model{nullptr};
-  at::Tensor x, y;
-  Problem() {
-    torch::manual_seed(5);
-    model = torch::nn::Sequential(torch::nn::Linear(6, 12), torch::nn::Tanh(), torch::nn::Dropout(0.2),
-                                  torch::nn::Linear(12, 2));
-    x = torch::randn({41, 6});
-    y = torch::randn({41, 2});
-  }
-  std::vector<std::pair<std::string, at::Tensor>> parameters() {
-    std::vector<std::pair<std::string, at::Tensor>> out;
-    for (const auto& item : model->named_parameters()) out.emplace_back(item.key(), item.value());
-    return out;
-  }
-  train::LossFn loss() {
-    return [this](const std::vector<int64_t>& indices) {
-      at::Tensor index = torch::tensor(indices, torch::kLong);
-      return train::MicroBatchLoss{torch::mse_loss(model->forward(x.index_select(0, index)), y.index_select(0, index)),
-                                   static_cast<int64_t>(indices.size())};
-    };
-  }
+// 41 examples, 6 -> 12 -> 2.
+struct Problem : checks::RegressionProblem {
+  Problem() : RegressionProblem(5, 41, 6, 12, 2) {}
 };
 train::TrainOptions options(const std::string& dir) {
   train::TrainOptions o;

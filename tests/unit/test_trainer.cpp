@@ -14,36 +14,16 @@
 #include "dist/local_communicator.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
+#include "../common/regression_problem.h"
 
 namespace fs = std::filesystem;
 using namespace engram;
 
 namespace {
 
-// A small regression problem with dropout, so the random generator matters.
-struct Problem {
-  torch::nn::Sequential model{torch::nn::Linear(8, 16), torch::nn::ReLU(), torch::nn::Dropout(0.3),
-                              torch::nn::Linear(16, 4)};
-  at::Tensor x, y;
-  explicit Problem(uint64_t seed) {
-    torch::manual_seed(seed);
-    model = torch::nn::Sequential(torch::nn::Linear(8, 16), torch::nn::ReLU(), torch::nn::Dropout(0.3),
-                                  torch::nn::Linear(16, 4));
-    x = torch::randn({37, 8});
-    y = torch::randn({37, 4});
-  }
-  std::vector<std::pair<std::string, at::Tensor>> parameters() {
-    std::vector<std::pair<std::string, at::Tensor>> out;
-    for (const auto& item : model->named_parameters()) out.emplace_back(item.key(), item.value());
-    return out;
-  }
-  train::LossFn loss() {
-    return [this](const std::vector<int64_t>& indices) {
-      at::Tensor index = torch::tensor(indices, torch::kLong);
-      at::Tensor pred = model->forward(x.index_select(0, index));
-      return train::MicroBatchLoss{torch::mse_loss(pred, y.index_select(0, index)), static_cast<int64_t>(indices.size())};
-    };
-  }
+// 37 examples, 8 -> 16 -> 4.
+struct Problem : checks::RegressionProblem {
+  explicit Problem(uint64_t seed) : RegressionProblem(seed, 37, 8, 16, 4) {}
 };
 
 train::TrainOptions options(const std::string& dir, int64_t steps) {

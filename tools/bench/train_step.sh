@@ -12,10 +12,11 @@ build="${BUILD_DIR:-build}"
 bin="$build/bench/bench_train_step"
 [ -x "$bin" ] || { echo "train_step.sh: $bin not built (tools/build.sh)" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-small=(--layers 2 --d 128 --heads 4 --seq 128 --vocab 4096)
-large=(--layers 4 --d 256 --heads 4 --seq 256 --vocab 2048)
-for config in small large; do
-  declare -n args=$config
-  mpirun -np 1 --bind-to none "$bin" "${args[@]}" --batch 16 --threads 2 "$@"
-  mpirun -np 2 --bind-to core "$bin" "${args[@]}" --batch 8 --threads 1 "$@"
-done
+run_config() {  # one size at 1 rank x 2 threads, then 2 ranks x 1 thread; extra options last
+  local size=("$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9" "${10}")
+  shift 10
+  mpirun -np 1 --bind-to none "$bin" "${size[@]}" --batch 16 --threads 2 "$@"
+  mpirun -np 2 --bind-to core "$bin" "${size[@]}" --batch 8 --threads 1 "$@"
+}
+run_config --layers 2 --d 128 --heads 4 --seq 128 --vocab 4096 "$@"
+run_config --layers 4 --d 256 --heads 4 --seq 256 --vocab 2048 "$@"
