@@ -154,3 +154,25 @@ TEST(Checkpoint, OnlyCommittedStepsCountAndOldOnesArePruned) {
   std::ofstream(dir + "/step_00000011.done") << "step 11";
   EXPECT_THROW(store.load(11), core::UserError);
 }
+
+TEST(Trainer, Bf16AutocastTrainsAndKeepsFloat32Weights) {
+  auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
+  Problem p(1);
+  p.model->eval();
+  auto o = options(fresh_dir("train_bf16"), 60);
+  o.bf16 = true;
+  train::Trainer trainer(o, p.parameters(), *comm, nullptr, 37, "", 1.0);
+  at::Tensor before = torch::mse_loss(p.model->forward(p.x), p.y);
+  bool saw_bf16 = false;
+  auto loss = p.loss();
+  trainer.run([&](const std::vector<int64_t>& indices) {
+    auto out = loss(indices);
+    // Under autocast the linear layers compute in bf16; the loss is promoted back to float.
+    saw_bf16 = saw_bf16 || p.model->forward(p.x.narrow(0, 0, 2)).scalar_type() == at::kBFloat16;
+    return out;
+  });
+  EXPECT_TRUE(saw_bf16);
+  for (auto& [name, param] : p.parameters()) EXPECT_EQ(param.scalar_type(), at::kFloat) << name;
+  at::Tensor after = torch::mse_loss(p.model->forward(p.x), p.y);
+  EXPECT_LT(after.item<double>(), 0.8 * before.item<double>());
+}
