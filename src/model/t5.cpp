@@ -207,37 +207,30 @@ struct DecoderBlockImpl : torch::nn::Module {
 };
 TORCH_MODULE(DecoderBlock);
 
-struct EncoderStackImpl : torch::nn::Module {
-  explicit EncoderStackImpl(const T5Config& c) {
+// A stack of blocks (the first one owns the relative position bias) and its final norm; the
+// encoder and the decoder differ only in their block type and depth.
+template <typename Block>
+struct StackImpl : torch::nn::Module {
+  StackImpl(const T5Config& c, int64_t layers) {
     blocks = register_module("blocks", torch::nn::ModuleList());
-    for (int64_t i = 0; i < c.n_layers; ++i) {
-      auto b = EncoderBlock(c, i == 0);
+    for (int64_t i = 0; i < layers; ++i) {
+      auto b = Block(c, i == 0);
       blocks->push_back(b);
       typed.push_back(b);
     }
     final_ln = register_module("final_ln", LayerNorm(c.d_model, c.layer_norm_eps));
   }
   torch::nn::ModuleList blocks{nullptr};
-  std::vector<EncoderBlock> typed;
+  std::vector<Block> typed;
   LayerNorm final_ln{nullptr};
 };
-TORCH_MODULE(EncoderStack);
-
-struct DecoderStackImpl : torch::nn::Module {
-  explicit DecoderStackImpl(const T5Config& c) {
-    blocks = register_module("blocks", torch::nn::ModuleList());
-    for (int64_t i = 0; i < c.n_decoder_layers; ++i) {
-      auto b = DecoderBlock(c, i == 0);
-      blocks->push_back(b);
-      typed.push_back(b);
-    }
-    final_ln = register_module("final_ln", LayerNorm(c.d_model, c.layer_norm_eps));
-  }
-  torch::nn::ModuleList blocks{nullptr};
-  std::vector<DecoderBlock> typed;
-  LayerNorm final_ln{nullptr};
+template <typename Block>
+class Stack : public torch::nn::ModuleHolder<StackImpl<Block>> {
+ public:
+  using torch::nn::ModuleHolder<StackImpl<Block>>::ModuleHolder;
 };
-TORCH_MODULE(DecoderStack);
+using EncoderStack = Stack<EncoderBlock>;
+using DecoderStack = Stack<DecoderBlock>;
 
 }  // namespace t5_detail
 
@@ -268,8 +261,8 @@ T5Impl::T5Impl(T5Config config) : config_(std::move(config)), parts_(std::make_s
   config_.validate();
   const auto& c = config_;
   parts_->shared = register_module("shared", torch::nn::Embedding(c.vocab_size, c.d_model));
-  parts_->encoder = register_module("encoder", t5_detail::EncoderStack(c));
-  parts_->decoder = register_module("decoder", t5_detail::DecoderStack(c));
+  parts_->encoder = register_module("encoder", t5_detail::EncoderStack(c, c.n_layers));
+  parts_->decoder = register_module("decoder", t5_detail::DecoderStack(c, c.n_decoder_layers));
   if (!c.tie_word_embeddings) parts_->lm_head = register_module("lm_head", t5_detail::linear(c.d_model, c.vocab_size));
 
   // HF T5PreTrainedModel._init_weights.
