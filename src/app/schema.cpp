@@ -11,7 +11,6 @@ config::Schema full_schema() {
   schema.add_string("log.level", "info", "log level", {"trace", "debug", "info", "warn", "error"});
   schema.add_bool("log.all_ranks", false, "print info messages from every rank, not only rank 0");
   schema.add_int("run.seed", 1234, "base random seed; every stream (rank, epoch, ...) is derived from it");
-  schema.add_string("run.out_dir", "runs/quickstart", "directory for this run's outputs");
   dist::declare_options(schema);
   data::declare_synth_options(schema);
   declare_tokenizer_options(schema);

@@ -64,6 +64,9 @@ TrainOptions train_options_from(const config::Config& c) {
   o.keep_checkpoints = static_cast<int>(c.get_int("train.keep_checkpoints"));
   o.resume = c.get_bool("train.resume");
   o.seed = static_cast<uint64_t>(c.get_int("run.seed"));
+  o.bucket_bytes = static_cast<int64_t>(c.get_float("dist.bucket_mb") * (1 << 20));
+  o.first_bucket_bytes = static_cast<int64_t>(c.get_float("dist.first_bucket_mb") * (1 << 20));
+  if (o.bucket_bytes <= 0 || o.first_bucket_bytes <= 0) core::fail("dist.bucket_mb and dist.first_bucket_mb: expected > 0");
   if (o.steps < 1) core::fail("train.steps: expected >= 1, got {}", o.steps);
   if (o.micro_batch < 1) core::fail("train.micro_batch: expected >= 1, got {}", o.micro_batch);
   if (o.accumulation < 1) core::fail("train.accumulation: expected >= 1, got {}", o.accumulation);
@@ -190,7 +193,7 @@ Trainer::Trainer(TrainOptions options, std::vector<std::pair<std::string, at::Te
   groups.emplace_back(no_decay,
                       std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(defaults).weight_decay(0)));
   s_->optimizer = std::make_unique<torch::optim::AdamW>(std::move(groups), defaults);
-  s_->reducer = std::make_unique<dist::GradReducer>(comm, all);
+  s_->reducer = std::make_unique<dist::GradReducer>(comm, all, o.bucket_bytes, o.first_bucket_bytes);
   s_->store = std::make_unique<CheckpointStore>(o.out_dir + "/checkpoints", comm, mpi_comm, o.keep_checkpoints);
   s_->schedule = Schedule{o.schedule, o.lr, o.warmup_steps, o.steps, o.min_lr_ratio};
   // Each rank's own random stream (dropout): derived from the seed, never shared between ranks.

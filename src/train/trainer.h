@@ -54,6 +54,8 @@ struct TrainOptions {
   std::string out_dir = "runs/quickstart/train";
   uint64_t seed = 1234;
   bool resume = true;      // continue from the newest checkpoint in out_dir/checkpoints
+  int64_t bucket_bytes = 25 << 20;       // gradient buckets (dist.bucket_mb)
+  int64_t first_bucket_bytes = 1 << 20;  // the first one (dist.first_bucket_mb)
 };
 
 void declare_train_options(config::Schema& schema);
