@@ -12,6 +12,7 @@
 
 #include "app/command.h"
 #include "config/config.h"
+#include "core/allocator.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/signals.h"
@@ -137,6 +138,7 @@ int run_command(const app::Command& command, int argc, char** argv, std::unique_
 }  // namespace
 
 int main(int argc, char** argv) {
+  core::keep_large_allocations_in_heap();
   if (argc < 2) {
     print_usage(std::cerr);
     return core::kExitUserError;

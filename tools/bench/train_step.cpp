@@ -15,6 +15,7 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include "core/allocator.h"
 #include "dist/grad_reducer.h"
 #include "dist/local_communicator.h"
 #include "dist/mpi_communicator.h"
@@ -38,6 +39,7 @@ double matmul_gflops() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  engram::core::keep_large_allocations_in_heap();  // as engram itself does
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   int rank = 0, world = 1;
@@ -82,16 +84,27 @@ int main(int argc, char** argv) {
 
   auto ids = torch::randint(vocab, {batch, seq + 1}, torch::kLong);
   auto inputs = ids.narrow(1, 0, seq), targets = ids.narrow(1, 1, seq).reshape(-1);
+  // Seconds spent in each phase over the timed steps (printed with the result).
+  double t_forward = 0, t_backward = 0, t_reduce = 0, t_optimizer = 0;
   auto step = [&] {
     for (auto& p : params)
       if (p.grad().defined()) p.mutable_grad().zero_();
+    auto t0 = std::chrono::steady_clock::now();
     auto logits = model->forward(inputs).logits;
     auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}), targets);
+    auto t1 = std::chrono::steady_clock::now();
     loss.backward();
+    auto t2 = std::chrono::steady_clock::now();
     reducer.after_backward(true);
+    auto t3 = std::chrono::steady_clock::now();
     optimizer.step();
+    t_forward += std::chrono::duration<double>(t1 - t0).count();
+    t_backward += std::chrono::duration<double>(t2 - t1).count();
+    t_reduce += std::chrono::duration<double>(t3 - t2).count();
+    t_optimizer += seconds_since(t3);
   };
   for (int64_t i = 0; i < warmup; ++i) step();
+  t_forward = t_backward = t_reduce = t_optimizer = 0;
   MPI_Barrier(MPI_COMM_WORLD);
   auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < steps; ++i) step();
@@ -104,9 +117,11 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"bench\":\"train_step\",\"layers\":%ld,\"d\":%ld,\"heads\":%ld,\"vocab\":%ld,\"seq\":%ld,\"batch_per_rank\":%ld,"
         "\"ranks\":%d,\"threads_per_rank\":%d,\"parameters\":%ld,\"steps\":%ld,\"tokens_per_s\":%.0f,\"gflops\":%.2f,"
-        "\"matmul_gflops\":%.1f}\n",
+        "\"matmul_gflops\":%.1f,\"ms_per_step\":{\"forward\":%.1f,\"backward\":%.1f,\"reduce\":%.1f,"
+        "\"optimizer\":%.1f}}\n",
         layers, d, heads, vocab, seq, batch, world, at::get_num_threads(), model->num_parameters(), steps, tokens_per_s,
-        gflops, peak);
+        gflops, peak, 1e3 * t_forward / steps, 1e3 * t_backward / steps, 1e3 * t_reduce / steps,
+        1e3 * t_optimizer / steps);
   MPI_Finalize();
   return 0;
 }
