@@ -54,5 +54,9 @@ Command data_command();
 Command pretrain_command();
 Command generate_command();
 Command convert_command();
+Command mac_train_command();
+Command memorize_command();
+Command answer_command();
+Command mac_eval_command();
 
 }  // namespace engram::app

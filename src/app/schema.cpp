@@ -1,6 +1,8 @@
 #include "app/command.h"
 #include "data/synth.h"
 #include "dist/options.h"
+#include "methods/mac/evaluate.h"
+#include "methods/mac/options.h"
 #include "model/decoder.h"
 #include "train/trainer.h"
 
@@ -18,13 +20,17 @@ config::Schema full_schema() {
   model::declare_model_options(schema);
   train::declare_train_options(schema);
   declare_pretrain_options(schema);
+  mac::declare_mac_options(schema);
+  mac::declare_mac_eval_options(schema);
   return schema;
 }
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> all = {doctor_command(), synth_command(), tokenizer_command(),
                                             data_command(), pretrain_command(),
-                                            generate_command(), convert_command()};
+                                            generate_command(), convert_command(),
+                                            mac_train_command(), memorize_command(),
+                                            answer_command(), mac_eval_command()};
   return all;
 }
 

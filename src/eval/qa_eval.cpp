@@ -40,6 +40,19 @@ void from_row(MetricSums& m, const at::Tensor& row) {
 
 }  // namespace
 
+void QaEvalResult::add(const std::string& prediction, const data::QA& qa) {
+  (qa.heldout ? heldout : training_templates).add(prediction, qa.answers);
+  all.add(prediction, qa.answers);
+}
+
+void QaEvalResult::reduce(dist::Communicator& comm) {
+  at::Tensor sums = at::stack({as_row(training_templates), as_row(heldout), as_row(all)});
+  comm.all_reduce(sums, dist::ReduceOp::Sum);
+  from_row(training_templates, sums[0]);
+  from_row(heldout, sums[1]);
+  from_row(all, sums[2]);
+}
+
 QaEvalResult evaluate_qa(model::Decoder& decoder, const text::Tokenizer& tokenizer,
                          const std::vector<data::Document>& documents, const QaEvalOptions& options,
                          dist::Communicator& comm) {
@@ -72,18 +85,12 @@ QaEvalResult evaluate_qa(model::Decoder& decoder, const text::Tokenizer& tokeniz
     for (int64_t k = begin; k < end; ++k) {
       const Question& q = questions[static_cast<size_t>(k)];
       std::string prediction = answer_from_generation(tokenizer.decode(outputs[static_cast<size_t>(k - begin)]));
-      (q.qa->heldout ? result.heldout : result.training_templates).add(prediction, q.qa->answers);
-      result.all.add(prediction, q.qa->answers);
+      result.add(prediction, *q.qa);
       if (comm.rank() == 0 && result.examples.size() < 5)
         result.examples.push_back(q.qa->question + " -> " + prediction + " | " + q.qa->answers.front());
     }
   }
-  // Sum the three accumulators over the ranks.
-  at::Tensor sums = at::stack({as_row(result.training_templates), as_row(result.heldout), as_row(result.all)});
-  comm.all_reduce(sums, dist::ReduceOp::Sum);
-  from_row(result.training_templates, sums[0]);
-  from_row(result.heldout, sums[1]);
-  from_row(result.all, sums[2]);
+  result.reduce(comm);
   if (was_training) decoder->train();
   return result;
 }

@@ -34,6 +34,11 @@ struct QaEvalResult {
   MetricSums heldout;             // held-out paraphrases
   MetricSums all;
   std::vector<std::string> examples;  // a few "question -> prediction | gold" lines (rank 0)
+
+  // Scores one question (into its template group and `all`).
+  void add(const std::string& prediction, const data::QA& qa);
+  // Collective: every rank ends with the sums over all ranks.
+  void reduce(dist::Communicator& comm);
 };
 
 // The answer part of a generated continuation: up to the first newline, trimmed.

@@ -241,10 +241,10 @@ double H5File::attr_double(const std::string& object, const std::string& name) c
   return value;
 }
 
-void H5File::create_dataset(const std::string& path, at::ScalarType dtype, const std::vector<int64_t>& shape,
-                            int64_t chunk_rows, bool extendible, bool checksum) {
-  ENGRAM_CHECK(!shape.empty(), "create_dataset {}: use write_tensor for scalars", path);
-  ENGRAM_CHECK(chunk_rows > 0 || (!extendible && !checksum), "{}: extendible/checksummed datasets need chunks", path);
+namespace {
+// Creates dataset `path` of file type `type` with the layout create_dataset describes; false on failure.
+bool create_typed_dataset(hid_t file, const std::string& path, hid_t type, const std::vector<int64_t>& shape,
+                          int64_t chunk_rows, bool extendible, bool checksum) {
   std::vector<hsize_t> dims(shape.begin(), shape.end()), max_dims = dims, chunk(dims.size());
   if (extendible) max_dims[0] = H5S_UNLIMITED;
   Id space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()), H5Sclose);
@@ -257,8 +257,35 @@ void H5File::create_dataset(const std::string& path, at::ScalarType dtype, const
   }
   Id links(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
   H5Pset_create_intermediate_group(links, 1);
-  Id dataset(H5Dcreate2(h_->file, path.c_str(), native_type(dtype), space, links, create, H5P_DEFAULT), H5Dclose);
-  if (!dataset.ok()) core::fail("{}: cannot create dataset '{}'", path_, path);
+  Id dataset(H5Dcreate2(file, path.c_str(), type, space, links, create, H5P_DEFAULT), H5Dclose);
+  return dataset.ok();
+}
+
+// The file and memory type of fixed-length strings of `width` bytes: null-padded like numpy's
+// 'S' dtype (what h5py maps them to), UTF-8 so that h5py's .asstr() decodes any document id.
+hid_t fixed_string_type(int64_t width) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, static_cast<size_t>(width));
+  H5Tset_strpad(type, H5T_STR_NULLPAD);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  return type;
+}
+
+// The memory type for transfers with an existing string dataset: its own type (same width and
+// character set: HDF5 does not convert between ASCII and UTF-8), null-padded.
+hid_t memory_string_type(hid_t dataset) {
+  hid_t type = H5Dget_type(dataset);
+  H5Tset_strpad(type, H5T_STR_NULLPAD);
+  return type;
+}
+}  // namespace
+
+void H5File::create_dataset(const std::string& path, at::ScalarType dtype, const std::vector<int64_t>& shape,
+                            int64_t chunk_rows, bool extendible, bool checksum) {
+  ENGRAM_CHECK(!shape.empty(), "create_dataset {}: use write_tensor for scalars", path);
+  ENGRAM_CHECK(chunk_rows > 0 || (!extendible && !checksum), "{}: extendible/checksummed datasets need chunks", path);
+  if (!create_typed_dataset(h_->file, path, native_type(dtype), shape, chunk_rows, extendible, checksum))
+    core::fail("{}: cannot create dataset '{}'", path_, path);
   if (const char* name = dtype_attr(dtype)) set_attr(path, "dtype", std::string(name));
 }
 
@@ -362,6 +389,76 @@ at::Tensor H5File::read_rows(const std::string& path, int64_t begin, int64_t cou
   if (H5Dread(dataset, native_type(type), mem_space, file_space, h_->transfer, buffer) < 0)
     core::fail("{}: reading '{}' failed (corrupt file or checksum mismatch)", path_, path);
   return type == at::kBool ? out.to(at::kBool) : out;
+}
+
+void H5File::create_string_dataset(const std::string& path, int64_t rows, int64_t width, int64_t chunk_rows,
+                                   bool extendible, bool checksum) {
+  ENGRAM_CHECK(rows >= 0 && width > 0, "create_string_dataset {}: {} rows of width {}", path, rows, width);
+  ENGRAM_CHECK(chunk_rows > 0 || (!extendible && !checksum), "{}: extendible/checksummed datasets need chunks", path);
+  Id type(fixed_string_type(width), H5Tclose);
+  if (!create_typed_dataset(h_->file, path, type, {rows}, chunk_rows, extendible, checksum))
+    core::fail("{}: cannot create string dataset '{}'", path_, path);
+}
+
+int64_t H5File::string_width(const std::string& path) const {
+  Id dataset(H5Dopen2(h_->file, path.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!dataset.ok()) core::fail("{}: no dataset '{}'", path_, path);
+  Id type(H5Dget_type(dataset), H5Tclose);
+  if (H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0)
+    core::fail("{}: dataset '{}' is not a fixed-length string dataset", path_, path);
+  return static_cast<int64_t>(H5Tget_size(type));
+}
+
+void H5File::write_string_rows(const std::string& path, int64_t begin, const std::vector<std::string>& rows) {
+  const int64_t width = string_width(path);
+  std::vector<int64_t> dims = shape(path);
+  if (dims.size() != 1) core::fail("{}: string dataset '{}' is not one-dimensional", path_, path);
+  const int64_t n = static_cast<int64_t>(rows.size());
+  ENGRAM_CHECK(begin >= 0 && begin + n <= dims[0], "write_string_rows {}: rows [{}, {}) outside {}", path, begin,
+               begin + n, dims[0]);
+  // Pack into one zero-filled buffer of n x width bytes: the zeros are the null padding.
+  std::vector<char> packed(static_cast<size_t>(std::max<int64_t>(n, 1) * width), '\0');
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string& text = rows[static_cast<size_t>(i)];
+    if (static_cast<int64_t>(text.size()) > width)
+      core::fail("{}: string '{}' of {} bytes does not fit dataset '{}' ({} bytes per string)", path_, text,
+                 text.size(), path, width);
+    if (text.find('\0') != std::string::npos)
+      core::fail("{}: string of row {} for dataset '{}' holds a NUL byte", path_, begin + i, path);
+    std::copy(text.begin(), text.end(), packed.begin() + i * width);
+  }
+  Id dataset(H5Dopen2(h_->file, path.c_str(), H5P_DEFAULT), H5Dclose);
+  Id type(memory_string_type(dataset), H5Tclose);
+  Id file_space(H5Dget_space(dataset), H5Sclose);
+  Id mem_space(select_rows(file_space, begin, n), H5Sclose);
+  if (H5Dwrite(dataset, type, mem_space, file_space, h_->transfer, packed.data()) < 0)
+    core::fail("{}: writing rows of '{}' failed (disk full?)", path_, path);
+}
+
+std::vector<std::string> H5File::read_string_rows(const std::string& path, int64_t begin, int64_t count) const {
+  const int64_t width = string_width(path);
+  std::vector<int64_t> dims = shape(path);
+  if (dims.size() != 1) core::fail("{}: string dataset '{}' is not one-dimensional", path_, path);
+  if (begin < 0 || count < 0 || begin + count > dims[0])
+    core::fail("{}: rows [{}, {}) of '{}' are outside its {} rows", path_, begin, begin + count, path, dims[0]);
+  std::vector<char> packed(static_cast<size_t>(std::max<int64_t>(count, 1) * width), '\0');
+  Id dataset(H5Dopen2(h_->file, path.c_str(), H5P_DEFAULT), H5Dclose);
+  Id type(memory_string_type(dataset), H5Tclose);
+  Id file_space(H5Dget_space(dataset), H5Sclose);
+  Id mem_space(select_rows(file_space, begin, count), H5Sclose);
+  if (H5Dread(dataset, type, mem_space, file_space, h_->transfer, packed.data()) < 0)
+    core::fail("{}: reading '{}' failed (corrupt file or checksum mismatch)", path_, path);
+  std::vector<std::string> out;
+  out.reserve(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    const char* text = packed.data() + i * width;
+    out.emplace_back(text, std::find(text, text + width, '\0'));  // strip the null padding
+  }
+  return out;
+}
+
+void H5File::remove(const std::string& object) {
+  if (H5Ldelete(h_->file, object.c_str(), H5P_DEFAULT) < 0) core::fail("{}: cannot remove '{}'", path_, object);
 }
 
 void H5File::write_tensor(const std::string& path, const at::Tensor& tensor, bool writer) {

@@ -9,6 +9,7 @@
 //
 // Types: float32, float64, int32, int64, uint8 natively; bfloat16 and float16 as uint16 with the
 // dataset attribute dtype = "bfloat16" / "float16" (HDF5 has no bf16), read back as such.
+// Strings: fixed-length string datasets (create_string_dataset and friends).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -56,6 +57,20 @@ class H5File {
   void write_rows(const std::string& path, int64_t begin, const at::Tensor& rows);
   // Rows [begin, begin + count), as a tensor of the dataset's dtype.
   at::Tensor read_rows(const std::string& path, int64_t begin, int64_t count) const;
+
+  // Fixed-length string datasets, 1-D [rows] (h5py reads them as bytes, .asstr() as str): each
+  // string takes `width` bytes, null-padded, UTF-8. Layout flags as for create_dataset.
+  void create_string_dataset(const std::string& path, int64_t rows, int64_t width, int64_t chunk_rows = 0,
+                             bool extendible = false, bool checksum = false);
+  // Bytes per string of a fixed-length string dataset (core::UserError if it is not one).
+  int64_t string_width(const std::string& path) const;
+  // Writes `rows` at rows [begin, begin + n); every string must fit the width and hold no NUL
+  // (null padding could not tell it from the end). n may be 0; collective in parallel files.
+  void write_string_rows(const std::string& path, int64_t begin, const std::vector<std::string>& rows);
+  std::vector<std::string> read_string_rows(const std::string& path, int64_t begin, int64_t count) const;
+
+  // Unlinks a dataset or group (its space is not reclaimed until the file is rewritten).
+  void remove(const std::string& object);
 
   // Whole tensors: create (collectively) and write; in parallel files only `writer` passes data,
   // the others take part with an empty selection.

@@ -1,0 +1,218 @@
+// MAC commands: mac-train (meta-training), memorize (build or extend a memory bank), answer
+// (questions against a bank, any world size) and mac-eval (the comparison table and curves).
+#include <fstream>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "app/command.h"
+#include "core/error.h"
+#include "data/readers.h"
+#include "dist/runtime.h"
+#include "methods/mac/answer.h"
+#include "methods/mac/bank.h"
+#include "methods/mac/evaluate.h"
+#include "methods/mac/memorize.h"
+#include "methods/mac/meta_train.h"
+#include "methods/mac/system.h"
+
+namespace po = boost::program_options;
+
+namespace engram::app {
+namespace {
+
+std::string trained_model(const CommandContext& ctx) {
+  if (ctx.args.count("model")) return ctx.args["model"].as<std::string>();
+  return ctx.config.get_string("mac.out_dir") + "/mac.h5";
+}
+
+std::vector<data::Document> read_documents(const CommandContext& ctx, const std::vector<std::string>& files) {
+  data::ReadOptions options;
+  options.skip_bad_rows = ctx.config.get_string("data.on_bad_row") == "skip";
+  std::vector<data::Document> docs;
+  for (const auto& file : files) {
+    auto part = data::read_all(file, options);
+    docs.insert(docs.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  }
+  return docs;
+}
+
+int run_mac_train(CommandContext& ctx) {
+  mac::MetaTrainReport report = mac::meta_train(ctx.config, *ctx.runtime);
+  if (report.stopped) {
+    spdlog::warn("mac-train stopped at step {}; run the same command again to continue", report.steps);
+    return 0;
+  }
+  if (ctx.runtime->comm().rank() == 0)
+    std::cout << fmt::format("meta-trained {} steps in {:.0f} s; last loss {:.4f}; wrote {}\n", report.steps,
+                             report.seconds, report.last_loss, report.model_path);
+  return 0;
+}
+
+int run_memorize(CommandContext& ctx) {
+  auto& comm = ctx.runtime->comm();
+  if (!ctx.args.count("bank")) core::fail("memorize: give the bank file with --bank FILE");
+  std::vector<std::string> files = ctx.args.count("documents") ? ctx.args["documents"].as<std::vector<std::string>>()
+                                                                : std::vector<std::string>{ctx.config.get_string("mac.test_data")};
+  mac::MacSystem s = mac::load_mac_system(ctx.config, trained_model(ctx));
+  auto docs = read_documents(ctx, files);
+  mac::MemorizeOptions options;
+  options.bank_path = ctx.args["bank"].as<std::string>();
+  options.append = ctx.args.count("append") > 0;
+  options.doc_tokens = ctx.config.get_int("mac.doc_tokens");
+  options.dtype = ctx.args["dtype"].as<std::string>();
+  if (options.dtype != "float32" && options.dtype != "bfloat16")
+    core::fail("--dtype: expected float32 or bfloat16, got '{}'", options.dtype);
+  mac::MemorizeReport r = mac::memorize(s, docs, options, comm, ctx.runtime->mpi_comm_handle());
+  if (comm.rank() == 0)
+    std::cout << fmt::format("{}: {} documents offered, {} new ({} already stored or repeated); {} rows now; "
+                             "{:.1f} s ({:.1f} documents/s encoding on {} ranks)\n",
+                             options.bank_path, r.offered, r.added, r.offered - r.added, r.total_rows, r.seconds,
+                             r.encode_seconds > 0 ? static_cast<double>(r.added) / r.encode_seconds : 0.0,
+                             comm.world_size());
+  return 0;
+}
+
+int run_answer(CommandContext& ctx) {
+  auto& comm = ctx.runtime->comm();
+  if (!ctx.args.count("bank") || !ctx.args.count("questions"))
+    core::fail("answer: give --bank FILE and --questions FILE (documents with qa, any supported format)");
+  mac::MacSystem s = mac::load_mac_system(ctx.config, trained_model(ctx));
+  mac::BankReader bank(ctx.args["bank"].as<std::string>());
+  auto docs = read_documents(ctx, {ctx.args["questions"].as<std::string>()});
+  // Gold rows where the bank holds the question's document (for the report only).
+  std::map<std::string, int64_t> row_of;
+  const auto ids = bank.doc_ids(0, bank.rows());
+  for (size_t i = 0; i < ids.size(); ++i) row_of.emplace(ids[i], static_cast<int64_t>(i));
+  std::vector<mac::BankQuestion> questions;
+  for (const auto& doc : docs)
+    for (const auto& qa : doc.qa) {
+      auto it = row_of.find(doc.id);
+      questions.push_back(mac::BankQuestion{&qa, it == row_of.end() ? -1 : it->second});
+    }
+  if (questions.empty()) core::fail("{}: no questions", ctx.args["questions"].as<std::string>());
+  const auto& cfg = ctx.config;
+  mac::AnswerOptions options;
+  options.hierarchical = cfg.get_string("mac.aggregation") == "hierarchical";
+  options.group_size = cfg.get_int("mac.group_size");
+  options.batch = cfg.get_int("mac.answer_batch");
+  options.question_tokens = cfg.get_int("mac.question_tokens");
+  options.prompt_tokens = cfg.get_int("mac.qa_tokens");
+  options.generation.max_new_tokens = cfg.get_int("mac.max_new_tokens");
+  options.generation.eos_id = s.lm_tokenizer->eos_id();
+  options.generation.pad_id = std::max(0, s.lm_tokenizer->pad_id());
+  if (cfg.get_string("mac.decoding") == "diverse_beam") {
+    options.generation.strategy = "diverse_beam";
+    options.generation.num_beams = static_cast<int>(cfg.get_int("mac.num_beams"));
+    options.generation.num_beam_groups = static_cast<int>(cfg.get_int("mac.num_beam_groups"));
+    options.generation.diversity_penalty = cfg.get_float("mac.diversity_penalty");
+  }
+  options.generation.validate();
+  mac::AnswerResult r = mac::answer_questions(s, bank, questions, options, comm);
+  if (comm.rank() == 0) {
+    const std::string out = ctx.args["out"].as<std::string>();
+    std::ofstream file(out);
+    if (!file) core::fail("--out: cannot write {}", out);
+    for (size_t i = 0; i < questions.size(); ++i)
+      file << nlohmann::json{{"question", questions[i].qa->question},
+                             {"prediction", r.predictions[i]},
+                             {"answers", questions[i].qa->answers}}
+                  .dump()
+           << "\n";
+    std::cout << fmt::format("{} questions against {} documents ({}, {} ranks) in {:.1f} s: EM {:.3f} F1 {:.3f} "
+                             "(held-out paraphrases F1 {:.3f}); predictions in {}\n",
+                             questions.size(), bank.rows(),
+                             options.hierarchical ? fmt::format("hierarchical M={}", options.group_size) : "flat",
+                             comm.world_size(), r.seconds, r.scores.all.prefix_exact_match_mean(),
+                             r.scores.all.f1_mean(), r.scores.heldout.f1_mean(), out);
+  }
+  return 0;
+}
+
+int run_mac_eval(CommandContext& ctx) {
+  std::string table = mac::evaluate_mac(ctx.config, *ctx.runtime);
+  if (ctx.runtime->comm().rank() == 0)
+    std::cout << "\n" << table << "\nwrote " << ctx.config.get_string("mac.eval.out_dir")
+              << "/{table.md,results.json}; plots: python3 tools/plot_mac.py "
+              << ctx.config.get_string("mac.eval.out_dir") << "/results.json\n";
+  return 0;
+}
+
+}  // namespace
+
+Command mac_train_command() {
+  Command c;
+  c.name = "mac-train";
+  c.summary = "MAC: meta-train the amortizer, question encoder and aggregator over a frozen base LM";
+  c.description =
+      "Meta-trains MAC (mac.*) around the frozen base LM of mac.base on mac.train_data with the trainer\n"
+      "(train.*): every micro-batch of train.micro_batch (document, question, answer) rows is its own\n"
+      "memory bank; the loss is the answer cross-entropy of the base LM under the prefix the aggregator\n"
+      "makes. Backpropagation dropout: mac.backprop_ratio. Global banks: mac.global_bank. Checkpoints\n"
+      "in mac.out_dir/checkpoints (resumed automatically; SIGTERM saves and exits 0); the trained model\n"
+      "in mac.out_dir/mac.h5.\n\n"
+      "example: mpirun -np 2 engram mac-train --config configs/quickstart.yaml";
+  c.run = run_mac_train;
+  return c;
+}
+
+Command memorize_command() {
+  Command c;
+  c.name = "memorize";
+  c.summary = "MAC: encode documents into a memory bank (HDF5, written in parallel; --append)";
+  c.description =
+      "Encodes each document once with the trained amortizer (mac.out_dir/mac.h5 or --model) and writes\n"
+      "the summaries into one HDF5 bank, each rank its share. --append adds to an existing bank;\n"
+      "documents already in the bank (same id) or repeated are skipped. A bank made by another\n"
+      "amortizer is refused.\n\n"
+      "example: mpirun -np 2 engram memorize --config configs/quickstart.yaml --documents stream.jsonl "
+      "--bank runs/x/bank.h5";
+  c.add_options = [](po::options_description& o) {
+    o.add_options()("documents", po::value<std::vector<std::string>>()->composing(),
+                    "document files, any supported format (repeatable; default mac.test_data)")(
+        "bank", po::value<std::string>(), "the bank file to write")("append", "add to the existing bank")(
+        "dtype", po::value<std::string>()->default_value("float32"), "storage type: float32 or bfloat16")(
+        "model", po::value<std::string>(), "trained MAC model (default mac.out_dir/mac.h5)");
+  };
+  c.run = run_memorize;
+  return c;
+}
+
+Command answer_command() {
+  Command c;
+  c.name = "answer";
+  c.summary = "MAC: answer questions from a memory bank (any world size)";
+  c.description =
+      "Answers every question of --questions (documents with qa, any supported format) from --bank:\n"
+      "each rank aggregates its own share of the bank (mac.aggregation: hierarchical with groups of\n"
+      "mac.group_size, or flat), the results are combined across ranks, and the frozen LM generates\n"
+      "(mac.decoding). Writes one JSON line per question to --out and prints EM/F1.\n\n"
+      "example: mpirun -np 3 engram answer --config configs/quickstart.yaml --bank runs/x/bank.h5 "
+      "--questions q.jsonl";
+  c.add_options = [](po::options_description& o) {
+    o.add_options()("bank", po::value<std::string>(), "the memory bank")(
+        "questions", po::value<std::string>(), "documents with questions (JSONL, CSV, SQuAD JSON)")(
+        "out", po::value<std::string>()->default_value("answers.jsonl"), "predictions, one JSON line each")(
+        "model", po::value<std::string>(), "trained MAC model (default mac.out_dir/mac.h5)");
+  };
+  c.run = run_answer;
+  return c;
+}
+
+Command mac_eval_command() {
+  Command c;
+  c.name = "mac-eval";
+  c.summary = "MAC: the comparison table (closed book, context, FT(C), MAC variants) and curves";
+  c.description =
+      "On the test stream mac.test_data (its first mac.eval.documents): base LM closed book, context in\n"
+      "prompt, uniform fine-tuning FT(C), MAC hierarchical and flat, MAC with only / without the gold\n"
+      "document; EM, F1, adaptation seconds per document, peak memory, storage per document. Then F1\n"
+      "against bank size (mac.eval.bank_sizes) and retention of the first 10% of the stream. Writes\n"
+      "mac.eval.out_dir/table.md and results.json; tools/plot_mac.py draws the curves.\n\n"
+      "example: mpirun -np 2 engram mac-eval --config configs/quickstart.yaml";
+  c.run = run_mac_eval;
+  return c;
+}
+
+}  // namespace engram::app

@@ -1,0 +1,110 @@
+#include "methods/mac/aggregate.h"
+
+#include <algorithm>
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "dist/communicator.h"
+
+namespace engram::mac {
+
+int64_t Memory::entries() const { return rows.size(1); }
+
+namespace {
+
+at::Tensor valid_or_all(const Memory& m) {
+  return m.valid.defined() ? m.valid.to(torch::kBool)
+                           : torch::ones({1, m.entries()}, torch::TensorOptions().dtype(torch::kBool));
+}
+
+// One reduction level: groups of `group_size` consecutive entries -> one pseudo-entry each.
+Memory reduce_level(Aggregator& aggregator, const at::Tensor& z0, const Memory& memory, int64_t group_size,
+                    AggregationStats* stats, int64_t max_elements) {
+  const int64_t Bq = z0.size(0), T = memory.rows.size(2), d = memory.rows.size(3);
+  const int64_t n = memory.entries();
+  const int64_t groups = (n + group_size - 1) / group_size;
+  const int64_t padded = groups * group_size;
+  at::Tensor rows = memory.rows, valid = valid_or_all(memory);
+  if (padded > n) {  // the last group is short: pad it with invalid entries
+    rows = torch::cat({rows, torch::zeros({rows.size(0), padded - n, T, d}, rows.options())}, 1);
+    valid = torch::cat({valid, torch::zeros({valid.size(0), padded - n}, valid.options())}, 1);
+  }
+  // [B, G, M*T, d] memory per group; token mask [B, G, M*T].
+  at::Tensor grouped = rows.reshape({rows.size(0), groups, group_size * T, d});
+  at::Tensor token_valid = valid.reshape({valid.size(0), groups, group_size, 1})
+                               .expand({valid.size(0), groups, group_size, T})
+                               .reshape({valid.size(0), groups, group_size * T});
+  at::Tensor group_valid = valid.reshape({valid.size(0), groups, group_size}).any(-1).expand({Bq, groups});
+  at::Tensor queries = z0.unsqueeze(1);  // [Bq, 1, T, d] against every group
+  const int64_t per_group = std::max<int64_t>(1, Bq * group_size * T);
+  const int64_t chunk = std::max<int64_t>(1, max_elements / per_group);
+  std::vector<at::Tensor> outputs;
+  for (int64_t g = 0; g < groups; g += chunk) {
+    const int64_t count = std::min(chunk, groups - g);
+    outputs.push_back(aggregator(queries, grouped.narrow(1, g, count), token_valid.narrow(1, g, count)));
+  }
+  if (stats) stats->calls += Bq * groups;
+  return Memory{torch::cat(outputs, 1), group_valid.contiguous()};  // [Bq, G, T, d]
+}
+
+}  // namespace
+
+Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
+                     AggregationStats* stats, int64_t max_elements) {
+  ENGRAM_CHECK(group_size >= 2, "reduce_memory: group size must be at least 2");
+  ENGRAM_CHECK(memory.rows.dim() == 4, "reduce_memory: rows must be [B, N, T, d]");
+  while (memory.entries() > group_size) {
+    memory = reduce_level(aggregator, z0, memory, group_size, stats, max_elements);
+    if (stats) ++stats->levels;
+  }
+  return memory;
+}
+
+at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory& memory, AggregationStats* stats) {
+  const int64_t Bm = memory.rows.size(0), n = memory.entries(), T = memory.rows.size(2), d = memory.rows.size(3);
+  at::Tensor flat = memory.rows.reshape({Bm, n * T, d});
+  at::Tensor token_valid;
+  if (memory.valid.defined()) {
+    at::Tensor v = memory.valid.to(torch::kBool);
+    token_valid = v.unsqueeze(-1).expand({v.size(0), n, T}).reshape({v.size(0), n * T});
+  }
+  if (stats) stats->calls += z0.size(0);
+  return aggregator(z0, flat, token_valid);
+}
+
+at::Tensor aggregate_hierarchical(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
+                                  AggregationStats* stats) {
+  return aggregate(aggregator, z0, reduce_memory(aggregator, z0, std::move(memory), group_size, stats), stats);
+}
+
+at::Tensor distributed_aggregate(Aggregator& aggregator, const at::Tensor& z0, Memory shard, int64_t group_size,
+                                 dist::Communicator& comm, AggregationStats* stats) {
+  const int64_t Bq = z0.size(0), T = z0.size(1), d = z0.size(2);
+  Memory local = reduce_memory(aggregator, z0, std::move(shard), group_size, stats);
+  if (comm.world_size() == 1) return aggregate(aggregator, z0, local, stats);
+
+  // Every rank contributes the same shape: [Bq, K, T, d] with K the largest reduced size.
+  at::Tensor rows = local.rows.expand({Bq, local.entries(), T, d});
+  at::Tensor valid = valid_or_all(local).expand({Bq, local.entries()}).to(torch::kFloat32);
+  at::Tensor k = torch::tensor({local.entries()}, torch::kInt64);
+  comm.all_reduce(k, dist::ReduceOp::Max);
+  const int64_t K = k.item<int64_t>();
+  if (K == 0) core::fail("the memory bank is empty: nothing to aggregate");
+  if (local.entries() < K) {
+    rows = torch::cat({rows, torch::zeros({Bq, K - local.entries(), T, d}, rows.options())}, 1);
+    valid = torch::cat({valid, torch::zeros({Bq, K - local.entries()}, valid.options())}, 1);
+  }
+  at::Tensor all_rows = comm.all_gather(rows.contiguous());    // [W, Bq, K, T, d]
+  at::Tensor all_valid = comm.all_gather(valid.contiguous());  // [W, Bq, K]
+  Memory gathered{all_rows.permute({1, 0, 2, 3, 4}).reshape({Bq, -1, T, d}),
+                  all_valid.permute({1, 0, 2}).reshape({Bq, -1}) > 0.5};
+  // Drop gathered entries that are invalid for every question (padding of smaller shards), so
+  // the next level groups real entries only.
+  at::Tensor keep = gathered.valid.any(0).nonzero().squeeze(1);
+  gathered.rows = gathered.rows.index_select(1, keep);
+  gathered.valid = gathered.valid.index_select(1, keep);
+  return aggregate_hierarchical(aggregator, z0, std::move(gathered), group_size, stats);
+}
+
+}  // namespace engram::mac

@@ -1,0 +1,68 @@
+#pragma once
+// Aggregating a memory bank into one latent per question (specs/mac.md 4), flat or hierarchical,
+// on one process or across ranks.
+//
+// Hierarchical (the intended algorithm; the reference code loops over the question's token
+// length instead of the bank, a bug we do not copy):
+//   while |memory| > M: every group of M consecutive entries becomes one pseudo-entry
+//                       h_psi(q, group) (a T x d latent); the groups of a level are independent
+//   z* = h_psi(q, memory)                                      (<= M entries)
+// Peak activation memory per call is O(M T) instead of O(N T); about N / (M - 1) calls.
+// Flat is the same with M = infinity: one call over all N T memory tokens.
+//
+// Across ranks (distributed_aggregate): each rank reduces its own shard to at most M entries,
+// the reduced sets (at most M x T x d numbers per question and rank, whatever N is) are
+// all-gathered, and the reduction continues on the union. With one rank this is exactly the
+// single-process algorithm; flat (M = infinity) gathers the shards whole and is exactly flat
+// attention over the whole bank at any world size (the comparison mode; it holds the bank).
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+#include "methods/mac/modules.h"
+
+namespace engram::dist {
+class Communicator;
+}
+
+namespace engram::mac {
+
+// Entries a question may attend to. rows [Bm, N, T, d] with Bm = 1 (shared by every question)
+// or Bq; valid [Bv, N] bool with Bv = 1 or Bq (false: padding or an excluded document);
+// undefined = every entry is valid.
+struct Memory {
+  at::Tensor rows;
+  at::Tensor valid;
+  int64_t entries() const;
+};
+
+struct AggregationStats {
+  int64_t calls = 0;   // aggregator calls, counting each (question, group) pair once
+  int64_t levels = 0;  // reduction levels before the final call
+};
+
+// Size of a group in flat mode.
+constexpr int64_t kFlat = INT64_MAX;
+
+// One level at a time until at most `group_size` entries remain per question. z0 [Bq, T, d].
+// Returns memory with rows [Bq, <= group_size, T, d] (or the input unchanged when it is small
+// enough). `max_elements`: bound on the memory tokens x questions handled by one batched call
+// (groups are streamed in chunks under it).
+Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
+                     AggregationStats* stats = nullptr, int64_t max_elements = int64_t{1} << 22);
+
+// The final call: z* [Bq, T, d] = h_psi(z0, memory) over every valid entry.
+at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory& memory,
+                     AggregationStats* stats = nullptr);
+
+// reduce_memory + aggregate.
+at::Tensor aggregate_hierarchical(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
+                                  AggregationStats* stats = nullptr);
+
+// Collective: every rank passes the same questions z0 [Bq, T, d] and its own shard of the bank
+// (shard.rows [1, n_rank, T, d], n_rank may be 0; shard.valid [Bq or 1, n_rank] to exclude
+// entries per question). Returns z* [Bq, T, d], the same on every rank.
+at::Tensor distributed_aggregate(Aggregator& aggregator, const at::Tensor& z0, Memory shard, int64_t group_size,
+                                 dist::Communicator& comm, AggregationStats* stats = nullptr);
+
+}  // namespace engram::mac

@@ -1,0 +1,114 @@
+#include "methods/mac/answer.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/timer.h"
+#include "data/collate.h"
+#include "dist/communicator.h"
+#include "dist/shard_spec.h"
+#include "methods/mac/bank.h"
+
+namespace engram::mac {
+
+std::string question_prompt(const std::string& question) {
+  return data::prompt_text(data::PromptFormat::QuestionAnswer, "", question);
+}
+
+namespace {
+
+model::Prefix select_rows(const model::Prefix& prefix, const at::Tensor& rows) {
+  model::Prefix out;
+  for (const auto& k : prefix.keys) out.keys.push_back(k.index_select(0, rows));
+  for (const auto& v : prefix.values) out.values.push_back(v.index_select(0, rows));
+  return out;
+}
+
+// Every rank's strings, in rank order.
+std::vector<std::vector<std::string>> gather_strings(const std::vector<std::string>& mine, dist::Communicator& comm) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& bytes : comm.all_gather_bytes(nlohmann::json(mine).dump()))
+    out.push_back(nlohmann::json::parse(bytes).get<std::vector<std::string>>());
+  return out;
+}
+
+}  // namespace
+
+AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::vector<BankQuestion>& questions,
+                              const AnswerOptions& options, dist::Communicator& comm) {
+  core::Stopwatch clock;
+  torch::NoGradGuard no_grad;
+  s.mac->eval();
+  s.lm->eval();
+  bank.require_fingerprint(s.mac->amortizer_fingerprint());
+  const int64_t n = options.bank_rows < 0 ? bank.rows() : std::min(options.bank_rows, bank.rows());
+  if (n == 0) core::fail("the memory bank is empty: memorize documents first");
+  const int W = comm.world_size(), rank = comm.rank();
+  const dist::RowRange shard = dist::ShardSpec(n, W).range(rank);
+  at::Tensor shard_rows;  // [1, n_rank, T, d]: this rank's share only
+  if (options.view != BankView::GoldOnly) shard_rows = bank.summaries(shard.begin, shard.size()).unsqueeze(0);
+  const int64_t M = options.hierarchical ? options.group_size : kFlat;
+
+  AnswerResult result;
+  core::Progress progress("answer", static_cast<int64_t>(questions.size()), options.progress && rank == 0, 2.0, "q");
+  for (size_t begin = 0; begin < questions.size(); begin += static_cast<size_t>(options.batch)) {
+    const size_t end = std::min(questions.size(), begin + static_cast<size_t>(options.batch));
+    const int64_t Bq = static_cast<int64_t>(end - begin);
+    std::vector<std::string> texts;
+    for (size_t i = begin; i < end; ++i) texts.push_back(questions[i].qa->question);
+    auto [q_ids, q_mask] = s.mac_tokens(texts, options.question_tokens, true);
+    at::Tensor z0 = s.mac->encode_question(q_ids, q_mask);
+
+    at::Tensor z;
+    if (options.view == BankView::GoldOnly) {
+      std::vector<at::Tensor> gold;
+      for (size_t i = begin; i < end; ++i) {
+        const int64_t row = questions[i].gold_row;
+        if (row < 0 || row >= n) core::fail("question '{}' has no gold document in the bank", questions[i].qa->question);
+        gold.push_back(bank.summaries(row, 1));
+      }
+      z = aggregate(s.mac->aggregator(), z0, Memory{torch::stack(gold), {}}, &result.stats);
+    } else {
+      at::Tensor valid;
+      if (options.view == BankView::GoldRemoved) {
+        valid = torch::ones({Bq, shard.size()}, torch::kBool);
+        for (size_t i = begin; i < end; ++i) {
+          const int64_t row = questions[i].gold_row;
+          if (row >= shard.begin && row < shard.end) valid[static_cast<int64_t>(i - begin)][row - shard.begin] = false;
+        }
+      }
+      z = distributed_aggregate(s.mac->aggregator(), z0, Memory{shard_rows, valid}, M, comm, &result.stats);
+    }
+    model::Prefix prefix = s.mac->prefix_head()(z);
+
+    // Generation: rank r takes questions r, r + W, ... of the batch; then everyone gets all answers.
+    std::vector<int64_t> mine;
+    for (int64_t i = rank; i < Bq; i += W) mine.push_back(i);
+    std::vector<std::string> answers;
+    if (!mine.empty()) {
+      std::vector<std::vector<int32_t>> prompts;
+      for (int64_t i : mine) {
+        std::vector<int32_t> ids = s.lm_tokenizer->encode(question_prompt(texts[static_cast<size_t>(i)]));
+        if (static_cast<int64_t>(ids.size()) > options.prompt_tokens)
+          ids.erase(ids.begin(), ids.end() - options.prompt_tokens);
+        prompts.push_back(std::move(ids));
+      }
+      model::Prefix own = select_rows(prefix, torch::tensor(mine, torch::kInt64));
+      for (const auto& tokens : model::generate(s.lm, prompts, options.generation, &own))
+        answers.push_back(eval::answer_from_generation(s.lm_tokenizer->decode(tokens)));
+    }
+    auto all = gather_strings(answers, comm);
+    for (int64_t i = 0; i < Bq; ++i) {
+      const std::string& prediction = all[static_cast<size_t>(i % W)][static_cast<size_t>(i / W)];
+      result.predictions.push_back(prediction);
+      result.scores.add(prediction, *questions[begin + static_cast<size_t>(i)].qa);
+    }
+    progress.update(static_cast<int64_t>(end));
+  }
+  result.seconds = clock.seconds();
+  return result;
+}
+
+}  // namespace engram::mac

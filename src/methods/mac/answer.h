@@ -1,0 +1,61 @@
+#pragma once
+// Answering questions from a memory bank (specs/mac.md 5.3): question encoder -> aggregation
+// over the bank (hierarchical or flat, across ranks: aggregate.h) -> prefix -> generation with
+// the frozen LM. Each rank reads only its ShardSpec share of the bank rows.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/document.h"
+#include "eval/qa_eval.h"
+#include "methods/mac/aggregate.h"
+#include "methods/mac/system.h"
+#include "model/generate.h"
+
+namespace engram::dist {
+class Communicator;
+}
+
+namespace engram::mac {
+
+class BankReader;
+
+struct BankQuestion {
+  const data::QA* qa = nullptr;
+  int64_t gold_row = -1;  // bank row of the document that answers it (-1: unknown)
+};
+
+// Which part of the bank each question sees.
+enum class BankView {
+  Full,         // the bank (its first `bank_rows` rows)
+  GoldOnly,     // only its gold document (upper bound)
+  GoldRemoved,  // everything but its gold document (must collapse to closed-book)
+};
+
+struct AnswerOptions {
+  bool hierarchical = true;   // false: flat, one call over the whole bank
+  int64_t group_size = 16;    // M
+  int64_t batch = 64;         // questions per step
+  int64_t question_tokens = 104;
+  int64_t prompt_tokens = 128;
+  int64_t bank_rows = -1;     // use rows [0, bank_rows) only; -1 = all
+  BankView view = BankView::Full;
+  model::GenerateOptions generation;
+  bool progress = true;
+};
+
+struct AnswerResult {
+  eval::QaEvalResult scores;             // the same on every rank
+  std::vector<std::string> predictions;  // per question, in order (every rank)
+  AggregationStats stats;                // this rank's aggregator calls
+  double seconds = 0;
+};
+
+// Collective: every rank passes the same questions.
+AnswerResult answer_questions(MacSystem& system, const BankReader& bank, const std::vector<BankQuestion>& questions,
+                              const AnswerOptions& options, dist::Communicator& comm);
+
+// The LM prompt of a question ("Question: <q> Answer:").
+std::string question_prompt(const std::string& question);
+
+}  // namespace engram::mac

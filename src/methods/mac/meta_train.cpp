@@ -1,0 +1,147 @@
+#include "methods/mac/meta_train.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "config/config.h"
+#include "core/error.h"
+#include "data/collate.h"
+#include "data/readers.h"
+#include "dist/communicator.h"
+#include "dist/runtime.h"
+#include "methods/mac/aggregate.h"
+#include "methods/mac/system.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace engram::mac {
+
+int64_t documents_with_grad(int64_t bank_size, double ratio) {
+  if (!(ratio > 0 && ratio <= 1)) core::fail("mac.backprop_ratio must be in (0, 1], got {}", ratio);
+  return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(bank_size) * ratio + 1e-9)));
+}
+
+namespace {
+
+// One training row: a document (by index) and one of its questions.
+struct Row {
+  int64_t document;
+  std::string question;
+  data::Example qa;  // LM tokens: "Question: q Answer:" + " a" + EOS, loss on the answer
+};
+
+struct TrainSet {
+  std::vector<std::string> documents;
+  std::vector<Row> rows;
+};
+
+TrainSet read_train_set(const config::Config& cfg, const MacSystem& s) {
+  data::ReadOptions options;
+  options.skip_bad_rows = cfg.get_string("data.on_bad_row") == "skip";
+  TrainSet set;
+  const int64_t qa_tokens = cfg.get_int("mac.qa_tokens");
+  for (const auto& file : cfg.get_list("mac.train_data")) {
+    for (const auto& doc : data::read_all(file, options)) {
+      for (const auto& qa : doc.qa) {
+        if (qa.heldout || qa.answers.empty()) continue;
+        set.rows.push_back(Row{static_cast<int64_t>(set.documents.size()), qa.question,
+                               data::encode_qa(*s.lm_tokenizer, data::PromptFormat::QuestionAnswer, "", qa.question,
+                                               qa.answers.front(), qa_tokens)});
+      }
+      set.documents.push_back(doc.text);
+    }
+  }
+  if (set.rows.empty()) core::fail("mac.train_data: no documents with questions to train on");
+  return set;
+}
+
+}  // namespace
+
+MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
+  dist::Communicator& comm = rt.comm();
+  MacSystem s = build_mac_system(cfg, /*fresh_modules=*/true);
+  const TrainSet set = read_train_set(cfg, s);
+  const std::string out_dir = cfg.get_string("mac.out_dir");
+  const int64_t doc_tokens = cfg.get_int("mac.doc_tokens"), question_tokens = cfg.get_int("mac.question_tokens");
+  const double ratio = cfg.get_float("mac.backprop_ratio");
+  const bool global_bank = cfg.get_bool("mac.global_bank");
+  const bool lm_dropout = cfg.get_bool("mac.lm_dropout");
+  const int32_t lm_pad = std::max(0, s.lm_tokenizer->pad_id());
+  spdlog::info("mac-train: {} rows over {} documents; base {} ; MAC {} parameters (T {}, {} prefix slots)",
+               set.rows.size(), set.documents.size(), s.lm_source, s.mac->num_parameters(), s.mac->config().T,
+               s.mac->config().slots());
+
+  train::TrainOptions options = train::train_options_from(cfg);
+  options.out_dir = out_dir;
+  const int64_t bank_size = options.micro_batch;
+  const int64_t k = documents_with_grad(bank_size, ratio);
+  spdlog::info("mac-train: banks of {} documents per rank ({} with gradient){}", bank_size, k,
+               global_bank ? fmt::format(", {} per question with mac.global_bank", bank_size * comm.world_size()) : "");
+  // FLOPs per trained answer token are dominated by the modules; 6 x MAC parameters is the
+  // usual estimate for the progress line.
+  train::Trainer trainer(options, named_parameters_of(s.mac), comm, rt.mpi_comm_handle(),
+                         static_cast<int64_t>(set.rows.size()), cfg.to_yaml(),
+                         6.0 * static_cast<double>(s.mac->num_parameters()));
+  trainer.resume();
+  s.mac->train();
+  s.lm->train(lm_dropout);
+
+  auto loss_fn = [&](const std::vector<int64_t>& indices) {
+    const int64_t B = static_cast<int64_t>(indices.size());
+    const int64_t with_grad = std::min(k, B);
+    std::vector<std::string> docs, questions;
+    std::vector<data::Example> qa;
+    for (int64_t i = 0; i < B; ++i) {
+      const Row& row = set.rows[static_cast<size_t>(indices[static_cast<size_t>(i)])];
+      docs.push_back(set.documents[static_cast<size_t>(row.document)]);
+      if (i < with_grad) questions.push_back(row.question), qa.push_back(row.qa);
+    }
+    auto [doc_ids, doc_mask] = s.mac_tokens(docs, doc_tokens, false);
+    at::Tensor bank = s.mac->summarize(doc_ids.narrow(0, 0, with_grad), doc_mask.narrow(0, 0, with_grad));
+    if (with_grad < B) {
+      torch::NoGradGuard no_grad;
+      at::Tensor rest = s.mac->summarize(doc_ids.narrow(0, with_grad, B - with_grad),
+                                         doc_mask.narrow(0, with_grad, B - with_grad));
+      bank = torch::cat({bank, rest.detach()}, 0);
+    }
+    if (global_bank && comm.world_size() > 1) {
+      at::Tensor all = comm.all_gather(bank.detach().contiguous());  // [W, B, T, d]
+      std::vector<at::Tensor> parts;
+      for (int r = 0; r < comm.world_size(); ++r) parts.push_back(r == comm.rank() ? bank : all[r]);
+      bank = torch::cat(parts, 0);
+    }
+    auto [q_ids, q_mask] = s.mac_tokens(questions, question_tokens, true);
+    at::Tensor z = aggregate(s.mac->aggregator(), s.mac->encode_question(q_ids, q_mask), Memory{bank.unsqueeze(0), {}});
+    model::Prefix prefix = s.mac->prefix_head()(z);
+    data::Batch b = data::collate(qa, lm_pad);
+    model::ForwardOptions forward;
+    forward.attention_mask = b.attention_mask;
+    forward.prefix = &prefix;
+    at::Tensor logits = s.lm->forward(b.input_ids, forward).logits;
+    at::Tensor loss = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(-1)}), b.labels.reshape(-1),
+        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(data::kIgnoreLabel));
+    return train::MicroBatchLoss{loss, b.attention_mask.sum().item<int64_t>()};
+  };
+  train::TrainResult result = trainer.run(loss_fn);
+
+  MetaTrainReport report;
+  report.steps = result.last_step;
+  report.seconds = result.seconds;
+  report.last_loss = result.last_loss;
+  report.stopped = result.stopped;
+  if (result.stopped) return report;
+  report.model_path = out_dir + "/mac.h5";
+  if (comm.rank() == 0) {
+    fs::create_directories(out_dir);
+    save_mac_model(report.model_path, s.mac, s.lm_source, cfg.to_yaml());
+  }
+  comm.barrier();
+  return report;
+}
+
+}  // namespace engram::mac

@@ -1,0 +1,39 @@
+#pragma once
+// MAC meta-training (specs/mac.md 2-3): each micro-batch of B (document, question, answer) rows
+// is its own memory bank; the loss is the answer-only cross-entropy of the frozen LM under the
+// prefix that the aggregator makes from the question and the bank. Data parallel through the
+// shared Trainer (GradReducer, accumulation, clipping, bf16, checkpoints, resume).
+//
+// Backpropagation dropout (ratio r): only the first k = floor(B r) documents of a bank are
+// encoded with gradient and only their questions are trained; the other B - k documents are
+// encoded under no-grad and serve as distractors, so the amortizer's activation memory scales
+// with k, not B.
+// mac.global_bank: the banks of all ranks are all-gathered (detached) and each rank's own part
+// is put back with its gradient, so every question searches the whole global batch.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace engram::config {
+class Config;
+}
+namespace engram::dist {
+class Runtime;
+}
+
+namespace engram::mac {
+
+struct MetaTrainReport {
+  int64_t steps = 0;
+  double seconds = 0;
+  double last_loss = 0;
+  bool stopped = false;   // a stop signal ended it early (checkpoint saved; run again to continue)
+  std::string model_path;  // mac.h5, when finished
+};
+
+MetaTrainReport meta_train(const config::Config& config, dist::Runtime& runtime);
+
+// k = floor(B r), at least 1.
+int64_t documents_with_grad(int64_t bank_size, double ratio);
+
+}  // namespace engram::mac

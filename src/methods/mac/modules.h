@@ -1,0 +1,141 @@
+#pragma once
+// MAC's trainable modules (specs/mac.md 1.2-1.5), around a frozen decoder LM:
+//
+//   document --amortizer--> summary c(doc) [T, d]            (what the memory bank stores)
+//   question --question encoder--> z0 [T, d]
+//   z0 + bank --aggregator--> z* [T, d]                      (cross-attention over N*T tokens)
+//   z* --prefix head--> per-layer prefix keys/values (2 x L x [H, P, hd]) for the frozen LM
+//
+// The amortizer and the question encoder have the same form (ContextEncoder): a T5
+// encoder-decoder whose decoder is driven by T learned query embeddings, then T separate residual
+// MLPs from the T5 width to d. The per-token MLPs and the per-slot FFNs are batched (one einsum
+// over all tokens or slots), never looped.
+#include <cstdint>
+#include <string>
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include "model/decoder.h"
+#include "model/t5.h"
+
+namespace engram::mac {
+
+struct MacConfig {
+  int64_t T = 8;  // summary tokens per document (num_virtual_tokens)
+  int64_t P = 2;  // prefix tokens per layer (layer_num_virtual_tokens)
+  model::T5Config amortizer;  // document -> summary
+  model::T5Config question;   // question -> initial query
+  // The reference lets the T5 decoder cross-attend to padding positions of the encoder (no mask);
+  // true masks them (the cleaner port), false keeps the quirk.
+  bool mask_encoder_padding = true;
+  int64_t aggregator_blocks = 4;
+  int64_t aggregator_heads = 8;
+  int64_t aggregator_head_dim = 96;
+  int64_t aggregator_ff = 0;   // FF hidden of the aggregator blocks; 0 = d > 768 ? 768 : d
+  int64_t slot_hidden = 768;   // hidden size of the per-slot FFNs of the prefix head
+  double slot_dropout = 0.0;
+  // The frozen LM's shape (filled from its DecoderConfig).
+  int64_t d = 0, L = 0, H = 0;
+
+  int64_t slots() const { return 2 * P * L; }  // n = 2PL prefix vectors
+  // core::UserError naming the mac.* option.
+  void validate() const;
+};
+
+// T residual MLPs, one per token: y_t = skip_t(x_t) + W2_t tanh(W1_t LN_t(x_t) + b1_t) + b2_t.
+// skip_t is the identity when d_in == d_out, else a linear map with bias (specs/mac.md 1.2).
+class TokenMlpsImpl : public torch::nn::Module {
+ public:
+  TokenMlpsImpl(int64_t tokens, int64_t d_in, int64_t d_out);
+  at::Tensor forward(const at::Tensor& x);  // [B, tokens, d_in] -> [B, tokens, d_out]
+
+ private:
+  int64_t tokens_, d_in_, d_out_;
+  at::Tensor ln_weight_, ln_bias_, w1_, b1_, w2_, b2_, skip_weight_, skip_bias_;
+};
+TORCH_MODULE(TokenMlps);
+
+// T5 + T learned queries + T token MLPs: text [B, S] -> [B, T, d].
+class ContextEncoderImpl : public torch::nn::Module {
+ public:
+  ContextEncoderImpl(const model::T5Config& t5, int64_t T, int64_t d, bool mask_encoder_padding);
+  // ids [B, S] int64, mask [B, S] 1 real / 0 padding.
+  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask);
+  model::T5& t5() { return t5_; }
+
+ private:
+  model::T5 t5_{nullptr};
+  at::Tensor queries_;  // [T, d_t5], N(0, 0.02)
+  TokenMlps mlps_{nullptr};
+  bool mask_encoder_padding_;
+};
+TORCH_MODULE(ContextEncoder);
+
+// The aggregation network h_psi: pre-LN cross-attention blocks
+//   z <- z + Wo MHA(q = LN1(z), k = v = LNc(C));  z <- z + FF(LN2(z))
+// where every block reads the original memory C (never updated) through its own LayerNorm.
+// Softmax over all memory tokens jointly; masked memory rows (padding, excluded documents) get
+// no weight.
+class AggregatorImpl : public torch::nn::Module {
+ public:
+  explicit AggregatorImpl(const MacConfig& config);
+  // z [..., T, d] queries; memory [..., S, d] with leading dimensions that broadcast against
+  // z's (a bank shared by every question has leading size 1); memory_mask [..., S] (1 attend,
+  // 0 ignore), broadcasting like memory; undefined = attend to all. Returns [..., T, d] with z's
+  // leading dimensions. A query whose memory is entirely masked gets a finite (meaningless) value;
+  // callers drop such results.
+  at::Tensor forward(const at::Tensor& z, const at::Tensor& memory, const at::Tensor& memory_mask = {});
+
+ private:
+  struct Block;
+  std::vector<std::shared_ptr<Block>> blocks_;
+  int64_t heads_, head_dim_;
+};
+TORCH_MODULE(Aggregator);
+
+// Latent [B, T, d] -> per-layer prefix: expand T tokens to n = 2PL slots (the first n mod T
+// tokens n div T + 1 times, the rest n div T times, consecutively), a residual FFN per slot
+//   y_j = x_j + Lin2_j(Dropout(GELU(Lin1_j(LN_j(x_j))))),
+// then PEFT's prefix layout: (B, n, d) -> (B, P, 2L, H, hd) -> (2L, B, H, P, hd); layer l takes
+// keys = [2l], values = [2l + 1]; slot j = p 2L + 2l + {0 keys, 1 values}.
+class PrefixHeadImpl : public torch::nn::Module {
+ public:
+  explicit PrefixHeadImpl(const MacConfig& config);
+  model::Prefix forward(const at::Tensor& latent);
+  // [B, T, d] -> [B, n, d] after expansion and the slot FFNs (before the reshape).
+  at::Tensor slots(const at::Tensor& latent);
+
+ private:
+  int64_t T_, P_, L_, H_, d_, hidden_;
+  at::Tensor slot_source_;  // [n] int64: the latent token each slot reads
+  at::Tensor ln_weight_, ln_bias_, w1_, b1_, w2_, b2_;
+  double dropout_ = 0;
+};
+TORCH_MODULE(PrefixHead);
+
+// Everything MAC trains. Parameter names: amortizer.*, question_encoder.*, aggregator.*, prefix.*
+class MacModelImpl : public torch::nn::Module {
+ public:
+  explicit MacModelImpl(const MacConfig& config);
+  const MacConfig& config() const { return config_; }
+
+  at::Tensor summarize(const at::Tensor& ids, const at::Tensor& mask) { return amortizer_(ids, mask); }
+  at::Tensor encode_question(const at::Tensor& ids, const at::Tensor& mask) { return question_encoder_(ids, mask); }
+  Aggregator& aggregator() { return aggregator_; }
+  PrefixHead& prefix_head() { return prefix_head_; }
+
+  // A hash of the amortizer's configuration and weights: a bank records it, and a model whose
+  // summaries would differ refuses the bank.
+  std::string amortizer_fingerprint() const;
+  int64_t num_parameters() const;
+
+ private:
+  MacConfig config_;
+  ContextEncoder amortizer_{nullptr}, question_encoder_{nullptr};
+  Aggregator aggregator_{nullptr};
+  PrefixHead prefix_head_{nullptr};
+};
+TORCH_MODULE(MacModel);
+
+}  // namespace engram::mac

@@ -1,0 +1,188 @@
+// mac.* options: the module sizes (MacConfig), where the base LM and data come from, and how
+// MAC trains, memorizes and answers.
+#include "methods/mac/options.h"
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "core/error.h"
+
+namespace engram::mac {
+namespace {
+
+void declare_t5_options(config::Schema& schema, const std::string& part, const std::string& what) {
+  const std::string p = "mac." + part + ".";
+  schema.add_string(p + "preset", "custom",
+                    what + ": custom (sizes below, vocabulary of mac.tokenizer) or a T5 preset (t5-small, "
+                           "t5-base, t5-large) whose sizes the keys below override when set",
+                    {"custom", "t5-small", "t5-base", "t5-large"});
+  schema.add_string(p + "hf", "", "Hugging Face T5 folder to initialise " + part + " from (\"\" = random init)");
+  schema.add_int(p + "d_model", 128, "T5 width");
+  schema.add_int(p + "d_kv", 32, "T5 per-head size");
+  schema.add_int(p + "d_ff", 256, "T5 feed-forward size");
+  schema.add_int(p + "layers", 2, "T5 encoder blocks");
+  schema.add_int(p + "decoder_layers", 2, "T5 decoder blocks (driven by the learned queries)");
+  schema.add_int(p + "heads", 4, "T5 attention heads");
+  schema.add_float(p + "dropout", 0.0, "T5 dropout (training only)");
+}
+
+model::T5Config t5_config_from(const config::Config& cfg, const std::string& part, int64_t vocab) {
+  const std::string p = "mac." + part + ".";
+  auto is_set = [&](const std::string& key) { return cfg.source_of(p + key) != "default"; };
+  const std::string preset = cfg.get_string(p + "preset");
+  model::T5Config c = preset == "custom" ? model::T5Config::preset("tiny") : model::T5Config::preset(preset);
+  const bool custom = preset == "custom";
+  if (custom) c.vocab_size = vocab, c.relative_attention_num_buckets = 32, c.relative_attention_max_distance = 128;
+  if (custom || is_set("d_model")) c.d_model = cfg.get_int(p + "d_model");
+  if (custom || is_set("d_kv")) c.d_kv = cfg.get_int(p + "d_kv");
+  if (custom || is_set("d_ff")) c.d_ff = cfg.get_int(p + "d_ff");
+  if (custom || is_set("layers")) c.n_layers = cfg.get_int(p + "layers");
+  if (custom || is_set("decoder_layers")) c.n_decoder_layers = cfg.get_int(p + "decoder_layers");
+  if (custom || is_set("heads")) c.n_heads = cfg.get_int(p + "heads");
+  if (custom || is_set("dropout")) c.dropout = cfg.get_float(p + "dropout");
+  if (c.vocab_size < vocab)
+    core::fail("{}preset: {} has a vocabulary of {}, smaller than the tokenizer's {} (mac.tokenizer)", p, preset,
+               c.vocab_size, vocab);
+  return c;
+}
+
+nlohmann::json t5_to_json(const model::T5Config& c) {
+  return {{"vocab_size", c.vocab_size}, {"d_model", c.d_model}, {"d_kv", c.d_kv}, {"d_ff", c.d_ff},
+          {"n_layers", c.n_layers}, {"n_decoder_layers", c.n_decoder_layers}, {"n_heads", c.n_heads},
+          {"buckets", c.relative_attention_num_buckets}, {"max_distance", c.relative_attention_max_distance},
+          {"dropout", c.dropout}, {"layer_norm_eps", c.layer_norm_eps}, {"feed_forward", c.feed_forward},
+          {"tie_word_embeddings", c.tie_word_embeddings}};
+}
+
+model::T5Config t5_from_json(const nlohmann::json& j) {
+  model::T5Config c;
+  c.vocab_size = j.at("vocab_size");
+  c.d_model = j.at("d_model");
+  c.d_kv = j.at("d_kv");
+  c.d_ff = j.at("d_ff");
+  c.n_layers = j.at("n_layers");
+  c.n_decoder_layers = j.at("n_decoder_layers");
+  c.n_heads = j.at("n_heads");
+  c.relative_attention_num_buckets = j.at("buckets");
+  c.relative_attention_max_distance = j.at("max_distance");
+  c.dropout = j.at("dropout");
+  c.layer_norm_eps = j.at("layer_norm_eps");
+  c.feed_forward = j.at("feed_forward").get<std::string>();
+  c.tie_word_embeddings = j.at("tie_word_embeddings");
+  return c;
+}
+
+}  // namespace
+
+std::string mac_config_to_json(const MacConfig& c) {
+  nlohmann::json j{{"T", c.T},
+                   {"P", c.P},
+                   {"amortizer", t5_to_json(c.amortizer)},
+                   {"question", t5_to_json(c.question)},
+                   {"mask_encoder_padding", c.mask_encoder_padding},
+                   {"aggregator_blocks", c.aggregator_blocks},
+                   {"aggregator_heads", c.aggregator_heads},
+                   {"aggregator_head_dim", c.aggregator_head_dim},
+                   {"aggregator_ff", c.aggregator_ff},
+                   {"slot_hidden", c.slot_hidden},
+                   {"slot_dropout", c.slot_dropout},
+                   {"d", c.d},
+                   {"L", c.L},
+                   {"H", c.H}};
+  return j.dump();
+}
+
+MacConfig mac_config_from_json(const std::string& text, const std::string& origin) {
+  MacConfig c;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    c.T = j.at("T");
+    c.P = j.at("P");
+    c.amortizer = t5_from_json(j.at("amortizer"));
+    c.question = t5_from_json(j.at("question"));
+    c.mask_encoder_padding = j.at("mask_encoder_padding");
+    c.aggregator_blocks = j.at("aggregator_blocks");
+    c.aggregator_heads = j.at("aggregator_heads");
+    c.aggregator_head_dim = j.at("aggregator_head_dim");
+    c.aggregator_ff = j.at("aggregator_ff");
+    c.slot_hidden = j.at("slot_hidden");
+    c.slot_dropout = j.at("slot_dropout");
+    c.d = j.at("d");
+    c.L = j.at("L");
+    c.H = j.at("H");
+  } catch (const nlohmann::json::exception& e) {
+    core::fail("{}: the MAC architecture is not valid: {}", origin, e.what());
+  }
+  c.validate();
+  return c;
+}
+
+void declare_mac_options(config::Schema& schema) {
+  schema.add_string("mac.base", "runs/quickstart/base",
+                    "the frozen base LM: an engram model file (model.h5) or run folder, or a Hugging Face folder "
+                    "(config.json + safetensors)");
+  schema.add_string("mac.tokenizer", "",
+                    "tokenizer of the amortizer and question encoder (a T5 spiece.model); \"\" = the base LM's");
+  schema.add_string("mac.out_dir", "runs/quickstart/mac", "checkpoints, metrics.jsonl and mac.h5 of meta-training");
+  schema.add_list("mac.train_data", {"runs/quickstart/data/train.jsonl"},
+                  "meta-training (document, question, answer) rows, any supported format");
+  schema.add_string("mac.test_data", "runs/quickstart/data/test.jsonl", "the test stream of engram mac-eval");
+  schema.add_int("mac.summary_tokens", 8, "T: summary vectors per document (num_virtual_tokens)");
+  schema.add_int("mac.prefix_tokens", 2, "P: prefix key/value tokens per layer of the base LM");
+  declare_t5_options(schema, "amortizer", "the amortization network (document -> summary)");
+  declare_t5_options(schema, "question", "the question encoder (question -> initial query)");
+  schema.add_bool("mac.mask_encoder_padding", true,
+                  "the T5 decoders ignore encoder padding; false keeps the reference's quirk of attending to it");
+  schema.add_int("mac.aggregator.blocks", 4, "cross-attention blocks of the aggregation network");
+  schema.add_int("mac.aggregator.heads", 8, "attention heads of the aggregator");
+  schema.add_int("mac.aggregator.head_dim", 96, "per-head size of the aggregator");
+  schema.add_int("mac.aggregator.ff", 0, "aggregator feed-forward size; 0 = d_model if <= 768, else 768");
+  schema.add_int("mac.slot_hidden", 768, "hidden size of the per-slot FFNs that make the prefix");
+  schema.add_float("mac.slot_dropout", 0.0, "dropout inside the per-slot FFNs (training only)");
+  schema.add_int("mac.doc_tokens", 1022, "document tokens the amortizer reads (longer documents are cut)");
+  schema.add_int("mac.question_tokens", 104, "question tokens the question encoder reads (the last ones are kept)");
+  schema.add_int("mac.qa_tokens", 128, "question + answer tokens through the base LM");
+  schema.add_float("mac.backprop_ratio", 1.0,
+                   "backpropagation dropout r: per bank of B documents only the first floor(B r) get gradients "
+                   "(their questions are trained); the rest are distractors under no-grad");
+  schema.add_bool("mac.global_bank", false,
+                  "during meta-training each question sees the summaries of every rank's batch as its memory "
+                  "(all-gathered; gradient through the local part)");
+  schema.add_bool("mac.lm_dropout", true, "the frozen base LM runs in train mode (dropout on) for the QA loss");
+  schema.add_string("mac.aggregation", "hierarchical",
+                    "answering: hierarchical (groups of mac.group_size, O(M T) memory per call) or flat (one call "
+                    "over the whole bank)",
+                    {"hierarchical", "flat"});
+  schema.add_int("mac.group_size", 16, "M: documents per aggregator call in hierarchical aggregation");
+  schema.add_int("mac.answer_batch", 64, "questions answered together");
+  schema.add_string("mac.decoding", "greedy",
+                    "greedy, or diverse_beam (group beam search: mac.num_beams, mac.num_beam_groups, "
+                    "mac.diversity_penalty)",
+                    {"greedy", "diverse_beam"});
+  schema.add_int("mac.num_beams", 12, "beams of diverse_beam decoding");
+  schema.add_int("mac.num_beam_groups", 4, "beam groups of diverse_beam decoding");
+  schema.add_float("mac.diversity_penalty", 10.0, "diversity penalty of diverse_beam decoding");
+  schema.add_int("mac.max_new_tokens", 16, "answer tokens generated at most");
+}
+
+MacConfig mac_config_from(const config::Config& cfg, const model::DecoderConfig& lm, int64_t vocab) {
+  MacConfig c;
+  c.T = cfg.get_int("mac.summary_tokens");
+  c.P = cfg.get_int("mac.prefix_tokens");
+  c.amortizer = t5_config_from(cfg, "amortizer", vocab);
+  c.question = t5_config_from(cfg, "question", vocab);
+  c.mask_encoder_padding = cfg.get_bool("mac.mask_encoder_padding");
+  c.aggregator_blocks = cfg.get_int("mac.aggregator.blocks");
+  c.aggregator_heads = cfg.get_int("mac.aggregator.heads");
+  c.aggregator_head_dim = cfg.get_int("mac.aggregator.head_dim");
+  c.aggregator_ff = cfg.get_int("mac.aggregator.ff");
+  c.slot_hidden = cfg.get_int("mac.slot_hidden");
+  c.slot_dropout = cfg.get_float("mac.slot_dropout");
+  c.d = lm.d_model;
+  c.L = lm.n_layers;
+  c.H = lm.n_heads;
+  c.validate();
+  return c;
+}
+
+}  // namespace engram::mac

@@ -1,0 +1,161 @@
+#include "methods/mac/system.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/torch.h>
+
+#include "config/config.h"
+#include "core/error.h"
+#include "io/h5file.h"
+#include "methods/mac/options.h"
+#include "model/hf.h"
+#include "model/model_file.h"
+
+namespace fs = std::filesystem;
+
+namespace engram::mac {
+namespace {
+
+std::string shape_text(at::IntArrayRef sizes) { return "[" + fmt::format("{}", fmt::join(sizes, ", ")) + "]"; }
+
+constexpr const char* kFormat = "engram-mac";
+constexpr int64_t kVersion = 1;
+
+void load_base(const config::Config& cfg, MacSystem& s) {
+  const std::string base = cfg.get_string("mac.base");
+  std::string tokenizer_path;
+  if (fs::exists(fs::path(base) / "config.json")) {  // a Hugging Face folder
+    model::HfCheckpoint info;
+    s.lm = model::load_hf_decoder(base, &info);
+    tokenizer_path = info.tokenizer_path;
+    s.lm_source = "hf:" + base;
+  } else {
+    model::ModelFile file = model::load_model_file(base);
+    s.lm = file.decoder;
+    tokenizer_path = file.tokenizer;
+    s.lm_source = model::resolve_model_path(base);
+  }
+  if (tokenizer_path.empty()) core::fail("mac.base: {} names no tokenizer", s.lm_source);
+  s.lm_tokenizer = text::load_tokenizer(tokenizer_path);
+  for (auto& p : s.lm->parameters()) p.requires_grad_(false);
+  s.lm->eval();
+  const std::string mac_tokenizer = cfg.get_string("mac.tokenizer");
+  s.mac_tokenizer = mac_tokenizer.empty() ? s.lm_tokenizer : std::shared_ptr<text::Tokenizer>(text::load_tokenizer(mac_tokenizer));
+}
+
+// Copies the weights of a Hugging Face T5 folder into `target` (same shapes required).
+void init_t5_from_hf(model::T5& target, const std::string& folder, const std::string& key) {
+  model::T5 source = model::load_hf_t5(folder);
+  auto wanted = target->named_parameters();
+  torch::NoGradGuard no_grad;
+  for (const auto& item : source->named_parameters()) {
+    if (!wanted.contains(item.key())) continue;  // the LM head MAC does not use
+    at::Tensor& w = wanted[item.key()];
+    if (w.sizes() != item.value().sizes())
+      core::fail("{}: {} has shape {} in {}, the configured T5 needs {}", key, item.key(), shape_text(item.value().sizes()),
+                 folder, shape_text(w.sizes()));
+    w.copy_(item.value());
+  }
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> MacSystem::mac_tokens(const std::vector<std::string>& texts, int64_t max_tokens,
+                                                        bool keep_end) const {
+  std::vector<std::vector<int32_t>> ids;
+  int64_t longest = 1;
+  for (const auto& text : texts) {
+    std::vector<int32_t> t = mac_tokenizer->encode(text);
+    if (static_cast<int64_t>(t.size()) > max_tokens) {
+      if (keep_end) t.erase(t.begin(), t.end() - max_tokens);
+      else t.resize(static_cast<size_t>(max_tokens));
+    }
+    if (t.empty() && mac_tokenizer->eos_id() >= 0) t.push_back(mac_tokenizer->eos_id());  // an empty text
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(t.size()));
+    ids.push_back(std::move(t));
+  }
+  const int32_t pad = std::max(0, mac_tokenizer->pad_id());
+  at::Tensor out = torch::full({static_cast<int64_t>(texts.size()), longest}, pad, torch::kInt64);
+  at::Tensor mask = torch::zeros({static_cast<int64_t>(texts.size()), longest}, torch::kInt64);
+  auto o = out.accessor<int64_t, 2>();
+  auto m = mask.accessor<int64_t, 2>();
+  for (size_t i = 0; i < ids.size(); ++i)
+    for (size_t j = 0; j < ids[i].size(); ++j) o[i][j] = ids[i][j], m[i][j] = 1;
+  return {out, mask};
+}
+
+MacSystem build_mac_system(const config::Config& cfg, bool fresh_modules) {
+  MacSystem s;
+  load_base(cfg, s);
+  if (!fresh_modules) return s;
+  MacConfig c = mac_config_from(cfg, s.lm->config(), s.mac_tokenizer->vocab_size());
+  torch::manual_seed(cfg.get_int("run.seed"));  // the same initial weights on every rank
+  s.mac = MacModel(c);
+  for (const char* part : {"amortizer", "question"}) {
+    const std::string folder = cfg.get_string(std::string("mac.") + part + ".hf");
+    if (folder.empty()) continue;
+    auto encoder = s.mac->named_children()[part == std::string("amortizer") ? "amortizer" : "question_encoder"];
+    auto context = std::dynamic_pointer_cast<ContextEncoderImpl>(encoder);
+    ENGRAM_CHECK(context != nullptr, "MacModel: unexpected module layout");
+    init_t5_from_hf(context->t5(), folder, std::string("mac.") + part + ".hf");
+  }
+  return s;
+}
+
+void save_mac_model(const std::string& path, MacModel& mac, const std::string& base, const std::string& config_yaml) {
+  const std::string tmp = path + ".tmp";
+  {
+    io::H5File file(tmp, io::H5File::Mode::Create);
+    file.create_group("/meta");
+    file.set_attr("/meta", "format", std::string(kFormat));
+    file.set_attr("/meta", "version", kVersion);
+    file.set_attr("/meta", "architecture", mac_config_to_json(mac->config()));
+    file.set_attr("/meta", "base", base);
+    file.set_attr("/meta", "amortizer_fingerprint", mac->amortizer_fingerprint());
+    file.set_attr("/meta", "config", config_yaml);
+    for (const auto& item : mac->named_parameters()) file.write_tensor("/model/" + item.key(), item.value().detach());
+    for (const auto& item : mac->named_buffers()) file.write_tensor("/model/" + item.key(), item.value().detach());
+    file.close();
+  }
+  fs::rename(tmp, path);
+}
+
+MacSystem load_mac_system(const config::Config& cfg, const std::string& path) {
+  MacSystem s;
+  load_base(cfg, s);
+  if (!fs::exists(path)) core::fail("{}: no trained MAC model here (run engram mac-train first)", path);
+  io::H5File file(path, io::H5File::Mode::Read);
+  if (!file.has_attr("/meta", "format") || file.attr_string("/meta", "format") != kFormat)
+    core::fail("{}: not an engram MAC model file (no /meta format = {})", path, kFormat);
+  if (file.attr_int("/meta", "version") != kVersion)
+    core::fail("{}: MAC model file version {} (this engram reads {})", path, file.attr_int("/meta", "version"), kVersion);
+  MacConfig c = mac_config_from_json(file.attr_string("/meta", "architecture"), path);
+  const auto& lm = s.lm->config();
+  if (c.d != lm.d_model || c.L != lm.n_layers || c.H != lm.n_heads)
+    core::fail("{}: trained for a base LM with d {}, {} layers, {} heads; mac.base {} has d {}, {} layers, {} heads", path,
+               c.d, c.L, c.H, s.lm_source, lm.d_model, lm.n_layers, lm.n_heads);
+  s.mac = MacModel(c);
+  torch::NoGradGuard no_grad;
+  auto load = [&](const std::string& name, at::Tensor& target) {
+    const std::string object = "/model/" + name;
+    if (!file.exists(object)) core::fail("{}: missing {}", path, object);
+    at::Tensor value = file.read_tensor(object);
+    if (value.sizes() != target.sizes())
+      core::fail("{}: {} has shape {}, expected {}", path, object, shape_text(value.sizes()), shape_text(target.sizes()));
+    target.copy_(value);
+  };
+  for (auto& item : s.mac->named_parameters()) load(item.key(), item.value());
+  for (auto& item : s.mac->named_buffers()) load(item.key(), item.value());
+  s.mac->eval();
+  return s;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> named_parameters_of(MacModel& mac) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : mac->named_parameters()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+}  // namespace engram::mac

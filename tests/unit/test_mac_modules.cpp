@@ -1,0 +1,234 @@
+// MAC modules (specs/mac.md 1.2-1.4) and bank aggregation (section 4): every batched
+// computation against a plain per-token / per-slot / per-group reference.
+#include <chrono>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "dist/thread_communicator.h"
+#include "methods/mac/aggregate.h"
+#include "methods/mac/modules.h"
+
+using namespace engram;
+using mac::Memory;
+
+namespace {
+
+mac::MacConfig tiny_config(int64_t T = 4, int64_t L = 2, int64_t P = 2) {
+  mac::MacConfig c;
+  c.T = T;
+  c.P = P;
+  c.amortizer = model::T5Config::preset("tiny");
+  c.question = model::T5Config::preset("tiny");
+  c.aggregator_blocks = 2;
+  c.aggregator_heads = 2;
+  c.aggregator_head_dim = 8;
+  c.slot_hidden = 12;
+  c.d = 16;
+  c.L = L;
+  c.H = 4;
+  return c;
+}
+
+void expect_close(const at::Tensor& a, const at::Tensor& b, double tol = 1e-5) {
+  ASSERT_EQ(a.sizes(), b.sizes());
+  EXPECT_LT((a - b).abs().max().item<double>(), tol);
+}
+
+}  // namespace
+
+TEST(MacModules, TokenMlpsAreOneResidualMlpPerToken) {
+  torch::manual_seed(1);
+  for (int64_t d_in : {16, 24}) {  // identity skip and projected skip
+    mac::TokenMlps mlps(3, d_in, 16);
+    at::Tensor x = torch::randn({5, 3, d_in});
+    at::Tensor y = mlps(x);
+    auto p = mlps->named_parameters();
+    for (int64_t t = 0; t < 3; ++t) {
+      at::Tensor xt = x.select(1, t);
+      at::Tensor n = torch::layer_norm(xt, {d_in}) * p["ln_weight"][t] + p["ln_bias"][t];
+      at::Tensor h = torch::tanh(torch::matmul(n, p["fc1_weight"][t]) + p["fc1_bias"][t]);
+      at::Tensor skip = d_in == 16 ? xt : torch::matmul(xt, p["skip_weight"][t]) + p["skip_bias"][t];
+      expect_close(y.select(1, t), skip + torch::matmul(h, p["fc2_weight"][t]) + p["fc2_bias"][t]);
+    }
+  }
+}
+
+TEST(MacModules, PrefixExpansionFollowsTheRemainderRule) {
+  // n = 2PL = 24 slots from T = 12 tokens: every token twice, consecutively (distilgpt2).
+  auto c = tiny_config(12, 6, 2);
+  mac::PrefixHead head(c);
+  at::Tensor source = head->named_buffers()["source"];
+  for (int64_t j = 0; j < 24; ++j) EXPECT_EQ(source[j].item<int64_t>(), j / 2);
+  // n = 20 from T = 8: r = 2, m = 4: tokens 0-3 three times, 4-7 twice.
+  auto c2 = tiny_config(8, 5, 2);
+  mac::PrefixHead head2(c2);
+  std::vector<int64_t> expected{0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7};
+  at::Tensor source2 = head2->named_buffers()["source"];
+  for (int64_t j = 0; j < 20; ++j) EXPECT_EQ(source2[j].item<int64_t>(), expected[static_cast<size_t>(j)]);
+}
+
+TEST(MacModules, PrefixLayoutIsPeftPrefixTuning) {
+  torch::manual_seed(2);
+  auto c = tiny_config(4, 2, 2);  // n = 8 slots, H = 4, hd = 4
+  mac::PrefixHead head(c);
+  at::Tensor latent = torch::randn({3, 4, 16});
+  at::Tensor slots = head->slots(latent);
+  model::Prefix prefix = head(latent);
+  ASSERT_EQ(prefix.keys.size(), 2u);
+  EXPECT_EQ(prefix.keys[0].sizes(), (std::vector<int64_t>{3, 4, 2, 4}));
+  for (int64_t l = 0; l < 2; ++l)
+    for (int64_t p = 0; p < 2; ++p)
+      for (int64_t h = 0; h < 4; ++h) {
+        // slot j = p 2L + 2l + {0 keys, 1 values}; head h takes features [h hd, (h + 1) hd).
+        expect_close(prefix.keys[l].select(1, h).select(1, p), slots.select(1, p * 4 + 2 * l).narrow(1, h * 4, 4));
+        expect_close(prefix.values[l].select(1, h).select(1, p),
+                     slots.select(1, p * 4 + 2 * l + 1).narrow(1, h * 4, 4));
+      }
+  // Each slot is its token plus a residual FFN of its own.
+  auto params = head->named_parameters();
+  at::Tensor x = latent.select(1, 1);  // slot 2 reads token 1 (8 slots / 4 tokens)
+  at::Tensor n = torch::layer_norm(x, {16}) * params["ln_weight"][2] + params["ln_bias"][2];
+  at::Tensor h = torch::gelu(torch::matmul(n, params["fc1_weight"][2]) + params["fc1_bias"][2]);
+  expect_close(slots.select(1, 2), x + torch::matmul(h, params["fc2_weight"][2]) + params["fc2_bias"][2]);
+}
+
+TEST(MacModules, ConfigRejectsMoreSummaryTokensThanSlots) {
+  auto c = tiny_config(9, 2, 2);  // 8 slots
+  try {
+    c.validate();
+    FAIL() << "expected an error";
+  } catch (const core::UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("mac.summary_tokens (9) must not exceed"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MacAggregator, MaskedEntriesAndSharedMemoryBehave) {
+  torch::manual_seed(3);
+  mac::Aggregator agg(tiny_config());
+  agg->eval();
+  at::Tensor z = torch::randn({2, 4, 16});
+  at::Tensor memory = torch::randn({1, 12, 16});
+  // A shared memory [1, S, d] equals the same memory repeated per question.
+  expect_close(agg(z, memory), agg(z, memory.expand({2, 12, 16}).contiguous()));
+  // Masked tokens have no influence: append garbage, mask it.
+  at::Tensor garbage = torch::randn({1, 5, 16}) * 100;
+  at::Tensor mask = torch::cat({torch::ones({1, 12}), torch::zeros({1, 5})}, 1);
+  expect_close(agg(z, memory), agg(z, torch::cat({memory, garbage}, 1), mask), 1e-4);
+  // Output changes with the memory (it is read at all; a rescaled memory is the same after LayerNorm).
+  EXPECT_GT((agg(z, memory) - agg(z, memory + torch::randn({1, 12, 16}))).abs().max().item<double>(), 1e-3);
+}
+
+TEST(MacAggregator, HierarchicalMatchesAHandWrittenTwoLevelReduction) {
+  torch::manual_seed(4);
+  mac::Aggregator agg(tiny_config());
+  agg->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t N = 11, M = 4;  // groups of 4, 4, 3 -> 3 pseudo-entries -> final call
+  at::Tensor z0 = torch::randn({2, 4, 16});
+  at::Tensor bank = torch::randn({N, 4, 16});
+  mac::AggregationStats stats;
+  at::Tensor got = mac::aggregate_hierarchical(agg, z0, Memory{bank.unsqueeze(0), {}}, M, &stats);
+  for (int64_t q = 0; q < 2; ++q) {
+    at::Tensor zq = z0.narrow(0, q, 1);
+    std::vector<at::Tensor> pseudo;
+    for (int64_t s = 0; s < N; s += M) {
+      at::Tensor group = bank.narrow(0, s, std::min(M, N - s)).reshape({1, -1, 16});
+      pseudo.push_back(agg(zq, group));
+    }
+    at::Tensor expected = agg(zq, torch::cat(pseudo, 1));
+    expect_close(got.narrow(0, q, 1), expected, 1e-4);
+  }
+  EXPECT_EQ(stats.levels, 1);
+  EXPECT_EQ(stats.calls, 2 * 3 + 2);
+  // Streaming the groups in small chunks gives the same result.
+  at::Tensor chunked = mac::aggregate(
+      agg, z0, mac::reduce_memory(agg, z0, Memory{bank.unsqueeze(0), {}}, M, nullptr, /*max_elements=*/1));
+  expect_close(chunked, got, 1e-5);
+  // A bank no larger than M is aggregated flat.
+  at::Tensor small = bank.narrow(0, 0, M).unsqueeze(0);
+  expect_close(mac::aggregate_hierarchical(agg, z0, Memory{small, {}}, M),
+               agg(z0, small.reshape({1, -1, 16})), 1e-5);
+}
+
+TEST(MacAggregator, ExcludingAnEntryEqualsRemovingIt) {
+  torch::manual_seed(5);
+  mac::Aggregator agg(tiny_config());
+  agg->eval();
+  torch::NoGradGuard no_grad;
+  at::Tensor z0 = torch::randn({2, 4, 16});
+  at::Tensor bank = torch::randn({6, 4, 16});
+  // Question 0 may not see entry 2, question 1 not entry 5.
+  at::Tensor valid = torch::ones({2, 6}, torch::kBool);
+  valid[0][2] = false;
+  valid[1][5] = false;
+  at::Tensor got = mac::aggregate(agg, z0, Memory{bank.unsqueeze(0), valid});
+  auto without = [&](int64_t row) {
+    return torch::cat({bank.narrow(0, 0, row), bank.narrow(0, row + 1, 6 - row - 1)}).reshape({1, -1, 16});
+  };
+  expect_close(got.narrow(0, 0, 1), agg(z0.narrow(0, 0, 1), without(2)), 1e-4);
+  expect_close(got.narrow(0, 1, 1), agg(z0.narrow(0, 1, 1), without(5)), 1e-4);
+}
+
+TEST(MacAggregator, DistributedFlatEqualsFlatAtEveryWorldSize) {
+  torch::manual_seed(6);
+  mac::Aggregator agg(tiny_config());
+  agg->eval();
+  at::Tensor z0 = torch::randn({3, 4, 16});
+  at::Tensor bank = torch::randn({10, 4, 16});
+  at::Tensor flat, hier;
+  {
+    torch::NoGradGuard no_grad;
+    flat = mac::aggregate(agg, z0, Memory{bank.unsqueeze(0), {}});
+    hier = mac::aggregate_hierarchical(agg, z0, Memory{bank.unsqueeze(0), {}}, 4);
+  }
+  for (int world : {1, 2, 3}) {
+    dist::run_thread_ranks(world, std::chrono::seconds(30), [&](dist::Communicator& comm) {
+      torch::NoGradGuard no_grad;
+      const int64_t begin = 10 * comm.rank() / world, end = 10 * (comm.rank() + 1) / world;
+      Memory shard{bank.narrow(0, begin, end - begin).unsqueeze(0), {}};
+      at::Tensor got = mac::distributed_aggregate(agg, z0, shard, mac::kFlat, comm);
+      EXPECT_LT((got - flat).abs().max().item<double>(), 1e-4) << "world " << world;
+      if (world == 1) {
+        at::Tensor h = mac::distributed_aggregate(agg, z0, shard, 4, comm);
+        EXPECT_LT((h - hier).abs().max().item<double>(), 1e-5);
+      }
+    });
+  }
+}
+
+TEST(MacModel, GradientsReachEveryTrainedPartAndTheFingerprintTracksTheAmortizer) {
+  torch::manual_seed(7);
+  auto c = tiny_config();
+  mac::MacModel m(c);
+  at::Tensor doc = torch::randint(2, 60, {3, 7});
+  at::Tensor doc_mask = torch::ones({3, 7}, torch::kInt64);
+  doc_mask[2][6] = 0;
+  at::Tensor question = torch::randint(2, 60, {2, 5});
+  at::Tensor bank = m->summarize(doc, doc_mask);
+  EXPECT_EQ(bank.sizes(), (std::vector<int64_t>{3, 4, 16}));
+  at::Tensor z = mac::aggregate(m->aggregator(), m->encode_question(question, torch::ones({2, 5}, torch::kInt64)),
+                                Memory{bank.unsqueeze(0), {}});
+  model::Prefix prefix = m->prefix_head()(z);
+  at::Tensor loss = prefix.keys[1].pow(2).sum() + prefix.values[0].sum();
+  loss.backward();
+  for (const auto& p : m->named_parameters()) {
+    if (p.key().find("relative_attention_bias") != std::string::npos) continue;  // T5 bias: buckets may be unused
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0) << p.key();
+  }
+  const std::string before = m->amortizer_fingerprint();
+  EXPECT_EQ(before.size(), 16u);
+  {
+    torch::NoGradGuard no_grad;
+    m->aggregator()->parameters()[0].add_(1.0);
+  }
+  EXPECT_EQ(m->amortizer_fingerprint(), before);
+  {
+    torch::NoGradGuard no_grad;
+    m->named_parameters()["amortizer.queries"].add_(1e-3);
+  }
+  EXPECT_NE(m->amortizer_fingerprint(), before);
+}

@@ -1,0 +1,218 @@
+// bench_bank_write: collective write speed of MAC's memory bank (src/methods/mac/bank.h) against
+// the disk's sequential write speed measured by dd in the same run.
+//
+// Every rank contributes its ShardSpec share of --docs documents of T x d float32 summaries, and
+// mac::write_bank writes them into one HDF5 file with parallel HDF5. A timed write is the whole
+// call: the rank agreement, the collective write to <bank>.tmp, closing it, fsync, the rename and
+// the directory's fsync, i.e. until the bank is durable. dd then writes the same number of bytes
+// (the bank file's size) with conv=fdatasync, so both timings end with the data on disk. Bank
+// writes and dd runs alternate (bank, dd, bank, dd, ...) so that drift hits both alike; a bank
+// write's time is the maximum over ranks; reported times are medians over --reps.
+// After the writes every rank reads its rows back and checks them bit for bit (the read time is
+// from the page cache, not the disk).
+//
+//   mpirun -np 2 bench_bank_write [--docs N] [--T T] [--d D] [--reps R] [--dir DIR]
+// JSON lines on rank 0 (tools/bench/bank_write.sh runs it).
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include "dist/mpi_communicator.h"
+#include "dist/shard_spec.h"
+#include "methods/mac/bank.h"
+
+namespace {
+
+struct Options {
+  int64_t docs = 20000;
+  int64_t T = 8;
+  int64_t d = 128;
+  int reps = 5;
+  std::string dir = "/tmp/engram_bench_bank";
+};
+
+const char* kUsage =
+    "usage: mpirun -np 2 bench_bank_write [--docs N] [--T T] [--d D] [--reps R] [--dir DIR]\n"
+    "Writes a float32 memory bank of N documents x T x d collectively (default 20000 x 8 x 128, ~82 MB)\n"
+    "R times (default 5), alternating with dd writing as many bytes with conv=fdatasync, into DIR\n"
+    "(default /tmp/engram_bench_bank; removed afterwards). Prints JSON lines on rank 0.\n";
+
+// Returns "" on success, else what is wrong with the command line.
+std::string parse(int argc, char** argv, Options* o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string key = argv[i];
+    if (key == "--help" || key == "-h") return "help";
+    if (i + 1 >= argc) return fmt::format("{} needs a value", key);
+    const std::string value = argv[++i];
+    try {
+      if (key == "--docs") o->docs = std::stoll(value);
+      else if (key == "--T") o->T = std::stoll(value);
+      else if (key == "--d") o->d = std::stoll(value);
+      else if (key == "--reps") o->reps = std::stoi(value);
+      else if (key == "--dir") o->dir = value;
+      else return fmt::format("unknown option {}", key);
+    } catch (const std::exception&) {
+      return fmt::format("{}: '{}' is not a number", key, value);
+    }
+  }
+  if (o->docs < 1 || o->T < 1 || o->d < 1 || o->reps < 1) return "--docs, --T, --d and --reps must be >= 1";
+  return "";
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// The slowest rank's time: a collective write is done when its last rank is.
+double max_over_ranks(double seconds) {
+  double slowest = 0;
+  MPI_Allreduce(&seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return slowest;
+}
+
+// This rank's share of the documents: random summaries (seeded by rank), ids, times.
+engram::mac::BankRows make_rows(const Options& o, engram::dist::RowRange range, int rank) {
+  engram::mac::BankRows rows;
+  at::manual_seed(1000 + rank);
+  rows.summaries = at::randn({range.size(), o.T, o.d});
+  for (int64_t i = range.begin; i < range.end; ++i) {
+    rows.doc_ids.push_back(fmt::format("doc-{:07d}", i));
+    rows.times.push_back(1700000000 + i);
+  }
+  return rows;
+}
+
+// Seconds dd takes to write `bytes` to `path` and fdatasync them (the process start included,
+// a few milliseconds). Throws if dd fails.
+double time_dd(const std::string& path, int64_t bytes) {
+  const std::string command = fmt::format(
+      "dd if=/dev/zero of={} bs=1M count={} iflag=count_bytes conv=fdatasync status=none", path, bytes);
+  auto t0 = std::chrono::steady_clock::now();
+  const int rc = std::system(command.c_str());
+  const double seconds = seconds_since(t0);
+  if (rc != 0) throw std::runtime_error(command + " failed");
+  return seconds;
+}
+
+std::string number(double x) { return fmt::format("{:.6g}", x); }
+
+int run(const Options& o, int rank, int world) {
+  auto comm = engram::dist::make_mpi_communicator(MPI_COMM_WORLD, std::chrono::seconds(600));
+  const MPI_Comm mpi_world = MPI_COMM_WORLD;
+  const std::string bank = o.dir + "/bank.h5", dd_file = o.dir + "/dd.bin";
+  if (rank == 0) {
+    std::filesystem::remove_all(o.dir);
+    std::filesystem::create_directories(o.dir);
+  }
+  const engram::dist::RowRange mine = engram::dist::ShardSpec(o.docs, world).range(rank);
+  const engram::mac::BankRows rows = make_rows(o, mine, rank);
+  engram::mac::BankMeta meta;
+  meta.fingerprint = "bench";
+  meta.T = o.T;
+  meta.d = o.d;
+  comm->barrier();
+
+  std::vector<double> bank_times, dd_times;
+  int64_t file_bytes = 0;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    comm->barrier();
+    auto t0 = std::chrono::steady_clock::now();
+    engram::mac::write_bank(bank, meta, rows, /*append=*/false, *comm, &mpi_world);
+    bank_times.push_back(max_over_ranks(seconds_since(t0)));
+    if (rank == 0) {
+      file_bytes = static_cast<int64_t>(std::filesystem::file_size(bank));
+      dd_times.push_back(time_dd(dd_file, file_bytes));
+      std::filesystem::remove(dd_file);
+    }
+    comm->barrier();
+  }
+
+  // Read back this rank's rows, and check every bit.
+  comm->barrier();
+  auto t0 = std::chrono::steady_clock::now();
+  engram::mac::BankReader reader(bank);
+  at::Tensor back = reader.summaries(mine.begin, mine.size());
+  std::vector<std::string> ids = reader.doc_ids(mine.begin, mine.size());
+  const double read_s = max_over_ranks(seconds_since(t0));
+  int bad = !(back.equal(rows.summaries) && ids == rows.doc_ids && reader.rows() == o.docs), any_bad = 0;
+  MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+
+  const int64_t payload = o.docs * o.T * o.d * 4;
+  if (rank == 0) {
+    const double bank_s = median(bank_times), dd_s = median(dd_times);
+    const double bank_mbps = file_bytes / bank_s / 1e6, dd_mbps = file_bytes / dd_s / 1e6;
+    std::printf("%s\n", fmt::format("{{\"bench\":\"meta\",\"ranks\":{},\"docs\":{},\"T\":{},\"d\":{},"
+                                    "\"dtype\":\"float32\",\"reps\":{},\"dir\":\"{}\"}}",
+                                    world, o.docs, o.T, o.d, o.reps, o.dir).c_str());
+    std::printf("%s\n", fmt::format("{{\"bench\":\"bank_write\",\"ranks\":{},\"bytes\":{},\"payload_bytes\":{},"
+                                    "\"time_s\":{},\"min_s\":{},\"max_s\":{},\"MBps\":{},\"durable\":true}}",
+                                    world, file_bytes, payload, number(bank_s),
+                                    number(*std::min_element(bank_times.begin(), bank_times.end())),
+                                    number(*std::max_element(bank_times.begin(), bank_times.end())),
+                                    number(bank_mbps)).c_str());
+    std::printf("%s\n", fmt::format("{{\"bench\":\"dd_write\",\"bytes\":{},\"time_s\":{},\"min_s\":{},\"max_s\":{},"
+                                    "\"MBps\":{},\"flags\":\"bs=1M conv=fdatasync\"}}",
+                                    file_bytes, number(dd_s),
+                                    number(*std::min_element(dd_times.begin(), dd_times.end())),
+                                    number(*std::max_element(dd_times.begin(), dd_times.end())),
+                                    number(dd_mbps)).c_str());
+    std::printf("%s\n", fmt::format("{{\"bench\":\"bank_read\",\"ranks\":{},\"bytes\":{},\"time_s\":{},\"MBps\":{},"
+                                    "\"page_cache\":true,\"bit_exact\":{}}}",
+                                    world, payload, number(read_s), number(payload / read_s / 1e6),
+                                    any_bad ? "false" : "true").c_str());
+    std::printf("%s\n", fmt::format("{{\"bench\":\"bank_vs_dd\",\"ratio\":{}}}", number(bank_mbps / dd_mbps)).c_str());
+    std::fflush(stdout);
+    std::filesystem::remove_all(o.dir);
+  }
+  comm->barrier();
+  if (any_bad && rank == 0)
+    std::fprintf(stderr, "bench_bank_write: the bank read back differs from what was written\n");
+  return any_bad ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  int rank = 0, world = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  Options options;
+  const std::string error = parse(argc, argv, &options);
+  if (!error.empty()) {
+    if (rank == 0) {
+      if (error == "help") std::fputs(kUsage, stdout);
+      else std::fprintf(stderr, "bench_bank_write: %s\n%s", error.c_str(), kUsage);
+    }
+    MPI_Finalize();
+    return error == "help" ? 0 : 2;
+  }
+  at::set_num_threads(1);
+  int code = 0;
+  try {
+    code = run(options, rank, world);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_bank_write: rank %d: %s\n", rank, e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Finalize();
+  return code;
+}
