@@ -1,10 +1,41 @@
 #!/usr/bin/env bash
-# From a fresh clone: installs what is missing, builds (Release), and runs the main job on the
-# embedded default config with 2 MPI ranks. Today the main job is `engram doctor` (installation
-# and launch check); the method pipelines join it as they land.
+# From a fresh clone: installs what is missing, builds (Release), then runs the whole MAC
+# pipeline on the embedded default config (configs/quickstart.yaml) with 2 MPI ranks on CPU:
+#   synth -> tokenizer -> pretrain (base LM) -> mac-train -> mac-eval (memorize + answer + table)
+# and ends by printing the comparison table. Every step is resumable: run it again after an
+# interruption and finished steps are skipped (delete runs/quickstart to start over).
+#   NP=2 tools/quickstart.sh [--set key=value ...]   extra options go to every step
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 tools/build.sh
 NP=${NP:-2}
-launch/local.sh -np "$NP" build/engram doctor "$@"
+CONFIG=configs/quickstart.yaml
+RUN=runs/quickstart
+start=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - start )) s)"; }
+
+launch/local.sh -np "$NP" build/engram doctor --config "$CONFIG" "$@" | tail -n 4
+if [ ! -f "$RUN/data/world.json" ]; then
+  step "synthetic world"
+  build/engram synth --config "$CONFIG" "$@"
+fi
+if [ ! -f "$RUN/tokenizer.model" ]; then
+  step "tokenizer"
+  build/engram tokenizer --config "$CONFIG" "$@"
+fi
+if [ ! -f "$RUN/base/model.h5" ]; then
+  step "pretraining the base LM"
+  launch/local.sh -np "$NP" build/engram pretrain --config "$CONFIG" "$@"
+fi
+if [ ! -f "$RUN/mac/mac.h5" ]; then
+  step "MAC meta-training"
+  launch/local.sh -np "$NP" build/engram mac-train --config "$CONFIG" "$@"
+fi
+step "MAC evaluation"
+launch/local.sh -np "$NP" build/engram mac-eval --config "$CONFIG" "$@"
+PY=python3
+if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then PY=/usr/bin/python3; fi
+"$PY" tools/plot_mac.py "$RUN/mac/eval/results.json" || echo "(plots skipped: matplotlib missing)"
+echo
+echo "quickstart finished in $(( $(date +%s) - start )) s"

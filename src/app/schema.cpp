@@ -18,7 +18,21 @@ config::Schema full_schema() {
   declare_tokenizer_options(schema);
   declare_data_options(schema);
   model::declare_model_options(schema);
-  train::declare_train_options(schema);
+  train::TrainOptions pretraining;
+  pretraining.steps = 600;
+  train::declare_train_options(schema, "train", pretraining);
+  // MAC meta-training (specs/mac.md 2): Adam, constant schedule after a 1% warm-up, clipping at
+  // 100, no weight decay; lr 1e-4 rather than the reference's 1e-5, which is too small for
+  // modules trained from scratch (section 7).
+  train::TrainOptions meta;
+  meta.steps = 600;
+  meta.lr = 1e-4;
+  meta.schedule = "constant";
+  meta.warmup_steps = 6;
+  meta.weight_decay = 0.0;
+  meta.beta2 = 0.999;
+  meta.clip_norm = 100.0;
+  train::declare_train_options(schema, "mac.train", meta);
   declare_pretrain_options(schema);
   mac::declare_mac_options(schema);
   mac::declare_mac_eval_options(schema);

@@ -21,10 +21,10 @@ std::string prompt_text(PromptFormat format, const std::string& context, const s
 std::string answer_text(const std::string& answer) { return " " + answer; }
 
 Example encode_qa(const text::Tokenizer& tokenizer, PromptFormat format, const std::string& context,
-                  const std::string& question, const std::string& answer, int64_t max_tokens) {
+                  const std::string& question, const std::string& answer, int64_t max_tokens, AnswerEnd end) {
   std::vector<int32_t> prompt = tokenizer.encode(prompt_text(format, context, question));
-  std::vector<int32_t> reply = tokenizer.encode(answer_text(answer));
-  if (tokenizer.eos_id() >= 0) reply.push_back(tokenizer.eos_id());
+  std::vector<int32_t> reply = tokenizer.encode(answer_text(answer) + (end == AnswerEnd::Newline ? "\n" : ""));
+  if (end == AnswerEnd::Eos && tokenizer.eos_id() >= 0) reply.push_back(tokenizer.eos_id());
   if (static_cast<int64_t>(reply.size()) >= max_tokens)
     core::fail("answer '{}' needs {} tokens, more than the {} allowed", answer, reply.size(), max_tokens);
   // Over budget: drop the start of the prompt; the question and answer at its end stay.

@@ -32,8 +32,12 @@ struct Example {
 
 // Prompt + answer (+ EOS when the tokenizer has one), loss on the answer tokens only. Prompts
 // longer than `max_tokens` lose their start (the question and answer are kept).
+// How a trained answer ends: with EOS (Hugging Face LMs, the reference) or with a newline (the
+// reading format engram's pretraining teaches: "... Answer: <a>\n").
+enum class AnswerEnd { Eos, Newline };
 Example encode_qa(const text::Tokenizer& tokenizer, PromptFormat format, const std::string& context,
-                  const std::string& question, const std::string& answer, int64_t max_tokens);
+                  const std::string& question, const std::string& answer, int64_t max_tokens,
+                  AnswerEnd end = AnswerEnd::Eos);
 // Plain text (language modelling): every token is trained on; split into pieces of <= max_tokens.
 std::vector<Example> encode_text(const text::Tokenizer& tokenizer, const std::string& text, int64_t max_tokens);
 

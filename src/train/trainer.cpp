@@ -25,53 +25,57 @@
 
 namespace engram::train {
 
-void declare_train_options(config::Schema& schema) {
-  schema.add_int("train.steps", 600, "optimizer steps in all (a resumed run continues up to this step)");
-  schema.add_int("train.micro_batch", 16, "examples per rank per micro-step");
-  schema.add_int("train.accumulation", 1, "micro-steps per optimizer step (gradient accumulation)");
-  schema.add_float("train.lr", 1e-3, "peak learning rate");
-  schema.add_string("train.schedule", "cosine", "learning-rate schedule after warm-up", {"constant", "linear", "cosine"});
-  schema.add_int("train.warmup_steps", 50, "linear warm-up steps from 0 to train.lr");
-  schema.add_float("train.min_lr_ratio", 0.1, "final learning rate of linear/cosine decay, as a fraction of the peak");
-  schema.add_float("train.weight_decay", 0.01, "AdamW weight decay (matrices only)");
-  schema.add_float("train.beta1", 0.9, "AdamW beta1");
-  schema.add_float("train.beta2", 0.95, "AdamW beta2");
-  schema.add_float("train.clip_norm", 1.0, "clip the global gradient norm to this; 0 = no clipping");
-  schema.add_bool("train.bf16", false, "bf16 autocast for the forward pass");
-  schema.add_bool("train.activation_checkpointing", false, "recompute decoder blocks in backward to save memory");
-  schema.add_int("train.log_every", 10, "log and print every N steps");
-  schema.add_int("train.save_every", 0, "checkpoint every N steps (0: at the end and on SIGTERM/SIGUSR1 only)");
-  schema.add_int("train.keep_checkpoints", 2, "committed checkpoints to keep");
-  schema.add_bool("train.resume", true, "continue from the newest checkpoint in the output directory");
+void declare_train_options(config::Schema& schema, const std::string& section, const TrainOptions& d) {
+  const std::string p = section + ".";
+  schema.add_int(p + "steps", d.steps, "optimizer steps in all (a resumed run continues up to this step)");
+  schema.add_int(p + "micro_batch", d.micro_batch, "examples per rank per micro-step");
+  schema.add_int(p + "accumulation", d.accumulation, "micro-steps per optimizer step (gradient accumulation)");
+  schema.add_float(p + "lr", d.lr, "peak learning rate");
+  schema.add_string(p + "schedule", d.schedule, "learning-rate schedule after warm-up", {"constant", "linear", "cosine"});
+  schema.add_int(p + "warmup_steps", d.warmup_steps, "linear warm-up steps from 0 to the peak learning rate");
+  schema.add_float(p + "min_lr_ratio", d.min_lr_ratio,
+                   "final learning rate of linear/cosine decay, as a fraction of the peak");
+  schema.add_float(p + "weight_decay", d.weight_decay, "AdamW weight decay (matrices only)");
+  schema.add_float(p + "beta1", d.beta1, "AdamW beta1");
+  schema.add_float(p + "beta2", d.beta2, "AdamW beta2");
+  schema.add_float(p + "clip_norm", d.clip_norm, "clip the global gradient norm to this; 0 = no clipping");
+  schema.add_bool(p + "bf16", d.bf16, "bf16 autocast for the forward pass");
+  schema.add_bool(p + "activation_checkpointing", false, "recompute decoder blocks in backward to save memory");
+  schema.add_int(p + "log_every", d.log_every, "log and print every N steps");
+  schema.add_int(p + "save_every", d.save_every,
+                 "checkpoint every N steps (0: at the end and on SIGTERM/SIGUSR1 only)");
+  schema.add_int(p + "keep_checkpoints", d.keep_checkpoints, "committed checkpoints to keep");
+  schema.add_bool(p + "resume", d.resume, "continue from the newest checkpoint in the output directory");
 }
 
-TrainOptions train_options_from(const config::Config& c) {
+TrainOptions train_options_from(const config::Config& c, const std::string& section) {
+  const std::string p = section + ".";
   TrainOptions o;
-  o.steps = c.get_int("train.steps");
-  o.micro_batch = c.get_int("train.micro_batch");
-  o.accumulation = c.get_int("train.accumulation");
-  o.lr = c.get_float("train.lr");
-  o.schedule = c.get_string("train.schedule");
-  o.warmup_steps = c.get_int("train.warmup_steps");
-  o.min_lr_ratio = c.get_float("train.min_lr_ratio");
-  o.weight_decay = c.get_float("train.weight_decay");
-  o.beta1 = c.get_float("train.beta1");
-  o.beta2 = c.get_float("train.beta2");
-  o.clip_norm = c.get_float("train.clip_norm");
-  o.bf16 = c.get_bool("train.bf16");
-  o.log_every = c.get_int("train.log_every");
-  o.save_every = c.get_int("train.save_every");
-  o.keep_checkpoints = static_cast<int>(c.get_int("train.keep_checkpoints"));
-  o.resume = c.get_bool("train.resume");
+  o.steps = c.get_int(p + "steps");
+  o.micro_batch = c.get_int(p + "micro_batch");
+  o.accumulation = c.get_int(p + "accumulation");
+  o.lr = c.get_float(p + "lr");
+  o.schedule = c.get_string(p + "schedule");
+  o.warmup_steps = c.get_int(p + "warmup_steps");
+  o.min_lr_ratio = c.get_float(p + "min_lr_ratio");
+  o.weight_decay = c.get_float(p + "weight_decay");
+  o.beta1 = c.get_float(p + "beta1");
+  o.beta2 = c.get_float(p + "beta2");
+  o.clip_norm = c.get_float(p + "clip_norm");
+  o.bf16 = c.get_bool(p + "bf16");
+  o.log_every = c.get_int(p + "log_every");
+  o.save_every = c.get_int(p + "save_every");
+  o.keep_checkpoints = static_cast<int>(c.get_int(p + "keep_checkpoints"));
+  o.resume = c.get_bool(p + "resume");
   o.seed = static_cast<uint64_t>(c.get_int("run.seed"));
   o.bucket_bytes = static_cast<int64_t>(c.get_float("dist.bucket_mb") * (1 << 20));
   o.first_bucket_bytes = static_cast<int64_t>(c.get_float("dist.first_bucket_mb") * (1 << 20));
   if (o.bucket_bytes <= 0 || o.first_bucket_bytes <= 0) core::fail("dist.bucket_mb and dist.first_bucket_mb: expected > 0");
-  if (o.steps < 1) core::fail("train.steps: expected >= 1, got {}", o.steps);
-  if (o.micro_batch < 1) core::fail("train.micro_batch: expected >= 1, got {}", o.micro_batch);
-  if (o.accumulation < 1) core::fail("train.accumulation: expected >= 1, got {}", o.accumulation);
-  if (o.lr <= 0) core::fail("train.lr: expected > 0, got {}", o.lr);
-  if (o.log_every < 1) core::fail("train.log_every: expected >= 1, got {}", o.log_every);
+  if (o.steps < 1) core::fail("{}steps: expected >= 1, got {}", p, o.steps);
+  if (o.micro_batch < 1) core::fail("{}micro_batch: expected >= 1, got {}", p, o.micro_batch);
+  if (o.accumulation < 1) core::fail("{}accumulation: expected >= 1, got {}", p, o.accumulation);
+  if (o.lr <= 0) core::fail("{}lr: expected > 0, got {}", p, o.lr);
+  if (o.log_every < 1) core::fail("{}log_every: expected >= 1, got {}", p, o.log_every);
   return o;
 }
 

@@ -58,9 +58,12 @@ struct TrainOptions {
   int64_t first_bucket_bytes = 1 << 20;  // the first one (dist.first_bucket_mb)
 };
 
-void declare_train_options(config::Schema& schema);
+// The options of one training section (train.* for pretraining, mac.train.* for MAC, ...), with
+// `defaults` as their defaults.
+void declare_train_options(config::Schema& schema, const std::string& section = "train",
+                           const TrainOptions& defaults = {});
 // Reads train.*; `out_dir` and `seed` come from the caller (each command has its own directory).
-TrainOptions train_options_from(const config::Config& config);
+TrainOptions train_options_from(const config::Config& config, const std::string& section = "train");
 
 struct MicroBatchLoss {
   at::Tensor loss;     // scalar, differentiable: the mean loss of this micro-batch

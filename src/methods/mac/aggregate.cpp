@@ -84,20 +84,23 @@ at::Tensor distributed_aggregate(Aggregator& aggregator, const at::Tensor& z0, M
   Memory local = reduce_memory(aggregator, z0, std::move(shard), group_size, stats);
   if (comm.world_size() == 1) return aggregate(aggregator, z0, local, stats);
 
-  // Every rank contributes the same shape: [Bq, K, T, d] with K the largest reduced size.
-  at::Tensor rows = local.rows.expand({Bq, local.entries(), T, d});
-  at::Tensor valid = valid_or_all(local).expand({Bq, local.entries()}).to(torch::kFloat32);
-  at::Tensor k = torch::tensor({local.entries()}, torch::kInt64);
-  comm.all_reduce(k, dist::ReduceOp::Max);
-  const int64_t K = k.item<int64_t>();
+  // Every rank contributes the same shape: [B, K, T, d] with K the largest reduced size, and
+  // B = 1 while no rank has reduced its shard (the rows are then shared by every question, so
+  // flat aggregation moves each row once, not once per question), else B = Bq.
+  at::Tensor shape = torch::tensor({local.entries(), local.rows.size(0) > 1 ? int64_t{1} : int64_t{0}}, torch::kInt64);
+  comm.all_reduce(shape, dist::ReduceOp::Max);
+  const int64_t K = shape[0].item<int64_t>();
+  const int64_t B = shape[1].item<int64_t>() ? Bq : 1;
   if (K == 0) core::fail("the memory bank is empty: nothing to aggregate");
+  at::Tensor rows = local.rows.expand({B, local.entries(), T, d});
+  at::Tensor valid = valid_or_all(local).expand({Bq, local.entries()}).to(torch::kFloat32);
   if (local.entries() < K) {
-    rows = torch::cat({rows, torch::zeros({Bq, K - local.entries(), T, d}, rows.options())}, 1);
+    rows = torch::cat({rows, torch::zeros({B, K - local.entries(), T, d}, rows.options())}, 1);
     valid = torch::cat({valid, torch::zeros({Bq, K - local.entries()}, valid.options())}, 1);
   }
-  at::Tensor all_rows = comm.all_gather(rows.contiguous());    // [W, Bq, K, T, d]
+  at::Tensor all_rows = comm.all_gather(rows.contiguous());    // [W, B, K, T, d]
   at::Tensor all_valid = comm.all_gather(valid.contiguous());  // [W, Bq, K]
-  Memory gathered{all_rows.permute({1, 0, 2, 3, 4}).reshape({Bq, -1, T, d}),
+  Memory gathered{all_rows.permute({1, 0, 2, 3, 4}).reshape({B, -1, T, d}),
                   all_valid.permute({1, 0, 2}).reshape({Bq, -1}) > 0.5};
   // Drop gathered entries that are invalid for every question (padding of smaller shards), so
   // the next level groups real entries only.

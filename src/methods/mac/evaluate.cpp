@@ -31,7 +31,7 @@ void declare_mac_eval_options(config::Schema& schema) {
   schema.add_string("mac.eval.out_dir", "runs/quickstart/mac/eval", "table.md, results.json and the test bank");
   schema.add_int("mac.eval.documents", 0, "documents of the test stream to use, from its start (0 = all)");
   schema.add_int("mac.eval.questions", 400, "questions scored per row, spread evenly over the stream (0 = all)");
-  schema.add_float("mac.eval.ft_lr", 1e-3, "learning rate of the FT(C) baseline's one AdamW step per document");
+  schema.add_float("mac.eval.ft_lr", 1e-4, "learning rate of the FT(C) baseline's one AdamW step per document");
   schema.add_list("mac.eval.bank_sizes", {"1", "16", "128", "1000", "10000"},
                   "bank sizes N of the F1-vs-N curve (sizes above the stream's length are skipped)");
   schema.add_int("mac.eval.retention_points", 10, "points of the retention curve (stream fractions 1/k .. 1)");

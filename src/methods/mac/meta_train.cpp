@@ -44,13 +44,14 @@ TrainSet read_train_set(const config::Config& cfg, const MacSystem& s) {
   options.skip_bad_rows = cfg.get_string("data.on_bad_row") == "skip";
   TrainSet set;
   const int64_t qa_tokens = cfg.get_int("mac.qa_tokens");
+  const auto answer_end = cfg.get_string("mac.answer_end") == "newline" ? data::AnswerEnd::Newline : data::AnswerEnd::Eos;
   for (const auto& file : cfg.get_list("mac.train_data")) {
     for (const auto& doc : data::read_all(file, options)) {
       for (const auto& qa : doc.qa) {
         if (qa.heldout || qa.answers.empty()) continue;
         set.rows.push_back(Row{static_cast<int64_t>(set.documents.size()), qa.question,
                                data::encode_qa(*s.lm_tokenizer, data::PromptFormat::QuestionAnswer, "", qa.question,
-                                               qa.answers.front(), qa_tokens)});
+                                               qa.answers.front(), qa_tokens, answer_end)});
       }
       set.documents.push_back(doc.text);
     }
@@ -75,7 +76,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
                set.rows.size(), set.documents.size(), s.lm_source, s.mac->num_parameters(), s.mac->config().T,
                s.mac->config().slots());
 
-  train::TrainOptions options = train::train_options_from(cfg);
+  train::TrainOptions options = train::train_options_from(cfg, "mac.train");
   options.out_dir = out_dir;
   const int64_t bank_size = options.micro_batch;
   const int64_t k = documents_with_grad(bank_size, ratio);

@@ -21,6 +21,7 @@ void MacConfig::validate() const {
   positive("aggregator.head_dim", aggregator_head_dim);
   positive("slot_hidden", slot_hidden);
   if (aggregator_ff < 0) core::fail("mac.aggregator.ff must be >= 0 (0 = automatic), got {}", aggregator_ff);
+  if (!(prefix_scale > 0)) core::fail("mac.prefix_scale must be positive, got {}", prefix_scale);
   if (!(slot_dropout >= 0 && slot_dropout < 1)) core::fail("mac.slot_dropout must be in [0, 1), got {}", slot_dropout);
   ENGRAM_CHECK(d > 0 && L > 0 && H > 0 && d % H == 0, "MacConfig: base LM shape not set");
   if (slots() < T)
@@ -158,7 +159,7 @@ at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& mem
 }
 
 PrefixHeadImpl::PrefixHeadImpl(const MacConfig& c)
-    : T_(c.T), P_(c.P), L_(c.L), H_(c.H), d_(c.d), hidden_(c.slot_hidden), dropout_(c.slot_dropout) {
+    : T_(c.T), P_(c.P), L_(c.L), H_(c.H), d_(c.d), hidden_(c.slot_hidden), scale_(c.prefix_scale), dropout_(c.slot_dropout) {
   const int64_t n = c.slots();
   // Slot j reads latent token source[j]: the first n mod T tokens n div T + 1 times, then the
   // rest n div T times, each token's copies next to each other.
@@ -184,6 +185,7 @@ at::Tensor PrefixHeadImpl::slots(const at::Tensor& latent) {
 
 model::Prefix PrefixHeadImpl::forward(const at::Tensor& latent) {
   at::Tensor y = slots(latent);
+  if (scale_ != 1.0) y = y * scale_;
   const int64_t B = y.size(0);
   at::Tensor kv = y.view({B, P_, 2 * L_, H_, d_ / H_}).permute({2, 0, 3, 1, 4});  // [2L, B, H, P, hd]
   model::Prefix prefix;

@@ -35,6 +35,10 @@ struct MacConfig {
   int64_t aggregator_ff = 0;   // FF hidden of the aggregator blocks; 0 = d > 768 ? 768 : d
   int64_t slot_hidden = 768;   // hidden size of the per-slot FFNs of the prefix head
   double slot_dropout = 0.0;
+  // Multiplies the prefix keys and values (1 = the reference). A small LM trained from scratch has
+  // keys and values far smaller than the prefix head's initial output; matching them keeps the
+  // untrained prefix from drowning the LM's own attention at the start of meta-training.
+  double prefix_scale = 1.0;
   // The frozen LM's shape (filled from its DecoderConfig).
   int64_t d = 0, L = 0, H = 0;
 
@@ -108,6 +112,7 @@ class PrefixHeadImpl : public torch::nn::Module {
 
  private:
   int64_t T_, P_, L_, H_, d_, hidden_;
+  double scale_;
   at::Tensor slot_source_;  // [n] int64: the latent token each slot reads
   at::Tensor ln_weight_, ln_bias_, w1_, b1_, w2_, b2_;
   double dropout_ = 0;

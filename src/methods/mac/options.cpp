@@ -86,6 +86,7 @@ std::string mac_config_to_json(const MacConfig& c) {
                    {"aggregator_ff", c.aggregator_ff},
                    {"slot_hidden", c.slot_hidden},
                    {"slot_dropout", c.slot_dropout},
+                   {"prefix_scale", c.prefix_scale},
                    {"d", c.d},
                    {"L", c.L},
                    {"H", c.H}};
@@ -107,6 +108,7 @@ MacConfig mac_config_from_json(const std::string& text, const std::string& origi
     c.aggregator_ff = j.at("aggregator_ff");
     c.slot_hidden = j.at("slot_hidden");
     c.slot_dropout = j.at("slot_dropout");
+    c.prefix_scale = j.at("prefix_scale");
     c.d = j.at("d");
     c.L = j.at("L");
     c.H = j.at("H");
@@ -131,6 +133,9 @@ void declare_mac_options(config::Schema& schema) {
   schema.add_int("mac.prefix_tokens", 2, "P: prefix key/value tokens per layer of the base LM");
   declare_t5_options(schema, "amortizer", "the amortization network (document -> summary)");
   declare_t5_options(schema, "question", "the question encoder (question -> initial query)");
+  schema.add_bool("mac.init_from_lm_embeddings", false,
+                  "start the token embeddings of both T5s (without mac.*.hf) from the base LM's, rescaled; needs "
+                  "the base LM's tokenizer and width");
   schema.add_bool("mac.mask_encoder_padding", true,
                   "the T5 decoders ignore encoder padding; false keeps the reference's quirk of attending to it");
   schema.add_int("mac.aggregator.blocks", 4, "cross-attention blocks of the aggregation network");
@@ -138,9 +143,16 @@ void declare_mac_options(config::Schema& schema) {
   schema.add_int("mac.aggregator.head_dim", 96, "per-head size of the aggregator");
   schema.add_int("mac.aggregator.ff", 0, "aggregator feed-forward size; 0 = d_model if <= 768, else 768");
   schema.add_int("mac.slot_hidden", 768, "hidden size of the per-slot FFNs that make the prefix");
+  schema.add_float("mac.prefix_scale", 1.0,
+                   "multiplies the prefix keys/values (1 = reference); below 1 keeps an untrained prefix from "
+                   "swamping a small LM's own attention");
   schema.add_float("mac.slot_dropout", 0.0, "dropout inside the per-slot FFNs (training only)");
   schema.add_int("mac.doc_tokens", 1022, "document tokens the amortizer reads (longer documents are cut)");
   schema.add_int("mac.question_tokens", 104, "question tokens the question encoder reads (the last ones are kept)");
+  schema.add_string("mac.answer_end", "eos",
+                    "what ends a trained answer: eos (Hugging Face LMs, the reference) or newline (the reading "
+                    "format of engram pretrain, \"Answer: <a>\\n\")",
+                    {"eos", "newline"});
   schema.add_int("mac.qa_tokens", 128, "question + answer tokens through the base LM");
   schema.add_float("mac.backprop_ratio", 1.0,
                    "backpropagation dropout r: per bank of B documents only the first floor(B r) get gradients "
@@ -178,6 +190,7 @@ MacConfig mac_config_from(const config::Config& cfg, const model::DecoderConfig&
   c.aggregator_ff = cfg.get_int("mac.aggregator.ff");
   c.slot_hidden = cfg.get_int("mac.slot_hidden");
   c.slot_dropout = cfg.get_float("mac.slot_dropout");
+  c.prefix_scale = cfg.get_float("mac.prefix_scale");
   c.d = lm.d_model;
   c.L = lm.n_layers;
   c.H = lm.n_heads;

@@ -60,6 +60,19 @@ void init_t5_from_hf(model::T5& target, const std::string& folder, const std::st
   }
 }
 
+// Without a pretrained T5, the base LM's token embeddings are the best start the encoders can
+// have: they already tell the LM's tokens apart as the LM sees them. Rescaled to unit variance,
+// T5's own initial scale.
+void init_t5_embeddings_from_lm(model::T5& t5, const MacSystem& s, const std::string& key) {
+  at::Tensor source = s.lm->named_parameters()["wte.weight"];
+  at::Tensor target = t5->named_parameters()["shared.weight"];  // a handle: copy_ writes the weight
+  if (s.mac_tokenizer != s.lm_tokenizer || source.size(1) != target.size(1) || source.size(0) > target.size(0))
+    core::fail("mac.init_from_lm_embeddings: {} must use the base LM's tokenizer and width ({}), not {}", key,
+               source.size(1), target.size(1));
+  torch::NoGradGuard no_grad;
+  target.narrow(0, 0, source.size(0)).copy_(source / source.std());
+}
+
 }  // namespace
 
 std::pair<at::Tensor, at::Tensor> MacSystem::mac_tokens(const std::vector<std::string>& texts, int64_t max_tokens,
@@ -93,13 +106,14 @@ MacSystem build_mac_system(const config::Config& cfg, bool fresh_modules) {
   MacConfig c = mac_config_from(cfg, s.lm->config(), s.mac_tokenizer->vocab_size());
   torch::manual_seed(cfg.get_int("run.seed"));  // the same initial weights on every rank
   s.mac = MacModel(c);
+  const bool from_lm = cfg.get_bool("mac.init_from_lm_embeddings");
   for (const char* part : {"amortizer", "question"}) {
-    const std::string folder = cfg.get_string(std::string("mac.") + part + ".hf");
-    if (folder.empty()) continue;
     auto encoder = s.mac->named_children()[part == std::string("amortizer") ? "amortizer" : "question_encoder"];
     auto context = std::dynamic_pointer_cast<ContextEncoderImpl>(encoder);
     ENGRAM_CHECK(context != nullptr, "MacModel: unexpected module layout");
-    init_t5_from_hf(context->t5(), folder, std::string("mac.") + part + ".hf");
+    const std::string folder = cfg.get_string(std::string("mac.") + part + ".hf");
+    if (!folder.empty()) init_t5_from_hf(context->t5(), folder, std::string("mac.") + part + ".hf");
+    else if (from_lm) init_t5_embeddings_from_lm(context->t5(), s, std::string("mac.") + part);
   }
   return s;
 }

@@ -1,0 +1,160 @@
+// The MAC commands as a user runs them, on a tiny world: mac-train on 2 ranks (resumed on 3,
+// with backpropagation dropout and global banks), memorize on 2 ranks and --append on 3 with
+// deduplication, a bank refused by another amortizer, answer at 1 and 3 ranks (flat answers
+// agree across world sizes), mac-eval's table and results, and the reference presets.
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+
+using namespace cli;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string t5(const std::string& part) {
+  const std::string p = " --set mac." + part + ".";
+  return p + "d_model=16" + p + "d_kv=8" + p + "d_ff=32" + p + "layers=1" + p + "decoder_layers=1" + p + "heads=2";
+}
+
+class TinyMac : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir = ::testing::TempDir() + "cli_mac";
+    fs::remove_all(dir);
+    sets = " --set synth.entities=400 --set synth.out_dir=" + dir + "/data --set tokenizer.input=" + dir +
+           "/data/corpus.txt --set tokenizer.model=" + dir + "/tok.model --set tokenizer.vocab_size=400" +
+           " --set pretrain.data=[" + dir + "/data/pretrain.jsonl] --set pretrain.eval_data=" + dir +
+           "/data/valid.jsonl --set pretrain.out_dir=" + dir + "/base --set pretrain.eval_questions=4" +
+           " --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2 --set model.d_ff=64" +
+           " --set train.micro_batch=4 --set train.steps=2 --set train.log_every=1" +
+           " --set mac.base=" + dir + "/base --set mac.out_dir=" + dir + "/mac --set mac.train_data=[" + dir +
+           "/data/train.jsonl] --set mac.test_data=" + dir + "/data/test.jsonl --set mac.summary_tokens=2" +
+           t5("amortizer") + t5("question") +
+           " --set mac.aggregator.blocks=1 --set mac.aggregator.heads=2 --set mac.aggregator.head_dim=8" +
+           " --set mac.slot_hidden=16 --set mac.doc_tokens=64 --set mac.question_tokens=24 --set mac.qa_tokens=40" +
+           " --set mac.train.micro_batch=4 --set mac.train.log_every=1 --set mac.train.warmup_steps=1" +
+           " --set mac.eval.out_dir=" + dir + "/eval --set mac.eval.questions=12 --set mac.max_new_tokens=3";
+    ASSERT_EQ(run(kEngram + " synth" + sets).code, 0);
+    ASSERT_EQ(run(kEngram + " tokenizer" + sets).code, 0);
+    Result r = run(kMpirun + "2 " + kEngram + " pretrain" + sets);
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+  static std::string dir, sets;
+};
+std::string TinyMac::dir, TinyMac::sets;
+
+std::vector<nlohmann::json> json_lines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+std::string questions_file(const std::string& dir, int documents) {
+  // The first documents of the test stream, as a user's own file.
+  std::ifstream in(dir + "/data/test.jsonl");
+  std::ofstream out(dir + "/questions.jsonl");
+  std::string line;
+  for (int i = 0; i < documents && std::getline(in, line); ++i) out << line << "\n";
+  return dir + "/questions.jsonl";
+}
+
+}  // namespace
+
+TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
+  // Meta-training on 2 ranks, then resumed on 3 with backprop dropout and global banks.
+  Result r = run(kMpirun + "2 " + kEngram + " mac-train" + sets + " --set mac.train.steps=3");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "meta-trained 3 steps")) << r.output;
+  EXPECT_TRUE(fs::exists(dir + "/mac/mac.h5"));
+  r = run(kMpirun + "3 " + kEngram + " mac-train" + sets +
+          " --set mac.train.steps=5 --set mac.backprop_ratio=0.5 --set mac.global_bank=true");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "(saved by 2 ranks) on 3 ranks at step 3")) << r.output;
+  EXPECT_TRUE(contains(r.output, "banks of 4 documents per rank (2 with gradient), 12 per question")) << r.output;
+  EXPECT_TRUE(contains(r.output, "meta-trained 5 steps")) << r.output;
+
+  // A bank of the first 30 test documents on 2 ranks; then 10 more plus 10 repeats on 3 ranks.
+  const std::string first = dir + "/first.jsonl", more = dir + "/more.jsonl";
+  {
+    std::ifstream in(dir + "/data/test.jsonl");
+    std::ofstream a(first), b(more);
+    std::string line;
+    for (int i = 0; i < 40 && std::getline(in, line); ++i) {
+      if (i < 30) a << line << "\n";
+      if (i >= 20) b << line << "\n";
+    }
+  }
+  const std::string bank = dir + "/bank.h5";
+  r = run(kMpirun + "2 " + kEngram + " memorize" + sets + " --documents " + first + " --bank " + bank);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "30 documents offered, 30 new (0 already stored or repeated); 30 rows now"))
+      << r.output;
+  r = run(kMpirun + "3 " + kEngram + " memorize" + sets + " --documents " + more + " --bank " + bank + " --append");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "20 documents offered, 10 new (10 already stored or repeated); 40 rows now"))
+      << r.output;
+
+  // Answers: flat aggregation gives the same predictions on 1 and 3 ranks.
+  const std::string questions = questions_file(dir, 6);
+  r = run(kMpirun + "1 " + kEngram + " answer" + sets + " --set mac.aggregation=flat --bank " + bank +
+          " --questions " + questions + " --out " + dir + "/a1.jsonl");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "against 40 documents (flat, 1 ranks)")) << r.output;
+  r = run(kMpirun + "3 " + kEngram + " answer" + sets + " --set mac.aggregation=flat --bank " + bank +
+          " --questions " + questions + " --out " + dir + "/a3.jsonl");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto one = json_lines(dir + "/a1.jsonl"), three = json_lines(dir + "/a3.jsonl");
+  ASSERT_EQ(one.size(), three.size());
+  ASSERT_GT(one.size(), 0u);
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_EQ(one[i]["prediction"], three[i]["prediction"]) << i;
+  r = run(kMpirun + "2 " + kEngram + " answer" + sets + " --set mac.group_size=4 --bank " + bank + " --questions " +
+          questions + " --out " + dir + "/h.jsonl");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "hierarchical M=4, 2 ranks")) << r.output;
+
+  // A different amortizer (another seed) refuses the bank.
+  r = run(kMpirun + "1 " + kEngram + " mac-train" + sets + " --set run.seed=7 --set mac.out_dir=" + dir +
+          "/mac7 --set mac.train.steps=1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run(kMpirun + "1 " + kEngram + " answer" + sets + " --set mac.out_dir=" + dir + "/mac7 --bank " + bank +
+          " --questions " + questions);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "rebuild it with engram memorize")) << r.output;
+
+  // The evaluation table and its JSON.
+  r = run(kMpirun + "2 " + kEngram + " mac-eval" + sets + " --set mac.eval.documents=20 --set mac.eval.bank_sizes=[1,16]" +
+          " --set mac.eval.retention_points=2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* row : {"| base LM, closed book |", "| context in prompt |", "| FT(C) uniform fine-tuning |",
+                          "| MAC (hierarchical, M=16) |", "| MAC (flat) |", "| MAC, gold document only |",
+                          "| MAC, gold document removed |"})
+    EXPECT_TRUE(contains(r.output, row)) << row << "\n" << r.output;
+  auto results = nlohmann::json::parse(std::ifstream(dir + "/eval/results.json"));
+  EXPECT_EQ(results["documents"], 20);
+  EXPECT_EQ(results["rows"].size(), 7u);
+  EXPECT_EQ(results["f1_vs_bank_size"].size(), 2u);
+  EXPECT_EQ(results["retention"].size(), 2u);
+  EXPECT_EQ(results["retention"][1]["documents_seen"], 20);
+  EXPECT_GT(results["rows"][3]["storage_bytes_per_doc"].get<double>(), 2 * 32 * 4 - 1);  // T x d floats at least
+}
+
+TEST(MacPresets, ReferenceConfigsParse) {
+  for (const char* name : {"distilgpt2", "gpt2-large", "gpt2-xl", "llama2-7b"}) {
+    Result r = run(kEngram + " mac-train --config " + std::string(ENGRAM_SOURCE_DIR) + "/configs/mac/" + name +
+                   ".yaml --dump-config");
+    ASSERT_EQ(r.code, 0) << name << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, "backprop_ratio")) << r.output;
+  }
+}
+
+TEST(MacErrors, MissingModelOrBankAreClearErrors) {
+  Result r = run(kEngram + " answer --set mac.out_dir=/nonexistent --bank /nonexistent/b.h5 --questions x.jsonl");
+  EXPECT_EQ(r.code, 2) << r.output;
+  r = run(kEngram + " memorize");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "give the bank file with --bank FILE")) << r.output;
+}
