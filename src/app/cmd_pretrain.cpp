@@ -46,7 +46,7 @@ std::vector<data::Document> read_documents(const std::vector<std::string>& files
 // read from the context, never remembered: this is what teaches a small model to read. Without
 // questions: the text, as language modelling.
 std::vector<data::Example> build_examples(const std::vector<data::Document>& docs, const text::Tokenizer& tok,
-                                          int64_t seq_len) {
+                                          int64_t seq_len, bool context_loss) {
   std::vector<data::Example> examples;
   for (const auto& doc : docs) {
     data::Example e;
@@ -61,7 +61,7 @@ std::vector<data::Example> build_examples(const std::vector<data::Document>& doc
       if (qa.heldout) continue;
       append(first ? data::prompt_text(data::PromptFormat::ContextQuestionAnswer, doc.text, qa.question)
                    : "Question: " + qa.question + " Answer:",
-             false);
+             context_loss);
       append(data::answer_text(qa.answers.front()) + "\n", true);
       first = false;
     }
@@ -106,7 +106,7 @@ int run_pretrain(CommandContext& ctx) {
   core::Stopwatch clock;
   const auto docs = read_documents(cfg.get_list("pretrain.data"), cfg);
   const int64_t seq_len = cfg.get_int("pretrain.seq_len");
-  const auto examples = build_examples(docs, *tokenizer, seq_len);
+  const auto examples = build_examples(docs, *tokenizer, seq_len, cfg.get_bool("pretrain.context_loss"));
   int64_t tokens = 0;
   for (const auto& e : examples) tokens += static_cast<int64_t>(e.ids.size());
   spdlog::info("pretrain: {} documents -> {} examples, {} tokens ({:.1f} s)", docs.size(), examples.size(), tokens,
@@ -195,6 +195,9 @@ void declare_pretrain_options(config::Schema& schema) {
                   "training files, any supported format (JSONL, StreamingQA/ArchivalQA CSV, SQuAD JSON)");
   schema.add_string("pretrain.out_dir", "runs/quickstart/base", "checkpoints, metrics.jsonl, model.h5, eval.json");
   schema.add_int("pretrain.seq_len", 256, "longest training sequence in tokens");
+  schema.add_bool("pretrain.context_loss", false,
+                  "reading sequences: next-token loss on the context and questions too, not only on the answers "
+                  "(the entity names repeat in them, which teaches the copying that reading needs)");
   schema.add_string("pretrain.eval_data", "runs/quickstart/data/valid.jsonl",
                     "documents whose questions measure reading (context in prompt) and knowing (closed book)");
   schema.add_int("pretrain.eval_questions", 400, "questions evaluated after training (0 = all)");
