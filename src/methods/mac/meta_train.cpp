@@ -71,6 +71,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   const double ratio = cfg.get_float("mac.backprop_ratio");
   const bool global_bank = cfg.get_bool("mac.global_bank");
   const bool lm_dropout = cfg.get_bool("mac.lm_dropout");
+  const int64_t curriculum_steps = cfg.get_int("mac.curriculum_steps");
   const int32_t lm_pad = std::max(0, s.lm_tokenizer->pad_id());
   spdlog::info("mac-train: {} rows over {} documents; base {} ; MAC {} parameters (T {}, {} prefix slots)",
                set.rows.size(), set.documents.size(), s.lm_source, s.mac->num_parameters(), s.mac->config().T,
@@ -116,7 +117,11 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
       bank = torch::cat(parts, 0);
     }
     auto [q_ids, q_mask] = s.mac_tokens(questions, question_tokens, true);
-    at::Tensor z = aggregate(s.mac->aggregator(), s.mac->encode_question(q_ids, q_mask), Memory{bank.unsqueeze(0), {}});
+    // Curriculum: at first each question's memory is its own document only, so the modules learn
+    // to encode and read a document before they must also find it among others.
+    Memory memory = trainer.step() < curriculum_steps ? Memory{bank.narrow(0, 0, with_grad).unsqueeze(1), {}}
+                                                      : Memory{bank.unsqueeze(0), {}};
+    at::Tensor z = aggregate(s.mac->aggregator(), s.mac->encode_question(q_ids, q_mask), memory);
     model::Prefix prefix = s.mac->prefix_head()(z);
     data::Batch b = data::collate(qa, lm_pad);
     model::ForwardOptions forward;

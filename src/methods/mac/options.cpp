@@ -160,6 +160,9 @@ void declare_mac_options(config::Schema& schema) {
   schema.add_bool("mac.global_bank", false,
                   "during meta-training each question sees the summaries of every rank's batch as its memory "
                   "(all-gathered; gradient through the local part)");
+  schema.add_int("mac.curriculum_steps", 0,
+                 "meta-training: during the first N steps each question's memory is only its own document "
+                 "(encode and read first, search among distractors after)");
   schema.add_bool("mac.lm_dropout", true, "the frozen base LM runs in train mode (dropout on) for the QA loss");
   schema.add_string("mac.aggregation", "hierarchical",
                     "answering: hierarchical (groups of mac.group_size, O(M T) memory per call) or flat (one call "
