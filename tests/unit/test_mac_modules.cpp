@@ -153,6 +153,51 @@ TEST(MacAggregator, HierarchicalMatchesAHandWrittenTwoLevelReduction) {
                agg(z0, small.reshape({1, -1, 16})), 1e-5);
 }
 
+TEST(MacAggregator, StreamedReductionEqualsLevelByLevelOverThreeLevels) {
+  torch::manual_seed(8);
+  mac::Aggregator agg(tiny_config());
+  agg->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t N = 40, M = 3;  // 40 -> 14 -> 5 -> 2 entries: three levels, short last groups
+  at::Tensor z0 = torch::randn({2, 4, 16});
+  at::Tensor bank = torch::randn({N, 4, 16});
+  // Level by level, one question at a time, written out plainly.
+  for (int64_t q = 0; q < 2; ++q) {
+    at::Tensor zq = z0.narrow(0, q, 1);
+    at::Tensor level = bank;  // [n, T, d]
+    while (level.size(0) > M) {
+      std::vector<at::Tensor> next;
+      for (int64_t s = 0; s < level.size(0); s += M)
+        next.push_back(agg(zq, level.narrow(0, s, std::min(M, level.size(0) - s)).reshape({1, -1, 16})));
+      level = torch::cat(next, 0);
+    }
+    at::Tensor expected = agg(zq, level.reshape({1, -1, 16}));
+    for (int64_t max_elements : {int64_t{1}, int64_t{100}, int64_t{1} << 22}) {
+      mac::AggregationStats stats;
+      at::Tensor got = mac::aggregate(
+          agg, z0, mac::reduce_memory(agg, z0, Memory{bank.unsqueeze(0), {}}, M, &stats, max_elements));
+      expect_close(got.narrow(0, q, 1), expected, 1e-4);
+      EXPECT_EQ(stats.levels, 3);
+      EXPECT_EQ(stats.calls, 2 * (14 + 5 + 2));  // reduction calls (the final one is not counted here)
+    }
+  }
+}
+
+TEST(MacAggregator, SharedMemoryWithPerQuestionMasksEqualsCopies) {
+  torch::manual_seed(9);
+  mac::Aggregator agg(tiny_config());
+  agg->eval();
+  torch::NoGradGuard no_grad;
+  at::Tensor z = torch::randn({3, 2, 4, 16});       // 3 questions x 2 groups
+  at::Tensor memory = torch::randn({1, 2, 10, 16});  // shared by the questions
+  at::Tensor mask = torch::rand({3, 2, 10}) > 0.3;
+  at::Tensor copies = memory.expand({3, 2, 10, 16}).contiguous();
+  expect_close(agg(z, memory, mask), agg(z, copies, mask), 1e-5);
+  expect_close(agg(z, memory), agg(z, copies), 1e-5);
+  at::Tensor z1 = torch::randn({3, 1, 4, 16});      // one query per question against both groups
+  expect_close(agg(z1, memory, mask), agg(z1.expand({3, 2, 4, 16}).contiguous(), copies, mask), 1e-5);
+}
+
 TEST(MacAggregator, ExcludingAnEntryEqualsRemovingIt) {
   torch::manual_seed(5);
   mac::Aggregator agg(tiny_config());

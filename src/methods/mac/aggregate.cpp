@@ -50,15 +50,61 @@ Memory reduce_level(Aggregator& aggregator, const at::Tensor& z0, const Memory& 
 
 }  // namespace
 
+namespace {
+
+Memory slice(const Memory& m, int64_t begin, int64_t count) {
+  return Memory{m.rows.narrow(1, begin, count), m.valid.defined() ? m.valid.narrow(1, begin, count) : at::Tensor()};
+}
+
+// Appends b's entries to a (per question, [Bq, ...]).
+void append(Memory& a, const Memory& b) {
+  if (!a.rows.defined()) {
+    a = b;
+    return;
+  }
+  a.rows = torch::cat({a.rows, b.rows}, 1);
+  a.valid = torch::cat({a.valid, b.valid}, 1);
+}
+
+}  // namespace
+
 Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
                      AggregationStats* stats, int64_t max_elements) {
   ENGRAM_CHECK(group_size >= 2, "reduce_memory: group size must be at least 2");
   ENGRAM_CHECK(memory.rows.dim() == 4, "reduce_memory: rows must be [B, N, T, d]");
-  while (memory.entries() > group_size) {
-    memory = reduce_level(aggregator, z0, memory, group_size, stats, max_elements);
-    if (stats) ++stats->levels;
+  const int64_t n = memory.entries();
+  if (n <= group_size) return memory;
+  // The levels the reduction needs: n_0 = n, n_{k+1} = ceil(n_k / M), until n_K <= M.
+  int64_t levels = 0;
+  for (int64_t count = n; count > group_size; count = (count + group_size - 1) / group_size) ++levels;
+  if (stats) stats->levels += levels;
+  // Streamed: the bank goes through level 0 a chunk of whole groups at a time, and every level
+  // passes its groups up as soon as they are complete, so each level holds fewer than M pending
+  // entries (plus one chunk's output) whatever N is. The groups are the same consecutive groups
+  // as level-by-level reduction.
+  const int64_t Bq = z0.size(0), T = memory.rows.size(2);
+  const int64_t chunk_groups = std::max<int64_t>(1, max_elements / std::max<int64_t>(1, Bq * group_size * T));
+  std::vector<Memory> pending(static_cast<size_t>(levels + 1));  // pending[k]: entries of level k (k >= 1)
+  auto push_up = [&](int64_t level, bool flush) {
+    for (int64_t k = level; k < levels; ++k) {
+      Memory& here = pending[static_cast<size_t>(k)];
+      if (!here.rows.defined()) return;
+      const int64_t ready = flush ? here.entries() : here.entries() / group_size * group_size;
+      if (ready == 0) continue;
+      append(pending[static_cast<size_t>(k + 1)], reduce_level(aggregator, z0, slice(here, 0, ready), group_size, stats,
+                                                              max_elements));
+      here = here.entries() > ready ? Memory{here.rows.narrow(1, ready, here.entries() - ready).clone(),
+                                             here.valid.narrow(1, ready, here.entries() - ready).clone()}
+                                    : Memory{};
+    }
+  };
+  for (int64_t begin = 0; begin < n; begin += chunk_groups * group_size) {
+    const int64_t count = std::min(chunk_groups * group_size, n - begin);
+    append(pending[1], reduce_level(aggregator, z0, slice(memory, begin, count), group_size, stats, max_elements));
+    push_up(1, false);
   }
-  return memory;
+  push_up(1, true);
+  return pending[static_cast<size_t>(levels)];
 }
 
 at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory& memory, AggregationStats* stats) {

@@ -128,7 +128,31 @@ AggregatorImpl::AggregatorImpl(const MacConfig& c) : heads_(c.aggregator_heads),
 }
 
 at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& memory, const at::Tensor& memory_mask) {
-  ENGRAM_CHECK(z_in.dim() >= 2 && memory.dim() >= 2 && z_in.size(-1) == memory.size(-1), "Aggregator: bad shapes");
+  ENGRAM_CHECK(z_in.dim() >= 2 && memory.dim() == z_in.dim() && z_in.size(-1) == memory.size(-1),
+               "Aggregator: bad shapes");
+  const int64_t n = z_in.dim(), T = z_in.size(-2);
+  // A memory shared by every question (leading size 1) is not copied per question: the questions
+  // are folded into the query rows, [Bq, ..., T, .] -> [1, ..., Bq T, .], so each key and value
+  // is computed and multiplied once for all of them.
+  const bool fold = memory.size(0) == 1 && z_in.size(0) > 1;
+  const int64_t Bq = z_in.size(0);
+  auto fold_rows = [&](const at::Tensor& x) {  // [Bq, a.., T, c] -> [1, a.., Bq T, c]
+    auto moved = x.movedim(0, n - 3);          // [a.., Bq, T, c]
+    auto sizes = moved.sizes().vec();
+    sizes.erase(sizes.end() - 3, sizes.end());
+    sizes.push_back(Bq * T);
+    sizes.push_back(x.size(-1));
+    return moved.reshape(sizes).unsqueeze(0);
+  };
+  auto unfold_rows = [&](const at::Tensor& x) {  // [1, a.., Bq T, c] -> [Bq, a.., T, c]
+    auto sizes = x.squeeze(0).sizes().vec();
+    const int64_t c = sizes.back();
+    sizes.erase(sizes.end() - 2, sizes.end());
+    sizes.push_back(Bq);
+    sizes.push_back(T);
+    sizes.push_back(c);
+    return x.squeeze(0).reshape(sizes).movedim(n - 3, 0);
+  };
   // [..., X, inner] -> [..., H, X, hd]
   auto split_heads = [&](const at::Tensor& x) {
     auto sizes = x.sizes().vec();
@@ -136,23 +160,40 @@ at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& mem
     sizes.push_back(head_dim_);
     return x.view(sizes).transpose(-2, -3);
   };
-  at::Tensor blocked;  // [..., 1, 1, S]: true where a memory row must get no weight
-  if (memory_mask.defined()) blocked = (memory_mask == 0).unsqueeze(-2).unsqueeze(-2);
+  at::Tensor blocked;  // true where a memory token must get no weight, shaped like the scores
+  if (memory_mask.defined()) {
+    blocked = memory_mask == 0;                             // [B, .., S]
+    if (fold && blocked.size(0) > 1) {                      // per question: into the rows
+      blocked = blocked.movedim(0, n - 3).unsqueeze(-2);    // [.., Bq, 1, S]
+      auto sizes = blocked.sizes().vec();
+      sizes[sizes.size() - 2] = T;
+      blocked = blocked.expand(sizes);                      // [.., Bq, T, S]
+      sizes = blocked.sizes().vec();
+      sizes.erase(sizes.end() - 3, sizes.end());
+      sizes.push_back(Bq * T);
+      sizes.push_back(memory_mask.size(-1));
+      blocked = blocked.reshape(sizes).unsqueeze(-3).unsqueeze(0);  // [1, .., 1, Bq T, S]
+    } else {
+      blocked = blocked.unsqueeze(-2).unsqueeze(-2);        // [B, .., 1, 1, S]
+    }
+  }
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   at::Tensor z = z_in;
   for (const auto& b : blocks_) {
     at::Tensor context = b->ln_memory(memory);
-    at::Tensor q = split_heads(b->to_q(b->ln_z(z)));
+    at::Tensor queries = b->to_q(b->ln_z(z));
+    at::Tensor q = split_heads(fold ? fold_rows(queries) : queries);
     at::Tensor k = split_heads(b->to_k(context));
     at::Tensor v = split_heads(b->to_v(context));
-    at::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * scale;  // [..., H, T, S]
+    at::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * scale;  // [..., H, rows, S]
     // A large finite value rather than -inf: a fully masked row stays finite (see header).
     if (blocked.defined()) scores = scores.masked_fill(blocked, -1e9);
-    at::Tensor attended = torch::matmul(torch::softmax(scores, -1), v).transpose(-2, -3);  // [..., T, H, hd]
+    at::Tensor attended = torch::matmul(torch::softmax(scores, -1), v).transpose(-2, -3);  // [..., rows, H, hd]
     auto sizes = attended.sizes().vec();
     sizes.pop_back();
     sizes.back() = heads_ * head_dim_;
-    z = z + b->to_out(attended.reshape(sizes));
+    attended = attended.reshape(sizes);
+    z = z + b->to_out(fold ? unfold_rows(attended) : attended);
     z = z + b->ff_out(torch::gelu(b->ff_in(b->ln_ff(z))));
   }
   return z;
