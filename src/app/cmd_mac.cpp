@@ -15,6 +15,7 @@
 #include "methods/mac/evaluate.h"
 #include "methods/mac/memorize.h"
 #include "methods/mac/meta_train.h"
+#include "methods/mac/options.h"
 #include "methods/mac/system.h"
 
 namespace po = boost::program_options;
@@ -30,12 +31,7 @@ std::string trained_model(const CommandContext& ctx) {
 std::vector<data::Document> read_documents(const CommandContext& ctx, const std::vector<std::string>& files) {
   data::ReadOptions options;
   options.skip_bad_rows = ctx.config.get_string("data.on_bad_row") == "skip";
-  std::vector<data::Document> docs;
-  for (const auto& file : files) {
-    auto part = data::read_all(file, options);
-    docs.insert(docs.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
-  }
-  return docs;
+  return data::read_files(files, options);
 }
 
 int run_mac_train(CommandContext& ctx) {
@@ -99,16 +95,7 @@ int run_answer(CommandContext& ctx) {
   options.batch = cfg.get_int("mac.answer_batch");
   options.question_tokens = cfg.get_int("mac.question_tokens");
   options.prompt_tokens = cfg.get_int("mac.qa_tokens");
-  options.generation.max_new_tokens = cfg.get_int("mac.max_new_tokens");
-  options.generation.eos_id = s.lm_tokenizer->eos_id();
-  options.generation.pad_id = std::max(0, s.lm_tokenizer->pad_id());
-  if (cfg.get_string("mac.decoding") == "diverse_beam") {
-    options.generation.strategy = "diverse_beam";
-    options.generation.num_beams = static_cast<int>(cfg.get_int("mac.num_beams"));
-    options.generation.num_beam_groups = static_cast<int>(cfg.get_int("mac.num_beam_groups"));
-    options.generation.diversity_penalty = cfg.get_float("mac.diversity_penalty");
-  }
-  options.generation.validate();
+  options.generation = mac::generate_options_from(cfg, *s.lm_tokenizer);
   mac::AnswerResult r = mac::answer_questions(s, bank, questions, options, comm);
   if (comm.rank() == 0) {
     const std::string out = ctx.args["out"].as<std::string>();

@@ -30,12 +30,7 @@ namespace {
 std::vector<data::Document> read_documents(const std::vector<std::string>& files, const config::Config& cfg) {
   data::ReadOptions options;
   options.skip_bad_rows = cfg.get_string("data.on_bad_row") == "skip";
-  std::vector<data::Document> docs;
-  for (const auto& file : files) {
-    auto part = data::read_all(file, options);
-    docs.insert(docs.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
-  }
-  return docs;
+  return data::read_files(files, options);
 }
 
 // One example per document. With questions (reading format):
@@ -141,9 +136,7 @@ int run_pretrain(CommandContext& ctx) {
     model::ForwardOptions forward;
     forward.attention_mask = b.attention_mask;
     at::Tensor logits = decoder->forward(b.input_ids, forward).logits;
-    at::Tensor loss = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(-1)}), b.labels.reshape(-1),
-        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(data::kIgnoreLabel));
+    at::Tensor loss = train::token_cross_entropy(logits, b.labels);
     return train::MicroBatchLoss{loss, b.attention_mask.sum().item<int64_t>()};
   });
   if (result.stopped) {

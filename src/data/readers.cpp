@@ -549,4 +549,13 @@ std::vector<Document> read_all(const std::string& path, const ReadOptions& optio
   return documents;
 }
 
+std::vector<Document> read_files(const std::vector<std::string>& paths, const ReadOptions& options) {
+  std::vector<Document> documents;
+  for (const auto& path : paths) {
+    auto part = read_all(path, options);
+    documents.insert(documents.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  }
+  return documents;
+}
+
 }  // namespace engram::data

@@ -85,6 +85,8 @@ class DocumentReader {
 };
 
 // Reads the whole file; `stats`, when given, receives the reader's counts.
+// Every document of several files, in order.
+std::vector<Document> read_files(const std::vector<std::string>& paths, const ReadOptions& options = {});
 std::vector<Document> read_all(const std::string& path, const ReadOptions& options = {},
                                ReadStats* stats = nullptr);
 

@@ -21,7 +21,9 @@
 #include "methods/mac/answer.h"
 #include "methods/mac/bank.h"
 #include "methods/mac/memorize.h"
+#include "methods/mac/options.h"
 #include "methods/mac/system.h"
+#include "train/trainer.h"
 
 namespace fs = std::filesystem;
 
@@ -102,9 +104,7 @@ model::Decoder fine_tune_online(MacSystem& s, const std::vector<data::Document>&
     model::ForwardOptions forward;
     forward.attention_mask = b.attention_mask;
     at::Tensor logits = ft->forward(b.input_ids, forward).logits;
-    at::Tensor loss = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(-1)}), b.labels.reshape(-1),
-        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(data::kIgnoreLabel));
+    at::Tensor loss = train::token_cross_entropy(logits, b.labels);
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();
@@ -156,17 +156,7 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
   spdlog::info("mac-eval: {} documents, {} questions per row", N, questions.size());
 
   const int64_t qa_tokens = cfg.get_int("mac.qa_tokens");
-  model::GenerateOptions generation;
-  generation.max_new_tokens = cfg.get_int("mac.max_new_tokens");
-  generation.eos_id = s.lm_tokenizer->eos_id();
-  generation.pad_id = std::max(0, s.lm_tokenizer->pad_id());
-  if (cfg.get_string("mac.decoding") == "diverse_beam") {
-    generation.strategy = "diverse_beam";
-    generation.num_beams = static_cast<int>(cfg.get_int("mac.num_beams"));
-    generation.num_beam_groups = static_cast<int>(cfg.get_int("mac.num_beam_groups"));
-    generation.diversity_penalty = cfg.get_float("mac.diversity_penalty");
-  }
-  generation.validate();
+  const model::GenerateOptions generation = generate_options_from(cfg, *s.lm_tokenizer);
 
   std::vector<Row> rows;
   auto baseline = [&](const std::string& name, model::Decoder& lm, data::PromptFormat format, double adapt,

@@ -128,9 +128,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     forward.attention_mask = b.attention_mask;
     forward.prefix = &prefix;
     at::Tensor logits = s.lm->forward(b.input_ids, forward).logits;
-    at::Tensor loss = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(-1)}), b.labels.reshape(-1),
-        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(data::kIgnoreLabel));
+    at::Tensor loss = train::token_cross_entropy(logits, b.labels);
     return train::MicroBatchLoss{loss, b.attention_mask.sum().item<int64_t>()};
   };
   train::TrainResult result = trainer.run(loss_fn);

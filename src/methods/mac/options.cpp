@@ -180,6 +180,21 @@ void declare_mac_options(config::Schema& schema) {
   schema.add_int("mac.max_new_tokens", 16, "answer tokens generated at most");
 }
 
+model::GenerateOptions generate_options_from(const config::Config& cfg, const text::Tokenizer& tokenizer) {
+  model::GenerateOptions g;
+  g.max_new_tokens = cfg.get_int("mac.max_new_tokens");
+  g.eos_id = tokenizer.eos_id();
+  g.pad_id = std::max(0, tokenizer.pad_id());
+  if (cfg.get_string("mac.decoding") == "diverse_beam") {
+    g.strategy = "diverse_beam";
+    g.num_beams = static_cast<int>(cfg.get_int("mac.num_beams"));
+    g.num_beam_groups = static_cast<int>(cfg.get_int("mac.num_beam_groups"));
+    g.diversity_penalty = cfg.get_float("mac.diversity_penalty");
+  }
+  g.validate();
+  return g;
+}
+
 MacConfig mac_config_from(const config::Config& cfg, const model::DecoderConfig& lm, int64_t vocab) {
   MacConfig c;
   c.T = cfg.get_int("mac.summary_tokens");

@@ -5,6 +5,8 @@
 
 #include "methods/mac/modules.h"
 #include "model/decoder.h"
+#include "model/generate.h"
+#include "text/tokenizer.h"
 
 namespace engram::config {
 class Config;
@@ -17,6 +19,9 @@ void declare_mac_options(config::Schema& schema);
 // The module sizes from mac.*, around a base LM of shape `lm`; `vocab`: the size of the
 // amortizer/question tokenizer. Bad values -> core::UserError naming the option.
 MacConfig mac_config_from(const config::Config& config, const model::DecoderConfig& lm, int64_t vocab);
+
+// Decoding of answers from mac.decoding, mac.num_beams, ... (EOS and padding of `tokenizer`).
+model::GenerateOptions generate_options_from(const config::Config& config, const text::Tokenizer& tokenizer);
 
 // MacConfig <-> JSON (stored in mac.h5, so a trained model rebuilds its own shape).
 std::string mac_config_to_json(const MacConfig& config);
