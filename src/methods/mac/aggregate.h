@@ -47,9 +47,10 @@ constexpr int64_t kFlat = INT64_MAX;
 // One level at a time until at most `group_size` entries remain per question. z0 [Bq, T, d].
 // Returns memory with rows [Bq, <= group_size, T, d] (or the input unchanged when it is small
 // enough). `max_elements`: bound on the memory tokens x questions handled by one batched call
-// (groups are streamed in chunks under it).
+// (groups are streamed in chunks under it; a call's scores are T x heads times as many numbers,
+// so 2^16 keeps one call to tens of MB: peak memory then stays flat from 1k to 100k documents).
 Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
-                     AggregationStats* stats = nullptr, int64_t max_elements = int64_t{1} << 22);
+                     AggregationStats* stats = nullptr, int64_t max_elements = int64_t{1} << 16);
 
 // The final call: z* [Bq, T, d] = h_psi(z0, memory) over every valid entry.
 at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory& memory,
