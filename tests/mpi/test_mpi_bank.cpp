@@ -19,27 +19,17 @@
 #include "dist/mpi_communicator.h"
 #include "dist/shard_spec.h"
 #include "io/h5file.h"
+#include "mpi_test_util.h"
 #include "methods/mac/bank.h"
 
 namespace fs = std::filesystem;
 using namespace engram;
 
 namespace {
-const MPI_Comm kWorld = MPI_COMM_WORLD;
-
-std::unique_ptr<dist::Communicator> make_comm() {
-  return dist::make_mpi_communicator(MPI_COMM_WORLD, std::chrono::milliseconds(120000));
-}
-
-// A directory every rank agrees on (rank 0 picks and clears it).
+using mpi_test::kWorld;
+using mpi_test::make_comm;
 std::string shared_dir(dist::Communicator& comm, const std::string& name) {
-  std::string dir = "/tmp/engram_mpi_test_bank_" + name + "_" + std::to_string(comm.world_size());
-  if (comm.rank() == 0) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  comm.barrier();
-  return dir;
+  return mpi_test::shared_dir(comm, "bank_" + name);
 }
 
 mac::BankMeta meta(const std::string& fingerprint, int64_t T, int64_t d, const std::string& dtype = "float32") {

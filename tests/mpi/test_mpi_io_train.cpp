@@ -11,6 +11,7 @@
 #include "dist/mpi_communicator.h"
 #include "dist/shard_spec.h"
 #include "io/h5file.h"
+#include "mpi_test_util.h"
 #include "train/trainer.h"
 #include "../common/regression_problem.h"
 
@@ -18,22 +19,9 @@ namespace fs = std::filesystem;
 using namespace engram;
 
 namespace {
-const MPI_Comm kWorld = MPI_COMM_WORLD;
-
-std::unique_ptr<dist::Communicator> make_comm() {
-  return dist::make_mpi_communicator(MPI_COMM_WORLD, std::chrono::milliseconds(120000));
-}
-
-// A directory every rank agrees on (rank 0 picks and clears it).
-std::string shared_dir(dist::Communicator& comm, const std::string& name) {
-  std::string dir = "/tmp/engram_mpi_test_" + name + "_" + std::to_string(comm.world_size());
-  if (comm.rank() == 0) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  comm.barrier();
-  return dir;
-}
+using mpi_test::kWorld;
+using mpi_test::make_comm;
+using mpi_test::shared_dir;
 }  // namespace
 
 TEST(ParallelH5, EveryRankWritesItsRowsOfOneDataset) {
