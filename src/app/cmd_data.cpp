@@ -9,7 +9,7 @@
 #include "app/command.h"
 #include "core/error.h"
 #include "core/progress.h"
-#include "data/readers.h"
+#include "data/options.h"
 #include "text/tokenizer.h"
 
 namespace po = boost::program_options;
@@ -45,9 +45,7 @@ int run_data(CommandContext& ctx) {
   if (!ctx.args.count("input")) core::fail("engram data stats: --input FILE is required");
   const std::string path = ctx.args["input"].as<std::string>();
 
-  data::ReadOptions options;
-  options.skip_bad_rows = ctx.config.get_string("data.on_bad_row") == "skip";
-  options.archival_full_passage = ctx.config.get_bool("data.archival_full_passage");
+  const data::ReadOptions options = data::read_options_from(ctx.config);
   std::unique_ptr<text::Tokenizer> tokenizer;
   if (ctx.args.count("tokenizer")) tokenizer = text::load_tokenizer(ctx.args["tokenizer"].as<std::string>());
 
@@ -119,12 +117,6 @@ int run_data(CommandContext& ctx) {
 }
 
 }  // namespace
-
-void declare_data_options(config::Schema& schema) {
-  schema.add_string("data.on_bad_row", "error",
-                    "a malformed row: error stops with file and line; skip counts it and reads on", {"error", "skip"});
-  schema.add_bool("data.archival_full_passage", false, "ArchivalQA: read the whole article (ans_text), not the paragraph");
-}
 
 Command data_command() {
   Command c;

@@ -8,7 +8,7 @@
 
 #include "app/command.h"
 #include "core/error.h"
-#include "data/readers.h"
+#include "data/options.h"
 #include "dist/runtime.h"
 #include "methods/mac/answer.h"
 #include "methods/mac/bank.h"
@@ -29,9 +29,7 @@ std::string trained_model(const CommandContext& ctx) {
 }
 
 std::vector<data::Document> read_documents(const CommandContext& ctx, const std::vector<std::string>& files) {
-  data::ReadOptions options;
-  options.skip_bad_rows = ctx.config.get_string("data.on_bad_row") == "skip";
-  return data::read_files(files, options);
+  return data::read_files(files, data::read_options_from(ctx.config));
 }
 
 int run_mac_train(CommandContext& ctx) {

@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "data/collate.h"
-#include "data/readers.h"
+#include "data/options.h"
 #include "dist/runtime.h"
 #include "eval/qa_eval.h"
 #include "model/decoder.h"
@@ -28,9 +28,7 @@ namespace engram::app {
 namespace {
 
 std::vector<data::Document> read_documents(const std::vector<std::string>& files, const config::Config& cfg) {
-  data::ReadOptions options;
-  options.skip_bad_rows = cfg.get_string("data.on_bad_row") == "skip";
-  return data::read_files(files, options);
+  return data::read_files(files, data::read_options_from(cfg));
 }
 
 // One example per document. With questions (reading format):

@@ -40,7 +40,6 @@ config::Schema full_schema();
 
 // Options declared next to the command that owns them.
 void declare_tokenizer_options(config::Schema& schema);
-void declare_data_options(config::Schema& schema);
 void declare_pretrain_options(config::Schema& schema);
 
 // Version lines: engram, LibTorch, MPI, HDF5 (parallel yes/no), NCCL.

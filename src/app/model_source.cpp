@@ -1,8 +1,7 @@
 #include "app/model_source.h"
 
 #include "core/error.h"
-#include "model/hf.h"
-#include "model/model_file.h"
+#include "model/load.h"
 
 namespace po = boost::program_options;
 
@@ -17,19 +16,13 @@ void add_model_source_options(po::options_description& options) {
 LanguageModel load_language_model(const po::variables_map& args, bool need_tokenizer) {
   const bool checkpoint = args.count("checkpoint") > 0, hf = args.count("hf") > 0;
   if (checkpoint == hf) core::fail("give the model with exactly one of --checkpoint FILE|DIR or --hf FOLDER");
+  model::LoadedDecoder loaded =
+      checkpoint ? model::load_decoder(args["checkpoint"].as<std::string>(), model::DecoderSource::Engram)
+                 : model::load_decoder(args["hf"].as<std::string>(), model::DecoderSource::HuggingFace);
   LanguageModel lm;
-  std::string tokenizer_path;
-  if (checkpoint) {
-    model::ModelFile file = model::load_model_file(args["checkpoint"].as<std::string>());
-    lm.decoder = file.decoder;
-    tokenizer_path = file.tokenizer;
-    lm.source = model::resolve_model_path(args["checkpoint"].as<std::string>());
-  } else {
-    model::HfCheckpoint info;
-    lm.decoder = model::load_hf_decoder(args["hf"].as<std::string>(), &info);
-    tokenizer_path = info.tokenizer_path;
-    lm.source = "hf:" + args["hf"].as<std::string>();
-  }
+  lm.decoder = loaded.decoder;
+  lm.source = loaded.source;
+  std::string tokenizer_path = loaded.tokenizer_path;
   if (args.count("tokenizer")) tokenizer_path = args["tokenizer"].as<std::string>();
   if (!tokenizer_path.empty()) lm.tokenizer = text::load_tokenizer(tokenizer_path);
   else if (need_tokenizer)

@@ -1,4 +1,5 @@
 #include "app/command.h"
+#include "data/options.h"
 #include "data/synth.h"
 #include "dist/options.h"
 #include "methods/mac/evaluate.h"
@@ -16,7 +17,7 @@ config::Schema full_schema() {
   dist::declare_options(schema);
   data::declare_synth_options(schema);
   declare_tokenizer_options(schema);
-  declare_data_options(schema);
+  data::declare_data_options(schema);
   model::declare_model_options(schema);
   train::TrainOptions pretraining;
   pretraining.steps = 600;

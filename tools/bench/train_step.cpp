@@ -5,7 +5,9 @@
 //
 //   mpirun -np R bench_train_step [--layers L] [--d D] [--heads H] [--vocab V] [--seq T]
 //                                 [--batch B] [--threads N] [--steps S] [--warmup W]
-// --batch is per rank. Compare with PyTorch eager on the same LibTorch (DESIGN.md, CPU facts).
+//                                 [--profile FILE]
+// --batch is per rank. --profile writes a Chrome trace (chrome://tracing, Perfetto) of rank 0's
+// timed steps: where a step spends its time, op by op (profiling slows the steps down). Compare with PyTorch eager on the same LibTorch (DESIGN.md, CPU facts).
 #include <mpi.h>
 
 #include <chrono>
@@ -13,6 +15,7 @@
 #include <string>
 
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include "core/allocator.h"
@@ -46,9 +49,20 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   int64_t layers = 2, d = 128, heads = 4, vocab = 4096, seq = 128, batch = 16, threads = 0, steps = 20, warmup = 3;
+  std::string profile;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
-    int64_t v = std::stoll(argv[i + 1]);
+    if (k == "--profile") {
+      profile = argv[i + 1];
+      continue;
+    }
+    int64_t v = 0;
+    try {
+      v = std::stoll(argv[i + 1]);
+    } catch (const std::exception&) {
+      if (rank == 0) std::fprintf(stderr, "bench_train_step: %s expects an integer, got '%s'\n", k.c_str(), argv[i + 1]);
+      MPI_Abort(MPI_COMM_WORLD, 2);
+    }
     if (k == "--layers") layers = v;
     else if (k == "--d") d = v;
     else if (k == "--heads") heads = v;
@@ -107,7 +121,11 @@ int main(int argc, char** argv) {
   t_forward = t_backward = t_reduce = t_optimizer = 0;
   MPI_Barrier(MPI_COMM_WORLD);
   auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < steps; ++i) step();
+  {
+    std::unique_ptr<torch::autograd::profiler::RecordProfile> recording;
+    if (rank == 0 && !profile.empty()) recording = std::make_unique<torch::autograd::profiler::RecordProfile>(profile);
+    for (int64_t i = 0; i < steps; ++i) step();
+  }
   double elapsed = seconds_since(start), slowest = 0;
   MPI_Allreduce(&elapsed, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   const double tokens_per_s = static_cast<double>(batch * seq * world * steps) / slowest;

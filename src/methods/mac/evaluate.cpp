@@ -14,7 +14,7 @@
 #include "core/progress.h"
 #include "core/timer.h"
 #include "data/collate.h"
-#include "data/readers.h"
+#include "data/options.h"
 #include "dist/communicator.h"
 #include "dist/runtime.h"
 #include "eval/qa_eval.h"
@@ -143,9 +143,7 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
   comm.barrier();
   MacSystem s = load_mac_system(cfg, cfg.get_string("mac.out_dir") + "/mac.h5");
 
-  data::ReadOptions read_options;
-  read_options.skip_bad_rows = cfg.get_string("data.on_bad_row") == "skip";
-  std::vector<data::Document> docs = data::read_all(cfg.get_string("mac.test_data"), read_options);
+  std::vector<data::Document> docs = data::read_all(cfg.get_string("mac.test_data"), data::read_options_from(cfg));
   const int64_t limit = cfg.get_int("mac.eval.documents");
   if (limit > 0 && static_cast<int64_t>(docs.size()) > limit) docs.resize(static_cast<size_t>(limit));
   const int64_t N = static_cast<int64_t>(docs.size());

@@ -9,7 +9,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "data/collate.h"
-#include "data/readers.h"
+#include "data/options.h"
 #include "dist/communicator.h"
 #include "dist/runtime.h"
 #include "methods/mac/aggregate.h"
@@ -40,8 +40,7 @@ struct TrainSet {
 };
 
 TrainSet read_train_set(const config::Config& cfg, const MacSystem& s) {
-  data::ReadOptions options;
-  options.skip_bad_rows = cfg.get_string("data.on_bad_row") == "skip";
+  const data::ReadOptions options = data::read_options_from(cfg);
   TrainSet set;
   const int64_t qa_tokens = cfg.get_int("mac.qa_tokens");
   const auto answer_end = cfg.get_string("mac.answer_end") == "newline" ? data::AnswerEnd::Newline : data::AnswerEnd::Eos;

@@ -11,6 +11,7 @@
 #include "io/h5file.h"
 #include "methods/mac/options.h"
 #include "model/hf.h"
+#include "model/load.h"
 #include "model/model_file.h"
 
 namespace fs = std::filesystem;
@@ -24,21 +25,11 @@ constexpr const char* kFormat = "engram-mac";
 constexpr int64_t kVersion = 1;
 
 void load_base(const config::Config& cfg, MacSystem& s) {
-  const std::string base = cfg.get_string("mac.base");
-  std::string tokenizer_path;
-  if (fs::exists(fs::path(base) / "config.json")) {  // a Hugging Face folder
-    model::HfCheckpoint info;
-    s.lm = model::load_hf_decoder(base, &info);
-    tokenizer_path = info.tokenizer_path;
-    s.lm_source = "hf:" + base;
-  } else {
-    model::ModelFile file = model::load_model_file(base);
-    s.lm = file.decoder;
-    tokenizer_path = file.tokenizer;
-    s.lm_source = model::resolve_model_path(base);
-  }
-  if (tokenizer_path.empty()) core::fail("mac.base: {} names no tokenizer", s.lm_source);
-  s.lm_tokenizer = text::load_tokenizer(tokenizer_path);
+  model::LoadedDecoder base = model::load_decoder(cfg.get_string("mac.base"));
+  s.lm = base.decoder;
+  s.lm_source = base.source;
+  if (base.tokenizer_path.empty()) core::fail("mac.base: {} names no tokenizer", s.lm_source);
+  s.lm_tokenizer = text::load_tokenizer(base.tokenizer_path);
   for (auto& p : s.lm->parameters()) p.requires_grad_(false);
   s.lm->eval();
   const std::string mac_tokenizer = cfg.get_string("mac.tokenizer");
