@@ -20,6 +20,7 @@
 #include "model/decoder.h"
 #include "model/model_file.h"
 #include "text/tokenizer.h"
+#include "train/cross_entropy.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;

@@ -18,7 +18,6 @@
 #include "core/seed.h"
 #include "core/signals.h"
 #include "core/timer.h"
-#include "data/collate.h"
 #include "dist/communicator.h"
 #include "dist/grad_reducer.h"
 #include "train/checkpoint.h"
@@ -78,12 +77,6 @@ TrainOptions train_options_from(const config::Config& c, const std::string& sect
   if (o.lr <= 0) core::fail("{}lr: expected > 0, got {}", p, o.lr);
   if (o.log_every < 1) core::fail("{}log_every: expected >= 1, got {}", p, o.log_every);
   return o;
-}
-
-at::Tensor token_cross_entropy(const at::Tensor& logits, const at::Tensor& labels) {
-  return torch::nn::functional::cross_entropy(
-      logits.reshape({-1, logits.size(-1)}), labels.reshape(-1),
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(data::kIgnoreLabel));
 }
 
 namespace {

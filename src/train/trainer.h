@@ -65,10 +65,6 @@ void declare_train_options(config::Schema& schema, const std::string& section = 
 // Reads train.*; `out_dir` and `seed` come from the caller (each command has its own directory).
 TrainOptions train_options_from(const config::Config& config, const std::string& section = "train");
 
-// Mean next-token cross-entropy of logits [B, T, V] against labels [B, T] (data::collate's
-// shifted labels; data::kIgnoreLabel positions skipped).
-at::Tensor token_cross_entropy(const at::Tensor& logits, const at::Tensor& labels);
-
 struct MicroBatchLoss {
   at::Tensor loss;     // scalar, differentiable: the mean loss of this micro-batch
   int64_t tokens = 0;  // tokens the loss was computed on (for tokens/s)

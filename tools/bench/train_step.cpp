@@ -5,9 +5,10 @@
 //
 //   mpirun -np R bench_train_step [--layers L] [--d D] [--heads H] [--vocab V] [--seq T]
 //                                 [--batch B] [--threads N] [--steps S] [--warmup W]
-//                                 [--profile FILE]
+//                                 [--profile FILE] [--loss engram|torch]
 // --batch is per rank. --profile writes a Chrome trace (chrome://tracing, Perfetto) of rank 0's
-// timed steps: where a step spends its time, op by op (profiling slows the steps down). Compare with PyTorch eager on the same LibTorch (DESIGN.md, CPU facts).
+// timed steps: where a step spends its time, op by op (profiling slows the steps down). --loss
+// torch uses LibTorch's cross_entropy instead of engram's train::token_cross_entropy. Compare with PyTorch eager on the same LibTorch (DESIGN.md, CPU facts).
 #include <mpi.h>
 
 #include <chrono>
@@ -23,6 +24,7 @@
 #include "dist/local_communicator.h"
 #include "dist/mpi_communicator.h"
 #include "model/decoder.h"
+#include "train/cross_entropy.h"
 
 namespace {
 
@@ -49,11 +51,11 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   int64_t layers = 2, d = 128, heads = 4, vocab = 4096, seq = 128, batch = 16, threads = 0, steps = 20, warmup = 3;
-  std::string profile;
+  std::string profile, loss_kind = "engram";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
-    if (k == "--profile") {
-      profile = argv[i + 1];
+    if (k == "--profile" || k == "--loss") {
+      (k == "--profile" ? profile : loss_kind) = argv[i + 1];
       continue;
     }
     int64_t v = 0;
@@ -76,6 +78,10 @@ int main(int argc, char** argv) {
       if (rank == 0) std::fprintf(stderr, "bench_train_step: unknown option %s\n", k.c_str());
       MPI_Abort(MPI_COMM_WORLD, 2);
     }
+  }
+  if (loss_kind != "engram" && loss_kind != "torch") {
+    if (rank == 0) std::fprintf(stderr, "bench_train_step: --loss expects engram or torch, got '%s'\n", loss_kind.c_str());
+    MPI_Abort(MPI_COMM_WORLD, 2);
   }
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
   at::globalContext().setFlushDenormal(true);
@@ -105,7 +111,9 @@ int main(int argc, char** argv) {
       if (p.grad().defined()) p.mutable_grad().zero_();
     auto t0 = std::chrono::steady_clock::now();
     auto logits = model->forward(inputs).logits;
-    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}), targets);
+    auto loss = loss_kind == "torch"
+                    ? torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}), targets)
+                    : engram::train::token_cross_entropy(logits, targets);
     auto t1 = std::chrono::steady_clock::now();
     loss.backward();
     auto t2 = std::chrono::steady_clock::now();
@@ -133,11 +141,11 @@ int main(int argc, char** argv) {
   const double peak = matmul_gflops();
   if (rank == 0)
     std::printf(
-        "{\"bench\":\"train_step\",\"layers\":%ld,\"d\":%ld,\"heads\":%ld,\"vocab\":%ld,\"seq\":%ld,\"batch_per_rank\":%ld,"
+        "{\"bench\":\"train_step\",\"loss\":\"%s\",\"layers\":%ld,\"d\":%ld,\"heads\":%ld,\"vocab\":%ld,\"seq\":%ld,\"batch_per_rank\":%ld,"
         "\"ranks\":%d,\"threads_per_rank\":%d,\"parameters\":%ld,\"steps\":%ld,\"tokens_per_s\":%.0f,\"gflops\":%.2f,"
         "\"matmul_gflops\":%.1f,\"ms_per_step\":{\"forward\":%.1f,\"backward\":%.1f,\"reduce\":%.1f,"
         "\"optimizer\":%.1f}}\n",
-        layers, d, heads, vocab, seq, batch, world, at::get_num_threads(), model->num_parameters(), steps, tokens_per_s,
+        loss_kind.c_str(), layers, d, heads, vocab, seq, batch, world, at::get_num_threads(), model->num_parameters(), steps, tokens_per_s,
         gflops, peak, 1e3 * t_forward / steps, 1e3 * t_backward / steps, 1e3 * t_reduce / steps,
         1e3 * t_optimizer / steps);
   MPI_Finalize();

@@ -23,6 +23,7 @@
 #include "methods/mac/memorize.h"
 #include "methods/mac/options.h"
 #include "methods/mac/system.h"
+#include "train/cross_entropy.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;

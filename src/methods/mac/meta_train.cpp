@@ -14,6 +14,7 @@
 #include "dist/runtime.h"
 #include "methods/mac/aggregate.h"
 #include "methods/mac/system.h"
+#include "train/cross_entropy.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
