@@ -158,6 +158,19 @@ std::string fill(const std::string& pattern, const std::string& entity, const st
   return out;
 }
 
+// A statement turned into the question it answers: the value becomes "what" ("{E} works as {a}
+// {V}." -> "{E} works as what?"). Asked about a document that states the fact this way, it
+// teaches the reader to find the sentence whose words the question shares, the skill held-out
+// paraphrases need (each shares a content word with a statement).
+std::string statement_question(const std::string& statement) {
+  std::string pattern = statement;
+  for (const char* slot : {"{a} {V}", "{V}"})
+    for (size_t at = pattern.find(slot); at != std::string::npos; at = pattern.find(slot))
+      pattern.replace(at, std::string(slot).size(), "what");
+  while (!pattern.empty() && (pattern.back() == '.' || pattern.back() == ' ')) pattern.pop_back();
+  return pattern + "?";
+}
+
 template <typename T>
 const T& pick(const std::vector<T>& pool, std::mt19937_64& rng) {
   return pool[std::uniform_int_distribution<size_t>(0, pool.size() - 1)(rng)];
@@ -225,7 +238,10 @@ void declare_synth_options(config::Schema& schema) {
   schema.add_int("synth.max_facts", 5, "most attributes a document states (capped by the entity kind)");
   schema.add_int("synth.distractors", 2, "distractor sentences per document");
   schema.add_int("synth.train_questions_per_fact", 1,
-                 "pretrain/train documents: distinct training phrasings asked per stated fact (1 to 4)");
+                 "pretrain/train documents: distinct training phrasings asked per stated fact (1 to 8)");
+  schema.add_bool("synth.statement_questions", false,
+                  "pretrain/train documents: also ask each fact as its statement turned into a question "
+                  "(\"X works as what?\"), which teaches matching a question's words to the context");
   schema.add_bool("synth.long_documents", false,
                   "also write long_test.jsonl: facts early, then filler, questions at the end (beyond-window recall)");
   schema.add_int("synth.long_filler_words", 600, "filler words between the facts and the end of a long document");
@@ -243,6 +259,7 @@ SynthOptions synth_options_from(const config::Config& config) {
   o.max_facts = static_cast<int>(config.get_int("synth.max_facts"));
   o.distractors = static_cast<int>(config.get_int("synth.distractors"));
   o.train_questions_per_fact = static_cast<int>(config.get_int("synth.train_questions_per_fact"));
+  o.statement_questions = config.get_bool("synth.statement_questions");
   o.long_documents = config.get_bool("synth.long_documents");
   o.long_filler_words = static_cast<int>(config.get_int("synth.long_filler_words"));
   o.long_documents_count = config.get_int("synth.long_count");
@@ -262,8 +279,8 @@ SynthWorld::SynthWorld(SynthOptions options) : options_(std::move(options)) {
     core::fail("synth.min_facts/max_facts: expected 1 <= min_facts <= max_facts, got {} and {}", o.min_facts,
                o.max_facts);
   if (o.distractors < 0) core::fail("synth.distractors: expected >= 0, got {}", o.distractors);
-  if (o.train_questions_per_fact < 1 || o.train_questions_per_fact > 4)
-    core::fail("synth.train_questions_per_fact: expected 1 to 4, got {}", o.train_questions_per_fact);
+  if (o.train_questions_per_fact < 1 || o.train_questions_per_fact > 8)
+    core::fail("synth.train_questions_per_fact: expected 1 to 8, got {}", o.train_questions_per_fact);
   if (o.long_filler_words < 0) core::fail("synth.long_filler_words: expected >= 0");
 }
 
@@ -312,8 +329,11 @@ Document SynthWorld::document(int64_t index, Split split, int64_t position) cons
   int least = std::min(options_.min_facts, most);
   order.resize(static_cast<size_t>(std::uniform_int_distribution<int>(least, most)(rng)));
 
-  std::vector<std::string> sentences;
-  for (size_t k : order) sentences.push_back(fill(pick(kind.attributes[k].statements, rng), e.name, e.values[k]));
+  std::vector<std::string> sentences, statement_patterns;
+  for (size_t k : order) {
+    statement_patterns.push_back(pick(kind.attributes[k].statements, rng));
+    sentences.push_back(fill(statement_patterns.back(), e.name, e.values[k]));
+  }
   for (int d = 0; d < options_.distractors; ++d) {
     auto at = std::uniform_int_distribution<size_t>(0, sentences.size())(rng);
     sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(at), filler_sentence(rng()));
@@ -325,9 +345,11 @@ Document SynthWorld::document(int64_t index, Split split, int64_t position) cons
   for (size_t s = 0; s < sentences.size(); ++s) doc.text += (s ? " " : "") + sentences[s];
   const bool evaluation = split == Split::Valid || split == Split::Test;
   // Training splits: `train_questions_per_fact` distinct training phrasings per fact (more answer
-  // signal per context); evaluation splits: one training and one held-out phrasing per fact.
+  // signal per context) and, with `statement_questions`, the statement of the fact as a question;
+  // evaluation splits: one training and one held-out phrasing per fact.
   // Questions come in random order, never in the order of the statements.
-  for (size_t k : order) {
+  for (size_t f = 0; f < order.size(); ++f) {
+    const size_t k = order[f];
     const AttributeSpec& attribute = kind.attributes[k];
     std::vector<std::string> phrasings = attribute.train_questions;
     std::shuffle(phrasings.begin(), phrasings.end(), rng);
@@ -335,6 +357,8 @@ Document SynthWorld::document(int64_t index, Split split, int64_t position) cons
     for (size_t q = 0; q < asked; ++q) doc.qa.push_back(QA{fill(phrasings[q], e.name, e.values[k]), {e.values[k]}, false});
     if (evaluation)
       doc.qa.push_back(QA{fill(pick(attribute.heldout_questions, rng), e.name, e.values[k]), {e.values[k]}, true});
+    else if (options_.statement_questions)
+      doc.qa.push_back(QA{fill(statement_question(statement_patterns[f]), e.name, e.values[k]), {e.values[k]}, false});
   }
   std::shuffle(doc.qa.begin(), doc.qa.end(), rng);
   return doc;

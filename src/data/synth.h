@@ -30,6 +30,7 @@ struct SynthOptions {
   int min_facts = 3, max_facts = 5;  // attributes stated per document (capped by the kind's count)
   int distractors = 2;               // distractor sentences per document
   int train_questions_per_fact = 1;  // pretrain/train splits: training phrasings asked per fact
+  bool statement_questions = false;  // pretrain/train splits: each fact's statement as a question too
   bool long_documents = false;       // also write long_test.jsonl (facts early, filler, question last)
   int long_filler_words = 600;       // filler between the facts and the end of a long document
   int64_t long_documents_count = 200;

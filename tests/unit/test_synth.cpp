@@ -108,6 +108,42 @@ TEST(SynthWorld, DocumentsStateTheAnswersOfTheirQuestions) {
   EXPECT_EQ(*world.document(5, Split::Test, 2).time, 1700000000 + 2 * 3600);
 }
 
+TEST(SynthWorld, StatementQuestionsRestateAFactOfTheDocument) {
+  auto options = small();
+  options.train_questions_per_fact = 2;
+  data::SynthWorld plain(options);
+  options.statement_questions = true;
+  data::SynthWorld with(options);
+  const int64_t index = with.split_range(Split::Pretrain).first + 3;
+  data::Document a = plain.document(index, Split::Pretrain, 0), b = with.document(index, Split::Pretrain, 0);
+  EXPECT_EQ(a.text, b.text) << "the document itself does not change";
+  const size_t facts = a.qa.size() / 2;
+  ASSERT_EQ(b.qa.size(), 3 * facts) << "two phrasings plus one statement question per fact";
+  // The statement questions are the added ones: each ends in "what?" and, with "what" put back
+  // as the answer, is a sentence of the document.
+  int statements = 0;
+  for (const auto& qa : b.qa) {
+    bool known = false;
+    for (const auto& q : a.qa) known |= q.question == qa.question;
+    if (known) continue;
+    ++statements;
+    EXPECT_FALSE(qa.heldout);
+    std::string sentence = qa.question;
+    const size_t what = sentence.rfind("hat") - 1;  // "what", or "What" opening the question
+    ASSERT_LT(what, sentence.size()) << sentence;
+    sentence.replace(what, 4, qa.answers[0]);
+    sentence.back() = '.';
+    const bool stated = b.text.find(sentence) != std::string::npos ||
+                        b.text.find(sentence.substr(0, what) + "a " + sentence.substr(what)) != std::string::npos ||
+                        b.text.find(sentence.substr(0, what) + "an " + sentence.substr(what)) != std::string::npos;
+    EXPECT_TRUE(stated || what == 0) << qa.question << " / " << b.text;
+  }
+  EXPECT_EQ(statements, static_cast<int>(facts));
+  // Evaluation splits never get them.
+  const int64_t test_index = with.split_range(Split::Test).first;
+  EXPECT_EQ(with.document(test_index, Split::Test, 0).qa.size(), plain.document(test_index, Split::Test, 0).qa.size());
+}
+
 TEST(SynthWorld, LongDocumentsPutFillerAfterTheFacts) {
   auto options = small();
   options.long_filler_words = 300;
