@@ -28,15 +28,15 @@ int64_t documents_with_grad(int64_t bank_size, double ratio) {
 
 namespace {
 
-// One training row: a document (by index) and one of its questions.
+// One training row: a document (by index) and one of its questions, all tokenized once.
 struct Row {
   int64_t document;
-  std::string question;
-  data::Example qa;  // LM tokens: "Question: q Answer:" + " a" + EOS, loss on the answer
+  std::vector<int32_t> question;  // MAC tokens of the question (its last mac.question_tokens)
+  data::Example qa;               // LM tokens: "Question: q Answer:" + " a" + EOS, loss on the answer
 };
 
 struct TrainSet {
-  std::vector<std::string> documents;
+  std::vector<std::vector<int32_t>> documents;  // MAC tokens (the first mac.doc_tokens)
   std::vector<Row> rows;
 };
 
@@ -44,16 +44,17 @@ TrainSet read_train_set(const config::Config& cfg, const MacSystem& s) {
   const data::ReadOptions options = data::read_options_from(cfg);
   TrainSet set;
   const int64_t qa_tokens = cfg.get_int("mac.qa_tokens");
+  const int64_t doc_tokens = cfg.get_int("mac.doc_tokens"), question_tokens = cfg.get_int("mac.question_tokens");
   const auto answer_end = cfg.get_string("mac.answer_end") == "newline" ? data::AnswerEnd::Newline : data::AnswerEnd::Eos;
   for (const auto& file : cfg.get_list("mac.train_data")) {
     for (const auto& doc : data::read_all(file, options)) {
       for (const auto& qa : doc.qa) {
         if (qa.heldout || qa.answers.empty()) continue;
-        set.rows.push_back(Row{static_cast<int64_t>(set.documents.size()), qa.question,
+        set.rows.push_back(Row{static_cast<int64_t>(set.documents.size()), s.mac_encode(qa.question, question_tokens, true),
                                data::encode_qa(*s.lm_tokenizer, data::PromptFormat::QuestionAnswer, "", qa.question,
                                                qa.answers.front(), qa_tokens, answer_end)});
       }
-      set.documents.push_back(doc.text);
+      set.documents.push_back(s.mac_encode(doc.text, doc_tokens, false));
     }
   }
   if (set.rows.empty()) core::fail("mac.train_data: no documents with questions to train on");
@@ -67,7 +68,6 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   MacSystem s = build_mac_system(cfg, /*fresh_modules=*/true);
   const TrainSet set = read_train_set(cfg, s);
   const std::string out_dir = cfg.get_string("mac.out_dir");
-  const int64_t doc_tokens = cfg.get_int("mac.doc_tokens"), question_tokens = cfg.get_int("mac.question_tokens");
   const double ratio = cfg.get_float("mac.backprop_ratio");
   const bool global_bank = cfg.get_bool("mac.global_bank");
   const bool lm_dropout = cfg.get_bool("mac.lm_dropout");
@@ -95,14 +95,14 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   auto loss_fn = [&](const std::vector<int64_t>& indices) {
     const int64_t B = static_cast<int64_t>(indices.size());
     const int64_t with_grad = std::min(k, B);
-    std::vector<std::string> docs, questions;
+    std::vector<const std::vector<int32_t>*> docs, questions;
     std::vector<data::Example> qa;
     for (int64_t i = 0; i < B; ++i) {
       const Row& row = set.rows[static_cast<size_t>(indices[static_cast<size_t>(i)])];
-      docs.push_back(set.documents[static_cast<size_t>(row.document)]);
-      if (i < with_grad) questions.push_back(row.question), qa.push_back(row.qa);
+      docs.push_back(&set.documents[static_cast<size_t>(row.document)]);
+      if (i < with_grad) questions.push_back(&row.question), qa.push_back(row.qa);
     }
-    auto [doc_ids, doc_mask] = s.mac_tokens(docs, doc_tokens, false);
+    auto [doc_ids, doc_mask] = s.mac_pad(docs);
     at::Tensor bank = s.mac->summarize(doc_ids.narrow(0, 0, with_grad), doc_mask.narrow(0, 0, with_grad));
     if (with_grad < B) {
       torch::NoGradGuard no_grad;
@@ -116,7 +116,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
       for (int r = 0; r < comm.world_size(); ++r) parts.push_back(r == comm.rank() ? bank : all[r]);
       bank = torch::cat(parts, 0);
     }
-    auto [q_ids, q_mask] = s.mac_tokens(questions, question_tokens, true);
+    auto [q_ids, q_mask] = s.mac_pad(questions);
     // Curriculum: at first each question's memory is its own document only, so the modules learn
     // to encode and read a document before they must also find it among others.
     Memory memory = trainer.step() < curriculum_steps ? Memory{bank.narrow(0, 0, with_grad).unsqueeze(1), {}}

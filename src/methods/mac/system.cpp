@@ -66,28 +66,37 @@ void init_t5_embeddings_from_lm(model::T5& t5, const MacSystem& s, const std::st
 
 }  // namespace
 
-std::pair<at::Tensor, at::Tensor> MacSystem::mac_tokens(const std::vector<std::string>& texts, int64_t max_tokens,
-                                                        bool keep_end) const {
-  std::vector<std::vector<int32_t>> ids;
-  int64_t longest = 1;
-  for (const auto& text : texts) {
-    std::vector<int32_t> t = mac_tokenizer->encode(text);
-    if (static_cast<int64_t>(t.size()) > max_tokens) {
-      if (keep_end) t.erase(t.begin(), t.end() - max_tokens);
-      else t.resize(static_cast<size_t>(max_tokens));
-    }
-    if (t.empty() && mac_tokenizer->eos_id() >= 0) t.push_back(mac_tokenizer->eos_id());  // an empty text
-    longest = std::max<int64_t>(longest, static_cast<int64_t>(t.size()));
-    ids.push_back(std::move(t));
+std::vector<int32_t> MacSystem::mac_encode(const std::string& text, int64_t max_tokens, bool keep_end) const {
+  std::vector<int32_t> t = mac_tokenizer->encode(text);
+  if (static_cast<int64_t>(t.size()) > max_tokens) {
+    if (keep_end) t.erase(t.begin(), t.end() - max_tokens);
+    else t.resize(static_cast<size_t>(max_tokens));
   }
+  if (t.empty() && mac_tokenizer->eos_id() >= 0) t.push_back(mac_tokenizer->eos_id());  // an empty text
+  return t;
+}
+
+std::pair<at::Tensor, at::Tensor> MacSystem::mac_pad(const std::vector<const std::vector<int32_t>*>& ids) const {
+  int64_t longest = 1;
+  for (const auto* t : ids) longest = std::max<int64_t>(longest, static_cast<int64_t>(t->size()));
   const int32_t pad = std::max(0, mac_tokenizer->pad_id());
-  at::Tensor out = torch::full({static_cast<int64_t>(texts.size()), longest}, pad, torch::kInt64);
-  at::Tensor mask = torch::zeros({static_cast<int64_t>(texts.size()), longest}, torch::kInt64);
+  const auto B = static_cast<int64_t>(ids.size());
+  at::Tensor out = torch::full({B, longest}, pad, torch::kInt64);
+  at::Tensor mask = torch::zeros({B, longest}, torch::kInt64);
   auto o = out.accessor<int64_t, 2>();
   auto m = mask.accessor<int64_t, 2>();
   for (size_t i = 0; i < ids.size(); ++i)
-    for (size_t j = 0; j < ids[i].size(); ++j) o[i][j] = ids[i][j], m[i][j] = 1;
+    for (size_t j = 0; j < ids[i]->size(); ++j) o[i][j] = (*ids[i])[j], m[i][j] = 1;
   return {out, mask};
+}
+
+std::pair<at::Tensor, at::Tensor> MacSystem::mac_tokens(const std::vector<std::string>& texts, int64_t max_tokens,
+                                                        bool keep_end) const {
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<const std::vector<int32_t>*> views;
+  ids.reserve(texts.size());
+  for (const auto& text : texts) views.push_back(&ids.emplace_back(mac_encode(text, max_tokens, keep_end)));
+  return mac_pad(views);
 }
 
 MacSystem build_mac_system(const config::Config& cfg, bool fresh_modules) {

@@ -31,6 +31,10 @@ struct MacSystem {
   // Each text is cut to `max_tokens` (keep_end: its last tokens, as for questions).
   std::pair<at::Tensor, at::Tensor> mac_tokens(const std::vector<std::string>& texts, int64_t max_tokens,
                                                bool keep_end) const;
+  // The same in two steps, for callers that encode once and batch many times: one text's ids
+  // (cut as above; an empty text becomes EOS), then a batch of such ids padded into [B, S].
+  std::vector<int32_t> mac_encode(const std::string& text, int64_t max_tokens, bool keep_end) const;
+  std::pair<at::Tensor, at::Tensor> mac_pad(const std::vector<const std::vector<int32_t>*>& ids) const;
 };
 
 // The base LM of mac.base (engram model file or Hugging Face folder), frozen, and the tokenizers.
