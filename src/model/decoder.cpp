@@ -526,6 +526,27 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
   return out;
 }
 
+Prefix DecoderImpl::prefix_from_states(const std::vector<at::Tensor>& states) {
+  const auto& c = config_;
+  ENGRAM_CHECK(static_cast<int64_t>(states.size()) == c.n_layers, "prefix_from_states: {} layers, the model {}",
+               states.size(), c.n_layers);
+  Prefix prefix;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const at::Tensor& s = states[static_cast<size_t>(l)];
+    ENGRAM_CHECK(s.dim() == 3 && s.size(2) == c.d_model, "prefix_from_states: layer {} must be [B, P, {}]", l, c.d_model);
+    const int64_t B = s.size(0), P = s.size(1);
+    auto& block = *parts_->block_list[static_cast<size_t>(l)];
+    at::Tensor h = block.ln1(s);
+    auto heads = [&](const at::Tensor& t) { return t.view({B, P, c.n_heads, c.head_dim()}).transpose(1, 2); };
+    at::Tensor k = heads(block.attn->k(h)), v = heads(block.attn->v(h));
+    if (c.positions == "rope")
+      k = apply_rope(k, at::arange(P, at::TensorOptions().dtype(at::kLong).device(s.device())).unsqueeze(0), c.rope_theta);
+    prefix.keys.push_back(k);
+    prefix.values.push_back(v);
+  }
+  return prefix;
+}
+
 int64_t DecoderImpl::num_parameters(bool trainable_only) const {
   int64_t n = 0;
   for (const auto& t : parameters())

@@ -127,6 +127,10 @@ class DecoderImpl : public torch::nn::Module {
   explicit DecoderImpl(DecoderConfig config);
   // input_ids: [B, T] int64.
   DecoderOutput forward(const at::Tensor& input_ids, const ForwardOptions& options = {});
+  // A prefix made of P virtual tokens per layer: states[l] [B, P, d] is a residual-stream state
+  // at layer l; its keys and values are layer l's own (ln1, then the k / v projections, rotary
+  // at positions 0..P-1), so the prefix looks to each layer like context tokens it can read.
+  Prefix prefix_from_states(const std::vector<at::Tensor>& states);
   const DecoderConfig& config() const { return config_; }
   int64_t num_parameters(bool trainable_only = false) const;
 

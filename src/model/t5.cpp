@@ -289,12 +289,17 @@ T5Impl::T5Impl(T5Config config) : config_(std::move(config)), parts_(std::make_s
   }
 }
 
-at::Tensor T5Impl::encode(const at::Tensor& input_ids, const at::Tensor& attention_mask) {
+at::Tensor T5Impl::encode(const at::Tensor& input_ids, const at::Tensor& attention_mask, const at::Tensor& added_embeds) {
   ENGRAM_CHECK(input_ids.dim() == 2, "encoder input_ids must be [B, S]");
   const int64_t B = input_ids.size(0), S = input_ids.size(1);
   check_mask(attention_mask, B, S, "encoder attention_mask");
   auto& enc = parts_->encoder;
-  auto h = torch::dropout(parts_->shared->forward(input_ids.to(torch::kLong)), config_.dropout, is_training());
+  auto h = parts_->shared->forward(input_ids.to(torch::kLong));
+  if (added_embeds.defined()) {
+    ENGRAM_CHECK(added_embeds.sizes() == h.sizes(), "encoder added_embeds must be [B, S, {}]", config_.d_model);
+    h = h + added_embeds.to(h.scalar_type());
+  }
+  h = torch::dropout(h, config_.dropout, is_training());
   auto bias = enc->typed[0]->attn->compute_bias(S, S).to(h.scalar_type());
   auto allowed = key_mask(attention_mask);
   for (auto& block : enc->typed) h = block->forward(h, bias, allowed);

@@ -88,7 +88,10 @@ class T5Impl : public torch::nn::Module {
 
   // ids [B, S] int64, mask [B, S] 1 real / 0 pad (undefined: all real) -> final encoder states
   // [B, S, d] (after encoder.final_ln and dropout).
-  at::Tensor encode(const at::Tensor& input_ids, const at::Tensor& attention_mask = {});
+  // added_embeds [B, S, d] (optional) is added to the token embeddings (MAC: the frozen LM's
+  // hidden states of the same tokens, mac.read_with_lm).
+  at::Tensor encode(const at::Tensor& input_ids, const at::Tensor& attention_mask = {},
+                    const at::Tensor& added_embeds = {});
 
   // Decoder from input embeddings [B, T, d] (MAC: the learned queries tiled over the batch).
   // encoder_states [B, S, d]. encoder_mask [B, S] (1 real / 0 pad): undefined = attend to every

@@ -16,7 +16,7 @@ namespace {
 
 std::string t5(const std::string& part) {
   const std::string p = " --set mac." + part + ".";
-  return p + "d_model=16" + p + "d_kv=8" + p + "d_ff=32" + p + "layers=1" + p + "decoder_layers=1" + p + "heads=2";
+  return p + "d_model=32" + p + "d_kv=8" + p + "d_ff=32" + p + "layers=1" + p + "decoder_layers=1" + p + "heads=2";
 }
 
 class TinyMac : public ::testing::Test {

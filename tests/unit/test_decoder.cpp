@@ -424,6 +424,28 @@ TEST(Decoder, KvCacheMatchesFullPass) {
   }
 }
 
+// prefix_from_states turns layer inputs into that layer's own keys and values at positions
+// 0..P-1: fed the hidden states of a context, it must reproduce reading the context itself.
+TEST(Decoder, PrefixFromTheStatesOfAContextEqualsReadingIt) {
+  for (const char* preset : {"gpt2", "alibi-parallel", "llama"}) {
+    DecoderConfig c = small(preset);
+    Decoder m = make_model(c, 17);
+    torch::NoGradGuard no_grad;
+    at::Tensor context = torch::randint(0, c.vocab_size, {2, 5}, torch::kLong);
+    at::Tensor question = torch::randint(0, c.vocab_size, {2, 4}, torch::kLong);
+    at::Tensor full = m->forward(torch::cat({context, question}, 1)).logits.narrow(1, 5, 4);
+    ForwardOptions states_opt;
+    states_opt.output_hidden_states = true;
+    std::vector<at::Tensor> states = m->forward(context, states_opt).hidden_states;
+    states.pop_back();  // H[l] for l < L: the input of block l
+    Prefix prefix = m->prefix_from_states(states);
+    EXPECT_EQ(prefix.length(), 5);
+    ForwardOptions opt;
+    opt.prefix = &prefix;
+    expect_close(m->forward(question, opt).logits, full, 1e-5, preset);
+  }
+}
+
 TEST(Decoder, KvCacheSelectRows) {
   DecoderConfig c = small("llama");
   Decoder m = make_model(c, 1);

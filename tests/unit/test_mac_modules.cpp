@@ -9,7 +9,9 @@
 #include "core/error.h"
 #include "dist/thread_communicator.h"
 #include "methods/mac/aggregate.h"
+#include "methods/mac/meta_train.h"
 #include "methods/mac/modules.h"
+#include "model/decoder.h"
 
 using namespace engram;
 using mac::Memory;
@@ -276,4 +278,127 @@ TEST(MacModel, GradientsReachEveryTrainedPartAndTheFingerprintTracksTheAmortizer
     m->named_parameters()["amortizer.queries"].add_(1e-3);
   }
   EXPECT_NE(m->amortizer_fingerprint(), before);
+}
+
+namespace {
+
+// A tiny frozen LM of the MAC config's shape (d 16, H 4) and encoders as wide as it, as
+// mac.read_with_lm requires.
+model::Decoder tiny_lm(int64_t L = 2, const char* preset = "llama") {
+  model::DecoderConfig sizes;
+  sizes.vocab_size = 64;
+  sizes.d_model = 16;
+  sizes.n_layers = L;
+  sizes.n_heads = 4;
+  sizes.d_ff = 32;
+  sizes.max_positions = 64;
+  torch::manual_seed(5);
+  model::Decoder lm(model::DecoderConfig::preset(preset, sizes));
+  for (auto& p : lm->parameters()) p.requires_grad_(false);
+  lm->eval();
+  return lm;
+}
+
+mac::MacConfig reading_config() {
+  auto c = tiny_config();
+  c.amortizer.d_model = c.question.d_model = 16;
+  c.read_with_lm = true;
+  return c;
+}
+
+mac::ContextEncoderImpl& encoder(mac::MacModel& m, const char* name) {
+  auto* e = dynamic_cast<mac::ContextEncoderImpl*>(m->named_children()[name].get());
+  EXPECT_NE(e, nullptr);
+  return *e;
+}
+
+}  // namespace
+
+TEST(MacModel, ReadWithLmAddsTheLmStateToBothEncodersInputs) {
+  auto c = reading_config();
+  c.read_layer = 1;
+  torch::manual_seed(3);
+  mac::MacModel m(c);
+  model::Decoder lm = tiny_lm();
+  at::Tensor ids = torch::randint(2, 60, {3, 7});
+  at::Tensor mask = torch::ones({3, 7}, torch::kInt64);
+  mask[1][6] = 0;
+  EXPECT_THROW(m->summarize(ids, mask), std::exception);  // no LM attached yet
+  m->attach_lm(lm);
+  model::ForwardOptions opt;
+  opt.attention_mask = mask;
+  opt.output_hidden_states = true;
+  at::Tensor state = lm->forward(ids, opt).hidden_states[1];  // after block 1
+  torch::NoGradGuard no_grad;
+  expect_close(m->summarize(ids, mask), encoder(m, "amortizer").forward(ids, mask, state));
+  expect_close(m->encode_question(ids, mask), encoder(m, "question_encoder").forward(ids, mask, state));
+  // ... and the features matter: without them the summary differs.
+  EXPECT_GT((m->summarize(ids, mask) - encoder(m, "amortizer").forward(ids, mask)).abs().max().item<double>(), 1e-3);
+  // The summaries depend on the LM now, so its weights are part of the fingerprint.
+  const std::string before = m->amortizer_fingerprint();
+  lm->named_parameters()["wte.weight"].add_(1e-3);
+  EXPECT_NE(m->amortizer_fingerprint(), before);
+}
+
+TEST(MacModel, PrefixViaLmIsMadeByEachLayersOwnProjections) {
+  auto c = reading_config();
+  c.prefix_via = "lm";
+  c.P = 2;  // P L = 4 slots = T
+  torch::manual_seed(4);
+  mac::MacModel m(c);
+  ASSERT_EQ(c.slots(), 4);
+  model::Decoder lm = tiny_lm();
+  m->attach_lm(lm);
+  at::Tensor z = torch::randn({3, 4, 16});
+  model::Prefix prefix = m->prefix(z);
+  at::Tensor slots = m->prefix_head()->slots(z).view({3, 2, 2, 16});  // slot p L + l
+  model::Prefix expected = lm->prefix_from_states({slots.select(2, 0), slots.select(2, 1)});
+  ASSERT_EQ(prefix.keys.size(), 2u);
+  for (size_t l = 0; l < 2; ++l) {
+    EXPECT_EQ(prefix.keys[l].sizes(), (std::vector<int64_t>{3, 4, 2, 4}));
+    expect_close(prefix.keys[l], expected.keys[l]);
+    expect_close(prefix.values[l], expected.values[l]);
+  }
+  // Gradient reaches the MAC side through the frozen LM's projections.
+  (prefix.keys[1].pow(2).sum() + prefix.values[0].sum()).backward();
+  EXPECT_GT(m->named_parameters()["prefix.fc2_weight"].grad().abs().sum().item<double>(), 0);
+}
+
+TEST(MacModules, ConfigNamesTheReadingAndPrefixOptions) {
+  auto expect_error = [](const mac::MacConfig& c, const std::string& text) {
+    try {
+      c.validate();
+      ADD_FAILURE() << "expected an error with " << text;
+    } catch (const core::UserError& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  auto c = tiny_config();
+  c.prefix_via = "both";
+  expect_error(c, "mac.prefix_via must be direct or lm");
+  c = tiny_config();
+  c.read_with_lm = true;  // T5 width 32, LM width 16
+  expect_error(c, "must equal the base LM's width 16");
+  c = reading_config();
+  c.read_layer = 3;
+  expect_error(c, "mac.read_layer must be in [0, 2]");
+  c = tiny_config(4, 2, 1);
+  c.prefix_via = "lm";  // P L = 2 slots < T = 4
+  expect_error(c, "mac.summary_tokens (4) must not exceed");
+}
+
+TEST(MacMetaTrain, CurriculumGroupsDoubleInEqualStages) {
+  // 16 questions, 400 curriculum steps: groups of 1, 2, 4, 8 for 100 steps each, then the bank.
+  EXPECT_EQ(mac::curriculum_group(0, 400, 16), 1);
+  EXPECT_EQ(mac::curriculum_group(99, 400, 16), 1);
+  EXPECT_EQ(mac::curriculum_group(100, 400, 16), 2);
+  EXPECT_EQ(mac::curriculum_group(250, 400, 16), 4);
+  EXPECT_EQ(mac::curriculum_group(399, 400, 16), 8);
+  EXPECT_EQ(mac::curriculum_group(400, 400, 16), 0);
+  // 12 questions: 1, 2, 4 (8 is more than half).
+  EXPECT_EQ(mac::curriculum_group(0, 300, 12), 1);
+  EXPECT_EQ(mac::curriculum_group(299, 300, 12), 4);
+  // No curriculum, or a single question: the whole bank.
+  EXPECT_EQ(mac::curriculum_group(0, 0, 16), 0);
+  EXPECT_EQ(mac::curriculum_group(0, 400, 1), 0);
 }

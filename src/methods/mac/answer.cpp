@@ -81,7 +81,7 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
       }
       z = distributed_aggregate(s.mac->aggregator(), z0, Memory{shard_rows, valid}, M, comm, &result.stats);
     }
-    model::Prefix prefix = s.mac->prefix_head()(z);
+    model::Prefix prefix = s.mac->prefix(z);
 
     // Generation: rank r takes questions r, r + W, ... of the batch; then everyone gets all answers.
     std::vector<int64_t> mine;

@@ -21,6 +21,15 @@ namespace fs = std::filesystem;
 
 namespace engram::mac {
 
+int64_t curriculum_group(int64_t step, int64_t curriculum_steps, int64_t questions) {
+  if (step >= curriculum_steps || questions <= 1) return 0;
+  // S stages of equal length, stage j with groups of 2^j documents, S = floor(log2(questions)):
+  // 16 questions -> groups of 1, 2, 4, 8, then the whole bank.
+  int64_t stages = 0;
+  while ((int64_t{2} << stages) <= questions) ++stages;
+  return int64_t{1} << (step * stages / curriculum_steps);
+}
+
 int64_t documents_with_grad(int64_t bank_size, double ratio) {
   if (!(ratio > 0 && ratio <= 1)) core::fail("mac.backprop_ratio must be in (0, 1], got {}", ratio);
   return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(bank_size) * ratio + 1e-9)));
@@ -118,11 +127,17 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     }
     auto [q_ids, q_mask] = s.mac_pad(questions);
     // Curriculum: at first each question's memory is its own document only, so the modules learn
-    // to encode and read a document before they must also find it among others.
-    Memory memory = trainer.step() < curriculum_steps ? Memory{bank.narrow(0, 0, with_grad).unsqueeze(1), {}}
-                                                      : Memory{bank.unsqueeze(0), {}};
+    // to encode and read a document; then groups of 2, 4, ... documents, so they learn to find it
+    // among others while the needle is still easy to find.
+    Memory memory{bank.unsqueeze(0), {}};
+    int64_t group = curriculum_group(trainer.step(), curriculum_steps, with_grad);
+    while (group > 1 && with_grad % group != 0) group /= 2;
+    if (group >= 1) {
+      const int64_t T = bank.size(1), d = bank.size(2);
+      memory.rows = bank.narrow(0, 0, with_grad).view({with_grad / group, group, T, d}).repeat_interleave(group, 0);
+    }
     at::Tensor z = aggregate(s.mac->aggregator(), s.mac->encode_question(q_ids, q_mask), memory);
-    model::Prefix prefix = s.mac->prefix_head()(z);
+    model::Prefix prefix = s.mac->prefix(z);
     data::Batch b = data::collate(qa, lm_pad);
     model::ForwardOptions forward;
     forward.attention_mask = b.attention_mask;

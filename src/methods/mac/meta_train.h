@@ -33,6 +33,11 @@ struct MetaTrainReport {
 
 MetaTrainReport meta_train(const config::Config& config, dist::Runtime& runtime);
 
+// The curriculum's memory size at `step`: each question's memory is a group of this many documents
+// of its batch (its own among them), from 1 doubling in equal stages up to the largest power of
+// two that is at most half of `questions`; 0 once the curriculum is over (the whole bank).
+int64_t curriculum_group(int64_t step, int64_t curriculum_steps, int64_t questions);
+
 // k = floor(B r), at least 1.
 int64_t documents_with_grad(int64_t bank_size, double ratio);
 

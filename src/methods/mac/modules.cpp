@@ -25,8 +25,15 @@ void MacConfig::validate() const {
   if (!(slot_dropout >= 0 && slot_dropout < 1)) core::fail("mac.slot_dropout must be in [0, 1), got {}", slot_dropout);
   ENGRAM_CHECK(d > 0 && L > 0 && H > 0 && d % H == 0, "MacConfig: base LM shape not set");
   if (slots() < T)
-    core::fail("mac.summary_tokens ({}) must not exceed the 2 x prefix_tokens x layers = {} prefix slots it expands to",
-               T, slots());
+    core::fail("mac.summary_tokens ({}) must not exceed the {} prefix slots it expands to ({}prefix_tokens x layers)", T,
+               slots(), prefix_via == "lm" ? "" : "2 x ");
+  if (prefix_via != "direct" && prefix_via != "lm")
+    core::fail("mac.prefix_via must be direct or lm, got '{}'", prefix_via);
+  if (read_with_lm && (read_layer < 0 || read_layer > L))
+    core::fail("mac.read_layer must be in [0, {}] (0 = token embeddings, l = after block l), got {}", L, read_layer);
+  if (read_with_lm && (amortizer.d_model != d || question.d_model != d))
+    core::fail("mac.read_with_lm: mac.amortizer.d_model ({}) and mac.question.d_model ({}) must equal the base LM's "
+               "width {}", amortizer.d_model, question.d_model, d);
   amortizer.validate();
   question.validate();
 }
@@ -85,8 +92,8 @@ ContextEncoderImpl::ContextEncoderImpl(const model::T5Config& t5, int64_t T, int
   mlps_ = register_module("mlps", TokenMlps(T, t5.d_model, d));
 }
 
-at::Tensor ContextEncoderImpl::forward(const at::Tensor& ids, const at::Tensor& mask) {
-  at::Tensor states = t5_->encode(ids, mask);
+at::Tensor ContextEncoderImpl::forward(const at::Tensor& ids, const at::Tensor& mask, const at::Tensor& features) {
+  at::Tensor states = t5_->encode(ids, mask, features);
   at::Tensor queries = queries_.unsqueeze(0).expand({ids.size(0), queries_.size(0), queries_.size(1)});
   at::Tensor hidden = t5_->decode(queries, states, mask_encoder_padding_ ? mask : at::Tensor());
   return mlps_(hidden);
@@ -247,6 +254,27 @@ MacModelImpl::MacModelImpl(const MacConfig& config) : config_(config) {
   prefix_head_ = register_module("prefix", PrefixHead(config_));
 }
 
+model::Prefix MacModelImpl::prefix(const at::Tensor& latent) {
+  if (config_.prefix_via != "lm") return prefix_head_(latent);
+  ENGRAM_CHECK(!lm_.is_empty(), "MacModel: prefix_via lm needs attach_lm() first");
+  at::Tensor y = prefix_head_->slots(latent);  // [B, P L, d], slot j = p L + l
+  if (config_.prefix_scale != 1.0) y = y * config_.prefix_scale;
+  at::Tensor states = y.view({y.size(0), config_.P, config_.L, config_.d});
+  std::vector<at::Tensor> per_layer;
+  for (int64_t l = 0; l < config_.L; ++l) per_layer.push_back(states.select(2, l));
+  return lm_->prefix_from_states(per_layer);
+}
+
+at::Tensor MacModelImpl::lm_features(const at::Tensor& ids, const at::Tensor& mask) {
+  if (!config_.read_with_lm) return {};
+  ENGRAM_CHECK(!lm_.is_empty(), "MacModel: read_with_lm needs attach_lm() first");
+  torch::NoGradGuard no_grad;
+  model::ForwardOptions options;
+  options.attention_mask = mask;
+  options.output_hidden_states = true;
+  return lm_->forward(ids, options).hidden_states[static_cast<size_t>(config_.read_layer)];
+}
+
 std::string MacModelImpl::amortizer_fingerprint() const {
   // FNV-1a over the shape of the summaries and every amortizer weight's bytes, in order.
   uint64_t hash = 1469598103934665603ULL;
@@ -254,13 +282,20 @@ std::string MacModelImpl::amortizer_fingerprint() const {
     const auto* p = static_cast<const unsigned char*>(data);
     for (size_t i = 0; i < bytes; ++i) hash = (hash ^ p[i]) * 1099511628211ULL;
   };
-  const int64_t shape[3] = {config_.T, config_.d, config_.mask_encoder_padding ? 1 : 0};
+  const int64_t shape[5] = {config_.T, config_.d, config_.mask_encoder_padding ? 1 : 0, config_.read_with_lm ? 1 : 0,
+                            config_.read_layer};
   mix(shape, sizeof(shape));
   for (const auto& item : amortizer_->named_parameters()) {
     mix(item.key().data(), item.key().size());
     at::Tensor w = item.value().detach().to(torch::kFloat32).contiguous();
     mix(w.data_ptr(), static_cast<size_t>(w.numel()) * sizeof(float));
   }
+  // Summaries read with the LM change with the LM: its weights are part of the amortizer then.
+  if (config_.read_with_lm && !lm_.is_empty())
+    for (const auto& item : lm_->named_parameters()) {
+      at::Tensor w = item.value().detach().to(torch::kFloat32).contiguous();
+      mix(w.data_ptr(), static_cast<size_t>(w.numel()) * sizeof(float));
+    }
   return fmt::format("{:016x}", hash);
 }
 

@@ -29,6 +29,15 @@ struct MacConfig {
   // The reference lets the T5 decoder cross-attend to padding positions of the encoder (no mask);
   // true masks them (the cleaner port), false keeps the quirk.
   bool mask_encoder_padding = true;
+  // Both encoders also read the frozen base LM's final hidden states of their text (added to
+  // their token embeddings). With no pretrained T5 (the small-scale run) the LM is the only
+  // module that already reads; its states tell the encoders which token answers what.
+  bool read_with_lm = false;
+  int64_t read_layer = 1;  // which LM state: 0 = token embeddings, l = after block l (l <= L)
+  // How the slots become the LM's prefix: "direct" (the reference: the slots are the keys and
+  // values, 2PL of them) or "lm" (PL slots are virtual-token states, one per layer and prefix
+  // position, and each layer makes its keys and values with its own projections).
+  std::string prefix_via = "direct";
   int64_t aggregator_blocks = 4;
   int64_t aggregator_heads = 8;
   int64_t aggregator_head_dim = 96;
@@ -42,7 +51,7 @@ struct MacConfig {
   // The frozen LM's shape (filled from its DecoderConfig).
   int64_t d = 0, L = 0, H = 0;
 
-  int64_t slots() const { return 2 * P * L; }  // n = 2PL prefix vectors
+  int64_t slots() const { return (prefix_via == "lm" ? 1 : 2) * P * L; }  // n = 2PL (direct) or PL (lm)
   // core::UserError naming the mac.* option.
   void validate() const;
 };
@@ -65,7 +74,8 @@ class ContextEncoderImpl : public torch::nn::Module {
  public:
   ContextEncoderImpl(const model::T5Config& t5, int64_t T, int64_t d, bool mask_encoder_padding);
   // ids [B, S] int64, mask [B, S] 1 real / 0 padding.
-  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask);
+  // features [B, S, d_t5]: optional, added to the token embeddings (MacConfig::read_with_lm).
+  at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask, const at::Tensor& features = {});
   model::T5& t5() { return t5_; }
 
  private:
@@ -125,13 +135,20 @@ class MacModelImpl : public torch::nn::Module {
   explicit MacModelImpl(const MacConfig& config);
   const MacConfig& config() const { return config_; }
 
-  at::Tensor summarize(const at::Tensor& ids, const at::Tensor& mask) { return amortizer_(ids, mask); }
-  at::Tensor encode_question(const at::Tensor& ids, const at::Tensor& mask) { return question_encoder_(ids, mask); }
+  at::Tensor summarize(const at::Tensor& ids, const at::Tensor& mask) { return amortizer_(ids, mask, lm_features(ids, mask)); }
+  at::Tensor encode_question(const at::Tensor& ids, const at::Tensor& mask) {
+    return question_encoder_(ids, mask, lm_features(ids, mask));
+  }
+  // The frozen base LM that config().read_with_lm reads with (not a submodule: never trained or
+  // saved with MAC). Required before summarize / encode_question when read_with_lm is on.
+  void attach_lm(model::Decoder lm) { lm_ = std::move(lm); }
+  // Aggregated latent [B, T, d] -> the LM's prefix (through the attached LM with prefix_via lm).
+  model::Prefix prefix(const at::Tensor& latent);
   Aggregator& aggregator() { return aggregator_; }
   PrefixHead& prefix_head() { return prefix_head_; }
 
-  // A hash of the amortizer's configuration and weights: a bank records it, and a model whose
-  // summaries would differ refuses the bank.
+  // A hash of the amortizer's configuration and weights (and the attached LM's with
+  // read_with_lm): a bank records it, and a model whose summaries would differ refuses the bank.
   std::string amortizer_fingerprint() const;
   int64_t num_parameters() const;
 
@@ -140,6 +157,9 @@ class MacModelImpl : public torch::nn::Module {
   ContextEncoder amortizer_{nullptr}, question_encoder_{nullptr};
   Aggregator aggregator_{nullptr};
   PrefixHead prefix_head_{nullptr};
+  model::Decoder lm_{nullptr};
+  // The LM's final hidden states of ids (no grad), or undefined when read_with_lm is off.
+  at::Tensor lm_features(const at::Tensor& ids, const at::Tensor& mask);
 };
 TORCH_MODULE(MacModel);
 

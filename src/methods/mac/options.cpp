@@ -80,6 +80,9 @@ std::string mac_config_to_json(const MacConfig& c) {
                    {"amortizer", t5_to_json(c.amortizer)},
                    {"question", t5_to_json(c.question)},
                    {"mask_encoder_padding", c.mask_encoder_padding},
+                   {"read_with_lm", c.read_with_lm},
+                   {"read_layer", c.read_layer},
+                   {"prefix_via", c.prefix_via},
                    {"aggregator_blocks", c.aggregator_blocks},
                    {"aggregator_heads", c.aggregator_heads},
                    {"aggregator_head_dim", c.aggregator_head_dim},
@@ -102,6 +105,9 @@ MacConfig mac_config_from_json(const std::string& text, const std::string& origi
     c.amortizer = t5_from_json(j.at("amortizer"));
     c.question = t5_from_json(j.at("question"));
     c.mask_encoder_padding = j.at("mask_encoder_padding");
+    c.read_with_lm = j.value("read_with_lm", false);
+    c.read_layer = j.value("read_layer", int64_t{1});
+    c.prefix_via = j.value("prefix_via", std::string("direct"));
     c.aggregator_blocks = j.at("aggregator_blocks");
     c.aggregator_heads = j.at("aggregator_heads");
     c.aggregator_head_dim = j.at("aggregator_head_dim");
@@ -138,6 +144,16 @@ void declare_mac_options(config::Schema& schema) {
                   "the base LM's tokenizer and width");
   schema.add_bool("mac.mask_encoder_padding", true,
                   "the T5 decoders ignore encoder padding; false keeps the reference's quirk of attending to it");
+  schema.add_bool("mac.read_with_lm", false,
+                  "both T5 encoders also read the frozen base LM's final hidden states of their text (added to "
+                  "the token embeddings): a reader to start from when no pretrained T5 exists; needs the base LM's "
+                  "tokenizer and the T5 width = the LM width");
+  schema.add_int("mac.read_layer", 1,
+                 "with mac.read_with_lm: the LM state the encoders read, 0 = token embeddings, l = after block l "
+                 "(the first block's output carried the most in the quickstart world)");
+  schema.add_string("mac.prefix_via", "direct",
+                    "direct: the 2PL slots are the prefix keys and values (the reference); lm: PL slots are virtual "
+                    "token states that each layer of the frozen LM projects to its own keys and values");
   schema.add_int("mac.aggregator.blocks", 4, "cross-attention blocks of the aggregation network");
   schema.add_int("mac.aggregator.heads", 8, "attention heads of the aggregator");
   schema.add_int("mac.aggregator.head_dim", 96, "per-head size of the aggregator");
@@ -161,8 +177,9 @@ void declare_mac_options(config::Schema& schema) {
                   "during meta-training each question sees the summaries of every rank's batch as its memory "
                   "(all-gathered; gradient through the local part)");
   schema.add_int("mac.curriculum_steps", 0,
-                 "meta-training: during the first N steps each question's memory is only its own document "
-                 "(encode and read first, search among distractors after)");
+                 "meta-training: during the first N steps each question's memory is a group of its batch's "
+                 "documents (its own among them) that doubles in equal stages from 1 (encode and read first, "
+                 "then search among ever more distractors)");
   schema.add_bool("mac.lm_dropout", true, "the frozen base LM runs in train mode (dropout on) for the QA loss");
   schema.add_string("mac.aggregation", "hierarchical",
                     "answering: hierarchical (groups of mac.group_size, O(M T) memory per call) or flat (one call "
@@ -202,6 +219,9 @@ MacConfig mac_config_from(const config::Config& cfg, const model::DecoderConfig&
   c.amortizer = t5_config_from(cfg, "amortizer", vocab);
   c.question = t5_config_from(cfg, "question", vocab);
   c.mask_encoder_padding = cfg.get_bool("mac.mask_encoder_padding");
+  c.read_with_lm = cfg.get_bool("mac.read_with_lm");
+  c.read_layer = cfg.get_int("mac.read_layer");
+  c.prefix_via = cfg.get_string("mac.prefix_via");
   c.aggregator_blocks = cfg.get_int("mac.aggregator.blocks");
   c.aggregator_heads = cfg.get_int("mac.aggregator.heads");
   c.aggregator_head_dim = cfg.get_int("mac.aggregator.head_dim");

@@ -105,7 +105,11 @@ MacSystem build_mac_system(const config::Config& cfg, bool fresh_modules) {
   if (!fresh_modules) return s;
   MacConfig c = mac_config_from(cfg, s.lm->config(), s.mac_tokenizer->vocab_size());
   torch::manual_seed(cfg.get_int("run.seed"));  // the same initial weights on every rank
+  if (c.read_with_lm && s.mac_tokenizer != s.lm_tokenizer)
+    core::fail("mac.read_with_lm: mac.tokenizer must be empty (the base LM's tokenizer), got {}",
+               cfg.get_string("mac.tokenizer"));
   s.mac = MacModel(c);
+  s.mac->attach_lm(s.lm);
   const bool from_lm = cfg.get_bool("mac.init_from_lm_embeddings");
   for (const char* part : {"amortizer", "question"}) {
     auto encoder = s.mac->named_children()[part == std::string("amortizer") ? "amortizer" : "question_encoder"];
@@ -151,6 +155,7 @@ MacSystem load_mac_system(const config::Config& cfg, const std::string& path) {
     core::fail("{}: trained for a base LM with d {}, {} layers, {} heads; mac.base {} has d {}, {} layers, {} heads", path,
                c.d, c.L, c.H, s.lm_source, lm.d_model, lm.n_layers, lm.n_heads);
   s.mac = MacModel(c);
+  s.mac->attach_lm(s.lm);
   torch::NoGradGuard no_grad;
   auto load = [&](const std::string& name, at::Tensor& target) {
     const std::string object = "/model/" + name;
