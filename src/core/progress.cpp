@@ -18,7 +18,7 @@ Progress::Progress(std::string label, int64_t total, bool enabled, double interv
 
 std::string Progress::line(int64_t done, const std::string& extra) const {
   double elapsed = clock_.seconds();
-  double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
+  double rate = elapsed > 0 ? static_cast<double>(done - resumed_) / elapsed : 0.0;
   std::string out;
   if (total_ > 0) {
     double eta = rate > 0 ? static_cast<double>(total_ - done) / rate : -1;

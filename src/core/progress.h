@@ -14,6 +14,9 @@ class Progress {
            std::string unit = "it");
   // Reports `done` items finished; `extra` is appended (loss, lr, ...).
   void update(int64_t done, const std::string& extra = "");
+  // A resumed loop: `done` items were finished before this run, so the rate and ETA count only
+  // the items done since.
+  void resume_from(int64_t done) { resumed_ = done; }
   // The line that update() would print now; exposed for tests.
   std::string line(int64_t done, const std::string& extra = "") const;
 
@@ -25,6 +28,7 @@ class Progress {
   std::string unit_;
   Stopwatch clock_;
   double last_print_ = -1e300;
+  int64_t resumed_ = 0;
 };
 
 // "1:02:03" or "2:03"; "?" for a negative or non-finite duration.

@@ -267,6 +267,7 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
     metrics.open(o.out_dir + "/metrics.jsonl", std::ios::app);
   }
   core::Progress progress("train", o.steps, rank0, 0.0, "step");
+  progress.resume_from(s.step);
   core::Stopwatch run_clock, window_clock;
   double window_loss = 0, window_tokens = 0;
   int64_t window_steps = 0;

@@ -55,6 +55,19 @@ TEST(Progress, LineShowsCountRateAndEta) {
   EXPECT_LT(rate, 300);
 }
 
+TEST(Progress, AResumedLoopCountsOnlyItsOwnItems) {
+  Progress progress("train", 1000, false, 0.0, "step");
+  progress.resume_from(900);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::string line = progress.line(920);
+  EXPECT_EQ(line.rfind("train 920/1000 (92.0%) ", 0), 0u) << line;
+  // 20 items in ~0.2 s: about 100/s (not 920 / 0.2 = 4600/s), so 80 more take about a second.
+  double rate = std::stod(line.substr(line.find("%) ") + 3));
+  EXPECT_GT(rate, 20);
+  EXPECT_LT(rate, 110);
+  EXPECT_EQ(line.find("ETA 0:00"), std::string::npos) << line;
+}
+
 TEST(Seed, DerivedSeedsAreDeterministicAndDistinct) {
   EXPECT_EQ(derive_seed(1234, {0, 1}), derive_seed(1234, {0, 1}));
   std::set<uint64_t> seen;
