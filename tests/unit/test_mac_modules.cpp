@@ -398,6 +398,8 @@ TEST(MacMetaTrain, CurriculumGroupsDoubleInEqualStages) {
   // 12 questions: 1, 2, 4 (8 is more than half).
   EXPECT_EQ(mac::curriculum_group(0, 300, 12), 1);
   EXPECT_EQ(mac::curriculum_group(299, 300, 12), 4);
+  // 10 questions: stage 2 would group 4, which leaves no whole groups: 2.
+  EXPECT_EQ(mac::curriculum_group(299, 300, 10), 2);
   // No curriculum, or a single question: the whole bank.
   EXPECT_EQ(mac::curriculum_group(0, 0, 16), 0);
   EXPECT_EQ(mac::curriculum_group(0, 400, 1), 0);

@@ -27,7 +27,9 @@ int64_t curriculum_group(int64_t step, int64_t curriculum_steps, int64_t questio
   // 16 questions -> groups of 1, 2, 4, 8, then the whole bank.
   int64_t stages = 0;
   while ((int64_t{2} << stages) <= questions) ++stages;
-  return int64_t{1} << (step * stages / curriculum_steps);
+  int64_t group = int64_t{1} << (step * stages / curriculum_steps);
+  while (questions % group != 0) group /= 2;  // whole groups only: 10 questions -> 2, not 4
+  return group;
 }
 
 int64_t documents_with_grad(int64_t bank_size, double ratio) {
@@ -130,8 +132,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     // to encode and read a document; then groups of 2, 4, ... documents, so they learn to find it
     // among others while the needle is still easy to find.
     Memory memory{bank.unsqueeze(0), {}};
-    int64_t group = curriculum_group(trainer.step(), curriculum_steps, with_grad);
-    while (group > 1 && with_grad % group != 0) group /= 2;
+    const int64_t group = curriculum_group(trainer.step(), curriculum_steps, with_grad);
     if (group >= 1) {
       const int64_t T = bank.size(1), d = bank.size(2);
       memory.rows = bank.narrow(0, 0, with_grad).view({with_grad / group, group, T, d}).repeat_interleave(group, 0);

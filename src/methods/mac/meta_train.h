@@ -35,7 +35,8 @@ MetaTrainReport meta_train(const config::Config& config, dist::Runtime& runtime)
 
 // The curriculum's memory size at `step`: each question's memory is a group of this many documents
 // of its batch (its own among them), from 1 doubling in equal stages up to the largest power of
-// two that is at most half of `questions`; 0 once the curriculum is over (the whole bank).
+// two that is at most half of `questions`, halved until it divides `questions` (whole groups);
+// 0 once the curriculum is over (the whole bank).
 int64_t curriculum_group(int64_t step, int64_t curriculum_steps, int64_t questions);
 
 // k = floor(B r), at least 1.

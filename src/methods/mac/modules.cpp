@@ -284,18 +284,17 @@ std::string MacModelImpl::amortizer_fingerprint() const {
   };
   const int64_t shape[5] = {config_.T, config_.d, config_.mask_encoder_padding ? 1 : 0, config_.read_with_lm ? 1 : 0,
                             config_.read_layer};
-  mix(shape, sizeof(shape));
-  for (const auto& item : amortizer_->named_parameters()) {
-    mix(item.key().data(), item.key().size());
-    at::Tensor w = item.value().detach().to(torch::kFloat32).contiguous();
-    mix(w.data_ptr(), static_cast<size_t>(w.numel()) * sizeof(float));
-  }
-  // Summaries read with the LM change with the LM: its weights are part of the amortizer then.
-  if (config_.read_with_lm && !lm_.is_empty())
-    for (const auto& item : lm_->named_parameters()) {
+  auto mix_weights = [&](const torch::nn::Module& module) {
+    for (const auto& item : module.named_parameters()) {
+      mix(item.key().data(), item.key().size());
       at::Tensor w = item.value().detach().to(torch::kFloat32).contiguous();
       mix(w.data_ptr(), static_cast<size_t>(w.numel()) * sizeof(float));
     }
+  };
+  mix(shape, sizeof(shape));
+  mix_weights(*amortizer_);
+  // Summaries read with the LM change with the LM: its weights are part of the amortizer then.
+  if (config_.read_with_lm && !lm_.is_empty()) mix_weights(*lm_);
   return fmt::format("{:016x}", hash);
 }
 

@@ -29,8 +29,8 @@ struct MacConfig {
   // The reference lets the T5 decoder cross-attend to padding positions of the encoder (no mask);
   // true masks them (the cleaner port), false keeps the quirk.
   bool mask_encoder_padding = true;
-  // Both encoders also read the frozen base LM's final hidden states of their text (added to
-  // their token embeddings). With no pretrained T5 (the small-scale run) the LM is the only
+  // Both encoders also read the frozen base LM's hidden states of their text (read_layer; added
+  // to their token embeddings). With no pretrained T5 (the small-scale run) the LM is the only
   // module that already reads; its states tell the encoders which token answers what.
   bool read_with_lm = false;
   int64_t read_layer = 1;  // which LM state: 0 = token embeddings, l = after block l (l <= L)
@@ -158,7 +158,7 @@ class MacModelImpl : public torch::nn::Module {
   Aggregator aggregator_{nullptr};
   PrefixHead prefix_head_{nullptr};
   model::Decoder lm_{nullptr};
-  // The LM's final hidden states of ids (no grad), or undefined when read_with_lm is off.
+  // The LM's hidden states of ids at read_layer (no grad), or undefined when read_with_lm is off.
   at::Tensor lm_features(const at::Tensor& ids, const at::Tensor& mask);
 };
 TORCH_MODULE(MacModel);
