@@ -136,7 +136,7 @@ int run_pretrain(CommandContext& ctx) {
     forward.attention_mask = b.attention_mask;
     at::Tensor logits = decoder->forward(b.input_ids, forward).logits;
     at::Tensor loss = train::token_cross_entropy(logits, b.labels);
-    return train::MicroBatchLoss{loss, b.attention_mask.sum().item<int64_t>()};
+    return train::MicroBatchLoss{loss, b.attention_mask.sum().item<int64_t>(), {}};
   });
   if (result.stopped) {
     spdlog::warn("pretrain stopped at step {}; run the same command again to continue", result.last_step);

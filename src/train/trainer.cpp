@@ -271,6 +271,7 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
   core::Stopwatch run_clock, window_clock;
   double window_loss = 0, window_tokens = 0;
   int64_t window_steps = 0;
+  std::map<std::string, double> window_figures;  // the loss function's own figures, summed per step
   std::vector<at::Tensor> trainable;
   for (const auto& [name, p] : s.trainable) trainable.push_back(p);
 
@@ -298,6 +299,7 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
       (micro.loss / static_cast<double>(o.accumulation)).backward();
       step_loss += micro.loss.item<double>() / static_cast<double>(o.accumulation);
       step_tokens += micro.tokens;
+      for (const auto& [name, value] : micro.figures) window_figures[name] += value / static_cast<double>(o.accumulation);
       s.reducer->after_backward(m == o.accumulation - 1);
     }
     // After the reduction every rank holds the same gradients: the local norm is the global one.
@@ -313,11 +315,22 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
     ++window_steps;
 
     if (s.step % o.log_every == 0 || s.step == o.steps) {
-      // One collective per logged step: mean loss and total tokens over the ranks.
-      at::Tensor sums = at::tensor({window_loss, window_tokens}, at::kDouble);
+      // One collective per logged step: mean loss, total tokens and the figures over the ranks.
+      std::vector<double> values{window_loss, window_tokens};
+      for (const auto& [name, value] : window_figures) values.push_back(value);
+      at::Tensor sums = at::tensor(values, at::kDouble);
       s.comm.all_reduce(sums, dist::ReduceOp::Sum);
-      const double mean_loss = sums[0].item<double>() / (window_steps * s.comm.world_size());
+      const double per_step = 1.0 / static_cast<double>(window_steps * s.comm.world_size());
+      const double mean_loss = sums[0].item<double>() * per_step;
       const double tokens = sums[1].item<double>();
+      std::string figures_text;
+      nlohmann::json figures_json = nlohmann::json::object();
+      int64_t at_value = 2;
+      for (const auto& [name, value] : window_figures) {
+        const double mean = sums[at_value++].item<double>() * per_step;
+        figures_json[name] = mean;
+        figures_text += fmt::format(" {} {:.4f}", name, mean);
+      }
       const double seconds = window_clock.seconds();
       const double tokens_per_s = tokens / std::max(seconds, 1e-9);
       const double gflops = s.flops_per_token * tokens_per_s / 1e9;
@@ -329,11 +342,13 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
         nlohmann::json line{{"step", s.step},          {"loss", mean_loss},     {"lr", lr},
                             {"grad_norm", norm},        {"tokens_per_s", tokens_per_s}, {"gflops", gflops},
                             {"examples", s.examples_seen}, {"elapsed_s", run_clock.seconds()}};
+        line.update(figures_json);
         metrics << line.dump() << '\n' << std::flush;
-        progress.update(s.step, fmt::format("loss {:.4f} lr {:.2e} gnorm {:.3f} {:.0f} tok/s {:.1f} GFLOP/s", mean_loss,
-                                            lr, norm, tokens_per_s, gflops));
+        progress.update(s.step, fmt::format("loss {:.4f}{} lr {:.2e} gnorm {:.3f} {:.0f} tok/s {:.1f} GFLOP/s", mean_loss,
+                                            figures_text, lr, norm, tokens_per_s, gflops));
       }
       window_loss = window_tokens = 0;
+      window_figures.clear();
       window_steps = 0;
       window_clock.reset();
     }

@@ -20,6 +20,7 @@
 // line: step, loss, lr, grad norm, tokens/s, GFLOP/s (6 x parameters x tokens / time), ETA.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,6 +69,9 @@ TrainOptions train_options_from(const config::Config& config, const std::string&
 struct MicroBatchLoss {
   at::Tensor loss;     // scalar, differentiable: the mean loss of this micro-batch
   int64_t tokens = 0;  // tokens the loss was computed on (for tokens/s)
+  // Named figures to log beside the loss (means over the log window and the ranks, in
+  // metrics.jsonl and the progress line). Every rank and micro-batch must give the same names.
+  std::map<std::string, double> figures;
 };
 using LossFn = std::function<MicroBatchLoss(const std::vector<int64_t>& example_indices)>;
 

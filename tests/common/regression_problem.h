@@ -28,7 +28,7 @@ struct RegressionProblem {
       at::Tensor index = torch::tensor(indices, torch::kLong);
       at::Tensor pred = model->forward(x.index_select(0, index));
       return train::MicroBatchLoss{torch::mse_loss(pred, y.index_select(0, index)),
-                                   static_cast<int64_t>(indices.size())};
+                                   static_cast<int64_t>(indices.size()), {}};
     };
   }
 };

@@ -123,6 +123,41 @@ TEST(MacAggregator, MaskedEntriesAndSharedMemoryBehave) {
   EXPECT_GT((agg(z, memory) - agg(z, memory + torch::randn({1, 12, 16}))).abs().max().item<double>(), 1e-3);
 }
 
+TEST(MacAggregator, AttentionWeightsAreEachBlocksSoftmaxOverTheMemoryTokens) {
+  torch::manual_seed(5);
+  auto config = tiny_config();
+  mac::Aggregator agg(config);
+  agg->eval();
+  at::Tensor z = torch::randn({2, 4, 16});
+  at::Tensor memory = torch::randn({1, 12, 16});
+  at::Tensor mask = torch::ones({1, 12});
+  mask.narrow(1, 9, 3).zero_();
+  std::vector<at::Tensor> shared, copied;
+  at::Tensor out = agg->forward(z, memory, mask, &shared);
+  // The same weights whether the memory is shared by the questions (folded rows) or copied.
+  agg->forward(z, memory.expand({2, 12, 16}).contiguous(), mask.expand({2, 12}), &copied);
+  ASSERT_EQ(shared.size(), static_cast<size_t>(config.aggregator_blocks));
+  ASSERT_EQ(copied.size(), shared.size());
+  for (size_t b = 0; b < shared.size(); ++b) {
+    ASSERT_EQ(shared[b].sizes(), (std::vector<int64_t>{2, config.aggregator_heads, 4, 12}));
+    expect_close(shared[b], copied[b]);
+    expect_close(shared[b].sum(-1), torch::ones({2, config.aggregator_heads, 4}));
+    EXPECT_EQ(shared[b].narrow(-1, 9, 3).abs().max().item<double>(), 0.0);  // masked tokens
+  }
+  expect_close(out, agg(z, memory, mask));  // asking for the weights changes nothing
+}
+
+TEST(MacAggregator, AttentionOnAnEntrySumsItsTokens) {
+  // One question, one head, two query tokens, three entries of T = 2 tokens.
+  at::Tensor w = torch::tensor({0.1, 0.2, 0.3, 0.0, 0.25, 0.15, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0}).view({1, 1, 2, 6});
+  expect_close(mac::attention_on_entry(w, torch::tensor({0}, torch::kLong), 2), torch::tensor({0.3, 1.0}).view({1, 1, 2}));
+  expect_close(mac::attention_on_entry(w, torch::tensor({2}, torch::kLong), 2), torch::tensor({0.4, 0.0}).view({1, 1, 2}));
+  // Per question: question 0 reads entry 1, question 1 entry 2.
+  at::Tensor two = torch::cat({w, w}, 0);
+  expect_close(mac::attention_on_entry(two, torch::tensor({1, 2}, torch::kLong), 2),
+               torch::tensor({0.3, 0.0, 0.4, 0.0}).view({2, 1, 2}));
+}
+
 TEST(MacAggregator, HierarchicalMatchesAHandWrittenTwoLevelReduction) {
   torch::manual_seed(4);
   mac::Aggregator agg(tiny_config());

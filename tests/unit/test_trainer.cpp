@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "core/error.h"
@@ -62,6 +63,30 @@ TEST(Trainer, LossGoesDown) {
   int lines = 0;
   for (std::string line; std::getline(metrics, line);) ++lines;
   EXPECT_EQ(lines, 15);
+}
+
+TEST(Trainer, FiguresOfTheLossFunctionAreLoggedAsWindowMeans) {
+  auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
+  Problem p(1);
+  const std::string dir = fresh_dir("train_figures");
+  train::Trainer trainer(options(dir, 8), p.parameters(), *comm, nullptr, 37, "", 1.0);
+  int calls = 0;
+  auto base = p.loss();
+  trainer.run([&](const std::vector<int64_t>& indices) {
+    train::MicroBatchLoss micro = base(indices);
+    micro.figures["call"] = ++calls;
+    micro.figures["half"] = 0.5;
+    return micro;
+  });
+  // Two micro-batches a step, four steps a window: calls 1..8, then 9..16.
+  std::ifstream metrics(dir + "/metrics.jsonl");
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(metrics, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_DOUBLE_EQ(lines[0]["call"].get<double>(), 4.5);
+  EXPECT_DOUBLE_EQ(lines[1]["call"].get<double>(), 12.5);
+  EXPECT_DOUBLE_EQ(lines[1]["half"].get<double>(), 0.5);
+  EXPECT_TRUE(lines[1].contains("loss"));
 }
 
 TEST(Trainer, TenStepsResumeTenStepsEqualsTwentySteps) {

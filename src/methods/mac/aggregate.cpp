@@ -68,6 +68,15 @@ void append(Memory& a, const Memory& b) {
 
 }  // namespace
 
+at::Tensor attention_on_entry(const at::Tensor& weights, const at::Tensor& entry, int64_t T) {
+  ENGRAM_CHECK(weights.dim() == 4 && weights.size(-1) % T == 0 && entry.dim() == 1 && entry.size(0) == weights.size(0),
+               "attention_on_entry: weights must be [B, H, Tq, N T] and entry [B]");
+  const int64_t B = weights.size(0), H = weights.size(1), Tq = weights.size(2), N = weights.size(3) / T;
+  at::Tensor per_entry = weights.reshape({B, H, Tq, N, T}).sum(-1);  // [B, H, Tq, N]
+  at::Tensor index = entry.to(torch::kLong).view({B, 1, 1, 1}).expand({B, H, Tq, 1});
+  return per_entry.gather(-1, index).squeeze(-1);
+}
+
 Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
                      AggregationStats* stats, int64_t max_elements) {
   ENGRAM_CHECK(group_size >= 2, "reduce_memory: group size must be at least 2");
@@ -107,7 +116,8 @@ Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory
   return pending[static_cast<size_t>(levels)];
 }
 
-at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory& memory, AggregationStats* stats) {
+at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory& memory, AggregationStats* stats,
+                     std::vector<at::Tensor>* attention) {
   const int64_t Bm = memory.rows.size(0), n = memory.entries(), T = memory.rows.size(2), d = memory.rows.size(3);
   at::Tensor flat = memory.rows.reshape({Bm, n * T, d});
   at::Tensor token_valid;
@@ -116,7 +126,7 @@ at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory&
     token_valid = v.unsqueeze(-1).expand({v.size(0), n, T}).reshape({v.size(0), n * T});
   }
   if (stats) stats->calls += z0.size(0);
-  return aggregator(z0, flat, token_valid);
+  return aggregator->forward(z0, flat, token_valid, attention);
 }
 
 at::Tensor aggregate_hierarchical(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,

@@ -16,6 +16,7 @@
 // single-process algorithm; flat (M = infinity) gathers the shards whole and is exactly flat
 // attention over the whole bank at any world size (the comparison mode; it holds the bank).
 #include <cstdint>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -52,13 +53,20 @@ constexpr int64_t kFlat = INT64_MAX;
 Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
                      AggregationStats* stats = nullptr, int64_t max_elements = int64_t{1} << 16);
 
-// The final call: z* [Bq, T, d] = h_psi(z0, memory) over every valid entry.
+// The final call: z* [Bq, T, d] = h_psi(z0, memory) over every valid entry. `attention`: as in
+// Aggregator::forward (each block's weights over the N T memory tokens).
 at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory& memory,
-                     AggregationStats* stats = nullptr);
+                     AggregationStats* stats = nullptr, std::vector<at::Tensor>* attention = nullptr);
 
 // reduce_memory + aggregate.
 at::Tensor aggregate_hierarchical(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
                                   AggregationStats* stats = nullptr);
+
+// The share of attention each head and query token puts on one entry per question: weights
+// [Bq, H, Tq, N T] (one block's, from Aggregator::forward), entry [Bq] int64 -> [Bq, H, Tq], the
+// sum of the weights on that entry's T tokens. The gold document's share is spec check 7 (it should
+// rise far above 1/N) and, with mac.retrieval_weight, a training signal.
+at::Tensor attention_on_entry(const at::Tensor& weights, const at::Tensor& entry, int64_t T);
 
 // Collective: every rank passes the same questions z0 [Bq, T, d] and its own shard of the bank
 // (shard.rows [1, n_rank, T, d], n_rank may be 0; shard.valid [Bq or 1, n_rank] to exclude

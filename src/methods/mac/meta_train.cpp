@@ -83,6 +83,8 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   const bool global_bank = cfg.get_bool("mac.global_bank");
   const bool lm_dropout = cfg.get_bool("mac.lm_dropout");
   const int64_t curriculum_steps = cfg.get_int("mac.curriculum_steps");
+  const double retrieval_weight = cfg.get_float("mac.retrieval_weight");
+  if (retrieval_weight < 0) core::fail("mac.retrieval_weight must be >= 0, got {}", retrieval_weight);
   const int32_t lm_pad = std::max(0, s.lm_tokenizer->pad_id());
   spdlog::info("mac-train: {} rows over {} documents; base {} ; MAC {} parameters (T {}, {} prefix slots)",
                set.rows.size(), set.documents.size(), s.lm_source, s.mac->num_parameters(), s.mac->config().T,
@@ -121,7 +123,9 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
                                          doc_mask.narrow(0, with_grad, B - with_grad));
       bank = torch::cat({bank, rest.detach()}, 0);
     }
+    int64_t own_offset = 0;  // where this rank's documents start in the bank
     if (global_bank && comm.world_size() > 1) {
+      own_offset = comm.rank() * B;
       at::Tensor all = comm.all_gather(bank.detach().contiguous());  // [W, B, T, d]
       std::vector<at::Tensor> parts;
       for (int r = 0; r < comm.world_size(); ++r) parts.push_back(r == comm.rank() ? bank : all[r]);
@@ -133,19 +137,33 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     // among others while the needle is still easy to find.
     Memory memory{bank.unsqueeze(0), {}};
     const int64_t group = curriculum_group(trainer.step(), curriculum_steps, with_grad);
+    const int64_t T = bank.size(1), d = bank.size(2);
+    at::Tensor gold = torch::arange(with_grad, torch::kLong);  // each question's document in its memory
     if (group >= 1) {
-      const int64_t T = bank.size(1), d = bank.size(2);
       memory.rows = bank.narrow(0, 0, with_grad).view({with_grad / group, group, T, d}).repeat_interleave(group, 0);
+      gold = gold.remainder(group);
+    } else {
+      gold = gold + own_offset;
     }
-    at::Tensor z = aggregate(s.mac->aggregator(), s.mac->encode_question(q_ids, q_mask), memory);
+    std::vector<at::Tensor> attention;
+    at::Tensor z = aggregate(s.mac->aggregator(), s.mac->encode_question(q_ids, q_mask), memory, nullptr, &attention);
     model::Prefix prefix = s.mac->prefix(z);
     data::Batch b = data::collate(qa, lm_pad);
     model::ForwardOptions forward;
     forward.attention_mask = b.attention_mask;
     forward.prefix = &prefix;
     at::Tensor logits = s.lm->forward(b.input_ids, forward).logits;
-    at::Tensor loss = train::token_cross_entropy(logits, b.labels);
-    return train::MicroBatchLoss{loss, b.attention_mask.sum().item<int64_t>()};
+    at::Tensor qa_loss = train::token_cross_entropy(logits, b.labels);
+    // Spec check 7: the share of the final block's attention on the gold document.
+    train::MicroBatchLoss micro{qa_loss, b.attention_mask.sum().item<int64_t>(), {}};
+    micro.figures["qa_loss"] = qa_loss.item<double>();
+    micro.figures["gold_attention"] = attention_on_entry(attention.back(), gold, T).mean().item<double>();
+    if (retrieval_weight > 0) {
+      at::Tensor retrieval = torch::zeros({}, qa_loss.options());
+      for (const auto& weights : attention) retrieval = retrieval - torch::log(attention_on_entry(weights, gold, T) + 1e-6).mean();
+      micro.loss = qa_loss + retrieval_weight * retrieval / static_cast<double>(attention.size());
+    }
+    return micro;
   };
   train::TrainResult result = trainer.run(loss_fn);
 

@@ -134,9 +134,11 @@ AggregatorImpl::AggregatorImpl(const MacConfig& c) : heads_(c.aggregator_heads),
   register_module("blocks", list);
 }
 
-at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& memory, const at::Tensor& memory_mask) {
+at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& memory, const at::Tensor& memory_mask,
+                                   std::vector<at::Tensor>* attention) {
   ENGRAM_CHECK(z_in.dim() >= 2 && memory.dim() == z_in.dim() && z_in.size(-1) == memory.size(-1),
                "Aggregator: bad shapes");
+  ENGRAM_CHECK(attention == nullptr || z_in.dim() == 3, "Aggregator: attention weights need z [B, T, d]");
   const int64_t n = z_in.dim(), T = z_in.size(-2);
   // A memory shared by every question (leading size 1) is not copied per question: the questions
   // are folded into the query rows, [Bq, ..., T, .] -> [1, ..., Bq T, .], so each key and value
@@ -195,7 +197,12 @@ at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& mem
     at::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * scale;  // [..., H, rows, S]
     // A large finite value rather than -inf: a fully masked row stays finite (see header).
     if (blocked.defined()) scores = scores.masked_fill(blocked, -1e9);
-    at::Tensor attended = torch::matmul(torch::softmax(scores, -1), v).transpose(-2, -3);  // [..., rows, H, hd]
+    at::Tensor weights = torch::softmax(scores, -1);
+    if (attention) {  // [Bq, H, T, S]; folded: [1, H, Bq T, S] -> [H, Bq, T, S] -> [Bq, H, T, S]
+      attention->push_back(fold ? weights.squeeze(0).reshape({heads_, Bq, T, weights.size(-1)}).transpose(0, 1)
+                                : weights);
+    }
+    at::Tensor attended = torch::matmul(weights, v).transpose(-2, -3);  // [..., rows, H, hd]
     auto sizes = attended.sizes().vec();
     sizes.pop_back();
     sizes.back() = heads_ * head_dim_;

@@ -12,6 +12,7 @@
 // over all tokens or slots), never looped.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
@@ -99,7 +100,10 @@ class AggregatorImpl : public torch::nn::Module {
   // 0 ignore), broadcasting like memory; undefined = attend to all. Returns [..., T, d] with z's
   // leading dimensions. A query whose memory is entirely masked gets a finite (meaningless) value;
   // callers drop such results.
-  at::Tensor forward(const at::Tensor& z, const at::Tensor& memory, const at::Tensor& memory_mask = {});
+  // attention: when given (z [Bq, T, d] and memory [1 or Bq, S, d] only), receives each block's
+  // attention weights [Bq, heads, T, S], first block first.
+  at::Tensor forward(const at::Tensor& z, const at::Tensor& memory, const at::Tensor& memory_mask = {},
+                     std::vector<at::Tensor>* attention = nullptr);
 
  private:
   struct Block;

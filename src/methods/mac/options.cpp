@@ -180,6 +180,10 @@ void declare_mac_options(config::Schema& schema) {
                  "meta-training: during the first N steps each question's memory is a group of its batch's "
                  "documents (its own among them) that doubles in equal stages from 1 (encode and read first, "
                  "then search among ever more distractors)");
+  schema.add_float("mac.retrieval_weight", 0.0,
+                   "meta-training: adds this times -log(the share of each aggregator block's attention on the "
+                   "question's own document) to the QA loss; 0 = the reference (the QA loss alone, no "
+                   "retrieval label)");
   schema.add_bool("mac.lm_dropout", true, "the frozen base LM runs in train mode (dropout on) for the QA loss");
   schema.add_string("mac.aggregation", "hierarchical",
                     "answering: hierarchical (groups of mac.group_size, O(M T) memory per call) or flat (one call "
