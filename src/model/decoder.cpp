@@ -504,9 +504,13 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
 
   const int capture = options.capture_qkv_layer;
   ENGRAM_CHECK(capture < L, "capture_qkv_layer {} >= n_layers {}", capture, L);
+  const int stop = options.stop_at_hidden_state;
+  ENGRAM_CHECK(stop < 0 || (options.output_hidden_states && stop <= L && !cache),
+               "stop_at_hidden_state {} needs output_hidden_states, at most n_layers ({}) and no KV cache", stop, L);
   if (options.output_hidden_states) out.hidden_states.reserve(L + 1);
   for (int64_t l = 0; l < L; ++l) {
     if (options.output_hidden_states) out.hidden_states.push_back(x);
+    if (l == stop) return out;
     if (P > 0) {
       ctx.prefix_k = prefix->keys[l];
       ctx.prefix_v = prefix->values[l];
@@ -521,6 +525,7 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
   }
   x = p.ln_f(x);
   if (options.output_hidden_states) out.hidden_states.push_back(x);
+  if (stop == L) return out;
   out.logits = c.tied_head ? at::linear(x, p.wte->weight) : p.head(x);  // [B, T, V]
   if (alibi) out.alibi_bias = p.slopes.to(dev);
   return out;

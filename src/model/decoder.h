@@ -113,6 +113,9 @@ struct ForwardOptions {
   KVCache* cache = nullptr;           // when given: attend over it, then append the new tokens
   bool output_hidden_states = false;  // H[0..L]: H[j<L] is the input of block j, H[L] is after ln_f
   int capture_qkv_layer = -1;         // when >= 0: q, k, v (projections of ln1(H[j]), [B, T, d])
+  // When >= 0 (with output_hidden_states): stop as soon as H[j] exists; later blocks, ln_f and
+  // the head do not run and logits stay undefined (a reader of early states pays for those only).
+  int stop_at_hidden_state = -1;
 };
 
 struct DecoderOutput {

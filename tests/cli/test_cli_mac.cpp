@@ -71,8 +71,20 @@ TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
   EXPECT_TRUE(contains(r.output, "meta-trained 3 steps")) << r.output;
   EXPECT_TRUE(fs::exists(dir + "/mac/mac.h5"));
   r = run(kMpirun + "3 " + kEngram + " mac-train" + sets +
-          " --set mac.train.steps=5 --set mac.backprop_ratio=0.5 --set mac.global_bank=true");
+          " --set mac.train.steps=5 --set mac.backprop_ratio=0.5 --set mac.global_bank=true --set mac.retrieval_weight=0.5");
   ASSERT_EQ(r.code, 0) << r.output;
+  // Every logged step has the QA loss and the final block's share of attention on the gold
+  // document; the retrieval term is the rest of the loss (0 at steps 1-3, positive at 4-5).
+  const auto metrics = json_lines(dir + "/mac/metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 5u);
+  for (const auto& line : metrics) {
+    const double share = line["gold_attention"].get<double>();
+    EXPECT_GT(share, 0.0) << line;
+    EXPECT_LE(share, 1.0 + 1e-6) << line;
+    const double retrieval = line["loss"].get<double>() - line["qa_loss"].get<double>();
+    if (line["step"].get<int>() <= 3) EXPECT_NEAR(retrieval, 0.0, 1e-9) << line;
+    else EXPECT_GT(retrieval, 0.01) << line;
+  }
   EXPECT_TRUE(contains(r.output, "(saved by 2 ranks) on 3 ranks at step 3")) << r.output;
   EXPECT_TRUE(contains(r.output, "banks of 4 documents per rank (2 with gradient), 12 per question")) << r.output;
   EXPECT_TRUE(contains(r.output, "meta-trained 5 steps")) << r.output;
@@ -140,6 +152,10 @@ TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
   EXPECT_EQ(results["retention"].size(), 2u);
   EXPECT_EQ(results["retention"][1]["documents_seen"], 20);
   EXPECT_GT(results["rows"][3]["storage_bytes_per_doc"].get<double>(), 2 * 32 * 4 - 1);  // T x d floats at least
+  // Flat aggregation reports the attention share on the gold document; hierarchical does not.
+  EXPECT_FALSE(results["rows"][3].contains("gold_attention"));
+  EXPECT_GT(results["rows"][4]["gold_attention"].get<double>(), 0.0);
+  EXPECT_LE(results["rows"][4]["gold_attention"].get<double>(), 1.0 + 1e-6);
 }
 
 TEST(MacPresets, ReferenceConfigsParse) {

@@ -323,6 +323,29 @@ TEST(Decoder, MatchesLoopReferenceForAllVariants) {
   }
 }
 
+TEST(Decoder, StoppingAtAHiddenStateGivesTheSameStatesAndNoLogits) {
+  for (const char* preset : {"gpt2", "alibi-parallel", "llama"}) {
+    DecoderConfig c = small(preset);
+    Decoder m = make_model(c, 7);
+    torch::NoGradGuard no_grad;
+    at::Tensor ids = ids_of({3, 17, 0, 9, 22});
+    ForwardOptions full;
+    full.output_hidden_states = true;
+    const DecoderOutput all = m->forward(ids, full);
+    for (int stop = 0; stop <= c.n_layers; ++stop) {
+      ForwardOptions early = full;
+      early.stop_at_hidden_state = stop;
+      const DecoderOutput out = m->forward(ids, early);
+      EXPECT_FALSE(out.logits.defined()) << preset << " stop " << stop;
+      ASSERT_EQ(out.hidden_states.size(), static_cast<size_t>(stop + 1)) << preset;
+      for (int j = 0; j <= stop; ++j) EXPECT_TRUE(torch::equal(out.hidden_states[j], all.hidden_states[j])) << preset << j;
+    }
+    ForwardOptions too_far = full;
+    too_far.stop_at_hidden_state = static_cast<int>(c.n_layers) + 1;
+    EXPECT_THROW(m->forward(ids, too_far), std::exception) << preset;
+  }
+}
+
 TEST(Decoder, PrefixMatchesLoopReference) {
   // Prefix keys/values visible to every query, positions shifted by P (learned and rope; alibi
   // with prefix slots at positions 0..P-1), batch of 2 rows with different prefixes.

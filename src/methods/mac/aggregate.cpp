@@ -130,15 +130,16 @@ at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory&
 }
 
 at::Tensor aggregate_hierarchical(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
-                                  AggregationStats* stats) {
-  return aggregate(aggregator, z0, reduce_memory(aggregator, z0, std::move(memory), group_size, stats), stats);
+                                  AggregationStats* stats, std::vector<at::Tensor>* attention) {
+  return aggregate(aggregator, z0, reduce_memory(aggregator, z0, std::move(memory), group_size, stats), stats,
+                   attention);
 }
 
 at::Tensor distributed_aggregate(Aggregator& aggregator, const at::Tensor& z0, Memory shard, int64_t group_size,
-                                 dist::Communicator& comm, AggregationStats* stats) {
+                                 dist::Communicator& comm, AggregationStats* stats, std::vector<at::Tensor>* attention) {
   const int64_t Bq = z0.size(0), T = z0.size(1), d = z0.size(2);
   Memory local = reduce_memory(aggregator, z0, std::move(shard), group_size, stats);
-  if (comm.world_size() == 1) return aggregate(aggregator, z0, local, stats);
+  if (comm.world_size() == 1) return aggregate(aggregator, z0, local, stats, attention);
 
   // Every rank contributes the same shape: [B, K, T, d] with K the largest reduced size, and
   // B = 1 while no rank has reduced its shard (the rows are then shared by every question, so
@@ -163,7 +164,7 @@ at::Tensor distributed_aggregate(Aggregator& aggregator, const at::Tensor& z0, M
   at::Tensor keep = gathered.valid.any(0).nonzero().squeeze(1);
   gathered.rows = gathered.rows.index_select(1, keep);
   gathered.valid = gathered.valid.index_select(1, keep);
-  return aggregate_hierarchical(aggregator, z0, std::move(gathered), group_size, stats);
+  return aggregate_hierarchical(aggregator, z0, std::move(gathered), group_size, stats, attention);
 }
 
 }  // namespace engram::mac

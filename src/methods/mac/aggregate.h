@@ -59,8 +59,9 @@ at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory&
                      AggregationStats* stats = nullptr, std::vector<at::Tensor>* attention = nullptr);
 
 // reduce_memory + aggregate.
+// `attention`: the final call's weights (with flat aggregation: over every entry of memory, in order).
 at::Tensor aggregate_hierarchical(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
-                                  AggregationStats* stats = nullptr);
+                                  AggregationStats* stats = nullptr, std::vector<at::Tensor>* attention = nullptr);
 
 // The share of attention each head and query token puts on one entry per question: weights
 // [Bq, H, Tq, N T] (one block's, from Aggregator::forward), entry [Bq] int64 -> [Bq, H, Tq], the
@@ -70,8 +71,10 @@ at::Tensor attention_on_entry(const at::Tensor& weights, const at::Tensor& entry
 
 // Collective: every rank passes the same questions z0 [Bq, T, d] and its own shard of the bank
 // (shard.rows [1, n_rank, T, d], n_rank may be 0; shard.valid [Bq or 1, n_rank] to exclude
-// entries per question). Returns z* [Bq, T, d], the same on every rank.
+// entries per question). Returns z* [Bq, T, d], the same on every rank. `attention`: the final
+// call's weights; with flat aggregation (group_size kFlat) over the whole bank in row order.
 at::Tensor distributed_aggregate(Aggregator& aggregator, const at::Tensor& z0, Memory shard, int64_t group_size,
-                                 dist::Communicator& comm, AggregationStats* stats = nullptr);
+                                 dist::Communicator& comm, AggregationStats* stats = nullptr,
+                                 std::vector<at::Tensor>* attention = nullptr);
 
 }  // namespace engram::mac

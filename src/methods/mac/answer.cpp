@@ -52,6 +52,9 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
   const int64_t M = options.hierarchical ? options.group_size : kFlat;
 
   AnswerResult result;
+  const bool measure_attention = !options.hierarchical && options.view == BankView::Full;
+  double attention_sum = 0;
+  int64_t attention_count = 0;
   core::Progress progress("answer", static_cast<int64_t>(questions.size()), options.progress && rank == 0, 2.0, "q");
   for (size_t begin = 0; begin < questions.size(); begin += static_cast<size_t>(options.batch)) {
     const size_t end = std::min(questions.size(), begin + static_cast<size_t>(options.batch));
@@ -79,7 +82,20 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
           if (row >= shard.begin && row < shard.end) valid[static_cast<int64_t>(i - begin)][row - shard.begin] = false;
         }
       }
-      z = distributed_aggregate(s.mac->aggregator(), z0, Memory{shard_rows, valid}, M, comm, &result.stats);
+      std::vector<at::Tensor> attention;
+      z = distributed_aggregate(s.mac->aggregator(), z0, Memory{shard_rows, valid}, M, comm, &result.stats,
+                                measure_attention ? &attention : nullptr);
+      if (measure_attention) {  // the final call saw every row in order: rows are entries
+        std::vector<int64_t> gold;
+        for (size_t i = begin; i < end; ++i) gold.push_back(std::max<int64_t>(0, questions[i].gold_row));
+        at::Tensor share = attention_on_entry(attention.back(), torch::tensor(gold, torch::kInt64), z0.size(1))
+                               .mean({1, 2});  // [Bq]
+        for (size_t i = begin; i < end; ++i) {
+          if (questions[i].gold_row < 0 || questions[i].gold_row >= n) continue;
+          attention_sum += share[static_cast<int64_t>(i - begin)].item<double>();
+          ++attention_count;
+        }
+      }
     }
     model::Prefix prefix = s.mac->prefix(z);
 
@@ -107,6 +123,7 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
     }
     progress.update(static_cast<int64_t>(end));
   }
+  if (attention_count > 0) result.gold_attention = attention_sum / static_cast<double>(attention_count);
   result.seconds = clock.seconds();
   return result;
 }

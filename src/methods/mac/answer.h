@@ -48,6 +48,9 @@ struct AnswerResult {
   eval::QaEvalResult scores;             // the same on every rank
   std::vector<std::string> predictions;  // per question, in order (every rank)
   AggregationStats stats;                // this rank's aggregator calls
+  // Flat aggregation over the full bank only (else -1): the mean share of the final block's
+  // attention on each question's gold document (spec check 7: far above 1 / bank rows).
+  double gold_attention = -1;
   double seconds = 0;
 };
 

@@ -279,6 +279,7 @@ at::Tensor MacModelImpl::lm_features(const at::Tensor& ids, const at::Tensor& ma
   model::ForwardOptions options;
   options.attention_mask = mask;
   options.output_hidden_states = true;
+  options.stop_at_hidden_state = static_cast<int>(config_.read_layer);  // the blocks above are not needed
   return lm_->forward(ids, options).hidden_states[static_cast<size_t>(config_.read_layer)];
 }
 
