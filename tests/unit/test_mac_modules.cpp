@@ -439,3 +439,22 @@ TEST(MacMetaTrain, CurriculumGroupsDoubleInEqualStages) {
   EXPECT_EQ(mac::curriculum_group(0, 0, 16), 0);
   EXPECT_EQ(mac::curriculum_group(0, 400, 1), 0);
 }
+
+TEST(MacMetaTrain, EachQuestionsMemoryHoldsItsOwnDocument) {
+  // A global bank of 2 ranks x 4 rows, T = 1, d = 1, row r holding the value r; this is rank 1
+  // (rows 4..7), whose first 4 rows are its trained questions' documents.
+  at::Tensor bank = torch::arange(8, torch::kFloat32).view({8, 1, 1});
+  auto whole = mac::question_memory(bank, 4, 0, 4);
+  EXPECT_EQ(whole.memory.rows.sizes(), (std::vector<int64_t>{1, 8, 1, 1}));
+  EXPECT_TRUE(torch::equal(whole.gold, torch::tensor({4, 5, 6, 7}, torch::kLong)));
+  // Curriculum groups of 2 come from this rank's rows, never rank 0's.
+  auto pairs = mac::question_memory(bank, 4, 2, 4);
+  EXPECT_TRUE(torch::equal(pairs.memory.rows.view({4, 2}),
+                           torch::tensor({4.f, 5.f, 4.f, 5.f, 6.f, 7.f, 6.f, 7.f}).view({4, 2})));
+  EXPECT_TRUE(torch::equal(pairs.gold, torch::tensor({0, 1, 0, 1}, torch::kLong)));
+  for (int64_t i = 0; i < 4; ++i)  // the gold entry is the question's own row
+    EXPECT_EQ(pairs.memory.rows[i][pairs.gold[i].item<int64_t>()].item<float>(), 4.f + static_cast<float>(i));
+  auto own = mac::question_memory(bank, 4, 1, 4);
+  EXPECT_TRUE(torch::equal(own.memory.rows.view({4}), torch::tensor({4.f, 5.f, 6.f, 7.f})));
+  EXPECT_THROW(mac::question_memory(bank, 4, 3, 4), std::exception);
+}

@@ -32,6 +32,17 @@ int64_t curriculum_group(int64_t step, int64_t curriculum_steps, int64_t questio
   return group;
 }
 
+QuestionMemory question_memory(const at::Tensor& bank, int64_t questions, int64_t group, int64_t own_offset) {
+  ENGRAM_CHECK(bank.dim() == 3 && own_offset >= 0 && own_offset + questions <= bank.size(0),
+               "question_memory: bank [N, T, d] must hold the questions' rows");
+  at::Tensor gold = torch::arange(questions, torch::kLong);
+  if (group < 1) return QuestionMemory{Memory{bank.unsqueeze(0), {}}, gold + own_offset};
+  ENGRAM_CHECK(questions % group == 0, "question_memory: {} questions do not make groups of {}", questions, group);
+  const int64_t T = bank.size(1), d = bank.size(2);
+  at::Tensor groups = bank.narrow(0, own_offset, questions).view({questions / group, group, T, d});
+  return QuestionMemory{Memory{groups.repeat_interleave(group, 0), {}}, gold.remainder(group)};
+}
+
 int64_t documents_with_grad(int64_t bank_size, double ratio) {
   if (!(ratio > 0 && ratio <= 1)) core::fail("mac.backprop_ratio must be in (0, 1], got {}", ratio);
   return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(bank_size) * ratio + 1e-9)));
@@ -135,16 +146,8 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     // Curriculum: at first each question's memory is its own document only, so the modules learn
     // to encode and read a document; then groups of 2, 4, ... documents, so they learn to find it
     // among others while the needle is still easy to find.
-    Memory memory{bank.unsqueeze(0), {}};
-    const int64_t group = curriculum_group(trainer.step(), curriculum_steps, with_grad);
-    const int64_t T = bank.size(1), d = bank.size(2);
-    at::Tensor gold = torch::arange(with_grad, torch::kLong);  // each question's document in its memory
-    if (group >= 1) {
-      memory.rows = bank.narrow(0, 0, with_grad).view({with_grad / group, group, T, d}).repeat_interleave(group, 0);
-      gold = gold.remainder(group);
-    } else {
-      gold = gold + own_offset;
-    }
+    const auto [memory, gold] =
+        question_memory(bank, with_grad, curriculum_group(trainer.step(), curriculum_steps, with_grad), own_offset);
     std::vector<at::Tensor> attention;
     at::Tensor z = aggregate(s.mac->aggregator(), s.mac->encode_question(q_ids, q_mask), memory, nullptr, &attention);
     model::Prefix prefix = s.mac->prefix(z);
@@ -157,10 +160,10 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     // Spec check 7: the share of the final block's attention on the gold document.
     train::MicroBatchLoss micro{qa_loss, b.attention_mask.sum().item<int64_t>(), {}};
     micro.figures["qa_loss"] = qa_loss.item<double>();
-    micro.figures["gold_attention"] = attention_on_entry(attention.back(), gold, T).mean().item<double>();
+    micro.figures["gold_attention"] = attention_on_entry(attention.back(), gold, bank.size(1)).mean().item<double>();
     if (retrieval_weight > 0) {
       at::Tensor retrieval = torch::zeros({}, qa_loss.options());
-      for (const auto& weights : attention) retrieval = retrieval - torch::log(attention_on_entry(weights, gold, T) + 1e-6).mean();
+      for (const auto& weights : attention) retrieval = retrieval - torch::log(attention_on_entry(weights, gold, bank.size(1)) + 1e-6).mean();
       micro.loss = qa_loss + retrieval_weight * retrieval / static_cast<double>(attention.size());
     }
     return micro;

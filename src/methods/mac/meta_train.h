@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "methods/mac/aggregate.h"
+
 namespace engram::config {
 class Config;
 }
@@ -38,6 +40,17 @@ MetaTrainReport meta_train(const config::Config& config, dist::Runtime& runtime)
 // two that is at most half of `questions`, halved until it divides `questions` (whole groups);
 // 0 once the curriculum is over (the whole bank).
 int64_t curriculum_group(int64_t step, int64_t curriculum_steps, int64_t questions);
+
+// Each trained question's memory and the place of its own document in it. bank [N, T, d]: this
+// rank's bank, or with mac.global_bank every rank's with this rank's rows from own_offset on; the
+// trained questions are those of rows own_offset .. own_offset + questions - 1. group 0: the
+// whole bank, shared by the questions; group g (the curriculum): question i sees the g documents
+// of its group among its own rank's rows.
+struct QuestionMemory {
+  Memory memory;
+  at::Tensor gold;  // [questions] int64: the entry of the question's own document
+};
+QuestionMemory question_memory(const at::Tensor& bank, int64_t questions, int64_t group, int64_t own_offset);
 
 // k = floor(B r), at least 1.
 int64_t documents_with_grad(int64_t bank_size, double ratio);
