@@ -156,6 +156,9 @@ TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
   EXPECT_FALSE(results["rows"][3].contains("gold_attention"));
   EXPECT_GT(results["rows"][4]["gold_attention"].get<double>(), 0.0);
   EXPECT_LE(results["rows"][4]["gold_attention"].get<double>(), 1.0 + 1e-6);
+  const double top1 = results["rows"][4]["gold_top1"].get<double>();
+  EXPECT_GE(top1, 0.0);
+  EXPECT_LE(top1, 1.0);
 }
 
 TEST(MacPresets, ReferenceConfigsParse) {

@@ -150,6 +150,7 @@ TEST(MacAggregator, AttentionWeightsAreEachBlocksSoftmaxOverTheMemoryTokens) {
 TEST(MacAggregator, AttentionOnAnEntrySumsItsTokens) {
   // One question, one head, two query tokens, three entries of T = 2 tokens.
   at::Tensor w = torch::tensor({0.1, 0.2, 0.3, 0.0, 0.25, 0.15, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0}).view({1, 1, 2, 6});
+  expect_close(mac::attention_per_entry(w, 2), torch::tensor({0.3, 0.3, 0.4, 1.0, 0.0, 0.0}).view({1, 1, 2, 3}));
   expect_close(mac::attention_on_entry(w, torch::tensor({0}, torch::kLong), 2), torch::tensor({0.3, 1.0}).view({1, 1, 2}));
   expect_close(mac::attention_on_entry(w, torch::tensor({2}, torch::kLong), 2), torch::tensor({0.4, 0.0}).view({1, 1, 2}));
   // Per question: question 0 reads entry 1, question 1 entry 2.

@@ -68,11 +68,15 @@ void append(Memory& a, const Memory& b) {
 
 }  // namespace
 
+at::Tensor attention_per_entry(const at::Tensor& weights, int64_t T) {
+  ENGRAM_CHECK(weights.dim() == 4 && weights.size(-1) % T == 0, "attention weights must be [B, H, Tq, N T]");
+  return weights.reshape({weights.size(0), weights.size(1), weights.size(2), weights.size(3) / T, T}).sum(-1);
+}
+
 at::Tensor attention_on_entry(const at::Tensor& weights, const at::Tensor& entry, int64_t T) {
-  ENGRAM_CHECK(weights.dim() == 4 && weights.size(-1) % T == 0 && entry.dim() == 1 && entry.size(0) == weights.size(0),
-               "attention_on_entry: weights must be [B, H, Tq, N T] and entry [B]");
-  const int64_t B = weights.size(0), H = weights.size(1), Tq = weights.size(2), N = weights.size(3) / T;
-  at::Tensor per_entry = weights.reshape({B, H, Tq, N, T}).sum(-1);  // [B, H, Tq, N]
+  ENGRAM_CHECK(entry.dim() == 1 && entry.size(0) == weights.size(0), "attention_on_entry: entry must be [B]");
+  at::Tensor per_entry = attention_per_entry(weights, T);  // [B, H, Tq, N]
+  const int64_t B = weights.size(0), H = weights.size(1), Tq = weights.size(2);
   at::Tensor index = entry.to(torch::kLong).view({B, 1, 1, 1}).expand({B, H, Tq, 1});
   return per_entry.gather(-1, index).squeeze(-1);
 }

@@ -68,6 +68,8 @@ at::Tensor aggregate_hierarchical(Aggregator& aggregator, const at::Tensor& z0, 
 // sum of the weights on that entry's T tokens. The gold document's share is spec check 7 (it should
 // rise far above 1/N) and, with mac.retrieval_weight, a training signal.
 at::Tensor attention_on_entry(const at::Tensor& weights, const at::Tensor& entry, int64_t T);
+// The same for every entry: [Bq, H, Tq, N T] -> [Bq, H, Tq, N].
+at::Tensor attention_per_entry(const at::Tensor& weights, int64_t T);
 
 // Collective: every rank passes the same questions z0 [Bq, T, d] and its own shard of the bank
 // (shard.rows [1, n_rank, T, d], n_rank may be 0; shard.valid [Bq or 1, n_rank] to exclude

@@ -53,7 +53,7 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
 
   AnswerResult result;
   const bool measure_attention = !options.hierarchical && options.view == BankView::Full;
-  double attention_sum = 0;
+  double attention_sum = 0, top1_sum = 0;
   int64_t attention_count = 0;
   core::Progress progress("answer", static_cast<int64_t>(questions.size()), options.progress && rank == 0, 2.0, "q");
   for (size_t begin = 0; begin < questions.size(); begin += static_cast<size_t>(options.batch)) {
@@ -88,11 +88,14 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
       if (measure_attention) {  // the final call saw every row in order: rows are entries
         std::vector<int64_t> gold;
         for (size_t i = begin; i < end; ++i) gold.push_back(std::max<int64_t>(0, questions[i].gold_row));
-        at::Tensor share = attention_on_entry(attention.back(), torch::tensor(gold, torch::kInt64), z0.size(1))
-                               .mean({1, 2});  // [Bq]
+        at::Tensor per_entry = attention_per_entry(attention.back(), z0.size(1)).mean({1, 2});  // [Bq, n]
+        at::Tensor gold_entry = torch::tensor(gold, torch::kInt64).unsqueeze(1);
+        at::Tensor share = per_entry.gather(1, gold_entry).squeeze(1);
+        at::Tensor top1 = per_entry.argmax(1) == gold_entry.squeeze(1);
         for (size_t i = begin; i < end; ++i) {
           if (questions[i].gold_row < 0 || questions[i].gold_row >= n) continue;
           attention_sum += share[static_cast<int64_t>(i - begin)].item<double>();
+          top1_sum += top1[static_cast<int64_t>(i - begin)].item<bool>() ? 1.0 : 0.0;
           ++attention_count;
         }
       }
@@ -123,7 +126,10 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
     }
     progress.update(static_cast<int64_t>(end));
   }
-  if (attention_count > 0) result.gold_attention = attention_sum / static_cast<double>(attention_count);
+  if (attention_count > 0) {
+    result.gold_attention = attention_sum / static_cast<double>(attention_count);
+    result.gold_top1 = top1_sum / static_cast<double>(attention_count);
+  }
   result.seconds = clock.seconds();
   return result;
 }

@@ -51,6 +51,8 @@ struct AnswerResult {
   // Flat aggregation over the full bank only (else -1): the mean share of the final block's
   // attention on each question's gold document (spec check 7: far above 1 / bank rows).
   double gold_attention = -1;
+  // ... and the share of questions whose gold document gets the most of it (retrieval at 1).
+  double gold_top1 = -1;
   double seconds = 0;
 };
 

@@ -48,7 +48,7 @@ struct Row {
   double adapt_seconds_per_doc = 0;
   int64_t peak_bytes = 0;
   double storage_bytes_per_doc = 0;
-  double gold_attention = -1;  // AnswerResult::gold_attention (flat rows only)
+  double gold_attention = -1, gold_top1 = -1;  // AnswerResult's (flat rows only)
 };
 
 // Max over ranks of this rank's peak RSS since the last reset.
@@ -166,7 +166,7 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
     options.format = format;
     options.max_new_tokens = generation.max_new_tokens;
     options.max_prompt_tokens = s.lm->config().max_positions > 0 ? std::min<int64_t>(512, s.lm->config().max_positions) : 512;
-    Row row{name, eval::evaluate_qa(lm, *s.lm_tokenizer, question_docs, options, comm), adapt, 0, storage, -1};
+    Row row{name, eval::evaluate_qa(lm, *s.lm_tokenizer, question_docs, options, comm), adapt, 0, storage, -1, -1};
     row.peak_bytes = job_peak(comm);
     spdlog::info("mac-eval: {:<28} F1 {:.3f} (held-out {:.3f})", name, row.scores.all.f1_mean(),
                  row.scores.heldout.f1_mean());
@@ -207,13 +207,14 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
     o.hierarchical = hierarchical;
     o.view = view;
     AnswerResult r = answer_questions(s, bank, questions, o, comm);
-    Row row{name, r.scores, memorized.seconds / static_cast<double>(N), 0, storage, r.gold_attention};
+    Row row{name, r.scores, memorized.seconds / static_cast<double>(N), 0, storage, r.gold_attention, r.gold_top1};
     row.peak_bytes = std::max(job_peak(comm), memorize_peak);
     spdlog::info("mac-eval: {:<28} F1 {:.3f} (held-out {:.3f}), {:.1f} s{}", name, row.scores.all.f1_mean(),
                  row.scores.heldout.f1_mean(), r.seconds,
                  r.gold_attention < 0 ? std::string()
-                                      : fmt::format("; attention on the gold document {:.3f} (uniform 1/{} = {:.4f})",
-                                                    r.gold_attention, N, 1.0 / static_cast<double>(N)));
+                                      : fmt::format("; attention on the gold document {:.3f} (uniform 1/{} = {:.4f}), "
+                                                    "the most on it for {:.1f}% of questions",
+                                                    r.gold_attention, N, 1.0 / static_cast<double>(N), 100 * r.gold_top1));
     rows.push_back(std::move(row));
   };
   mac_row(fmt::format("MAC (hierarchical, M={})", answer_options.group_size), true, BankView::Full);
@@ -259,7 +260,10 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
                                  {"peak_bytes", r.peak_bytes},
                                  {"storage_bytes_per_doc", r.storage_bytes_per_doc}});
     for (size_t i = 0; i < rows.size(); ++i)
-      if (rows[i].gold_attention >= 0) results["rows"][i]["gold_attention"] = rows[i].gold_attention;
+      if (rows[i].gold_attention >= 0) {
+        results["rows"][i]["gold_attention"] = rows[i].gold_attention;
+        results["rows"][i]["gold_top1"] = rows[i].gold_top1;
+      }
     results["f1_vs_bank_size"] = by_size;
     results["retention"] = retention;
     results["retention_first_documents"] = early;
