@@ -87,13 +87,7 @@ int run_answer(CommandContext& ctx) {
     }
   if (questions.empty()) core::fail("{}: no questions", ctx.args["questions"].as<std::string>());
   const auto& cfg = ctx.config;
-  mac::AnswerOptions options;
-  options.hierarchical = cfg.get_string("mac.aggregation") == "hierarchical";
-  options.group_size = cfg.get_int("mac.group_size");
-  options.batch = cfg.get_int("mac.answer_batch");
-  options.question_tokens = cfg.get_int("mac.question_tokens");
-  options.prompt_tokens = cfg.get_int("mac.qa_tokens");
-  options.generation = mac::generate_options_from(cfg, *s.lm_tokenizer);
+  const mac::AnswerOptions options = mac::answer_options_from(cfg, *s.lm_tokenizer);
   mac::AnswerResult r = mac::answer_questions(s, bank, questions, options, comm);
   if (comm.rank() == 0) {
     const std::string out = ctx.args["out"].as<std::string>();

@@ -139,10 +139,10 @@ TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
 
   // The evaluation table and its JSON.
   r = run(kMpirun + "2 " + kEngram + " mac-eval" + sets + " --set mac.eval.documents=20 --set mac.eval.bank_sizes=[1,16]" +
-          " --set mac.eval.retention_points=2");
+          " --set mac.eval.retention_points=2 --set mac.hierarchy_carries=summary --set mac.group_size=4");
   ASSERT_EQ(r.code, 0) << r.output;
   for (const char* row : {"| base LM, closed book |", "| context in prompt |", "| FT(C) uniform fine-tuning |",
-                          "| MAC (hierarchical, M=16) |", "| MAC (flat) |", "| MAC, gold document only |",
+                          "| MAC (hierarchical, M=4) |", "| MAC (flat) |", "| MAC, gold document only |",
                           "| MAC, gold document removed |"})
     EXPECT_TRUE(contains(r.output, row)) << row << "\n" << r.output;
   auto results = nlohmann::json::parse(std::ifstream(dir + "/eval/results.json"));

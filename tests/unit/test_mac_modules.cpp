@@ -191,6 +191,28 @@ TEST(MacAggregator, HierarchicalMatchesAHandWrittenTwoLevelReduction) {
                agg(z0, small.reshape({1, -1, 16})), 1e-5);
 }
 
+TEST(MacAggregator, SummaryCarryMixesEachGroupsEntriesByTheFinalBlocksAttention) {
+  torch::manual_seed(4);
+  mac::Aggregator agg(tiny_config());
+  agg->eval();
+  torch::NoGradGuard no_grad;
+  at::Tensor z0 = torch::randn({2, 4, 16});
+  at::Tensor bank = torch::randn({1, 8, 4, 16});  // 8 entries of T = 4: two groups of M = 4
+  mac::Memory reduced = mac::reduce_memory(agg, z0, mac::Memory{bank, {}}, 4, nullptr, mac::kMaxElements,
+                                           mac::Carry::Summary);
+  ASSERT_EQ(reduced.rows.sizes(), (std::vector<int64_t>{2, 2, 4, 16}));
+  for (int64_t g = 0; g < 2; ++g) {
+    // One group on its own (a 3-D call): its entries' shares of the final block's attention.
+    at::Tensor members = bank[0].narrow(0, 4 * g, 4);  // [4, T, d]
+    std::vector<at::Tensor> attention;
+    agg->forward(z0, members.reshape({1, 16, 16}), {}, &attention);
+    at::Tensor share = mac::attention_per_entry(attention.back(), 4).mean({1, 2});  // [2 questions, 4 entries]
+    expect_close(share.sum(-1), torch::ones({2}));
+    at::Tensor expected = (share.view({2, 4, 1, 1}) * members.unsqueeze(0)).sum(1);  // [2, T, d]
+    expect_close(reduced.rows.select(1, g), expected, 1e-5);
+  }
+}
+
 TEST(MacAggregator, StreamedReductionEqualsLevelByLevelOverThreeLevels) {
   torch::manual_seed(8);
   mac::Aggregator agg(tiny_config());

@@ -20,7 +20,7 @@ at::Tensor valid_or_all(const Memory& m) {
 
 // One reduction level: groups of `group_size` consecutive entries -> one pseudo-entry each.
 Memory reduce_level(Aggregator& aggregator, const at::Tensor& z0, const Memory& memory, int64_t group_size,
-                    AggregationStats* stats, int64_t max_elements) {
+                    AggregationStats* stats, int64_t max_elements, Carry carry) {
   const int64_t Bq = z0.size(0), T = memory.rows.size(2), d = memory.rows.size(3);
   const int64_t n = memory.entries();
   const int64_t groups = (n + group_size - 1) / group_size;
@@ -42,7 +42,17 @@ Memory reduce_level(Aggregator& aggregator, const at::Tensor& z0, const Memory& 
   std::vector<at::Tensor> outputs;
   for (int64_t g = 0; g < groups; g += chunk) {
     const int64_t count = std::min(chunk, groups - g);
-    outputs.push_back(aggregator(queries, grouped.narrow(1, g, count), token_valid.narrow(1, g, count)));
+    if (carry == Carry::Latent) {
+      outputs.push_back(aggregator(queries, grouped.narrow(1, g, count), token_valid.narrow(1, g, count)));
+      continue;
+    }
+    // Carry::Summary: the group's entries mixed by the final block's attention on each of them.
+    std::vector<at::Tensor> attention;
+    aggregator->forward(queries, grouped.narrow(1, g, count), token_valid.narrow(1, g, count), &attention);
+    at::Tensor weights = attention.back();  // [Bq, count, H, T, M T]
+    at::Tensor per_entry = weights.reshape({Bq, count, weights.size(2), T, group_size, T}).sum(-1).mean({2, 3});
+    at::Tensor members = rows.narrow(1, g * group_size, count * group_size).reshape({rows.size(0), count, group_size, T, d});
+    outputs.push_back((per_entry.unsqueeze(-1).unsqueeze(-1) * members).sum(2));  // [Bq, count, T, d]
   }
   if (stats) stats->calls += Bq * groups;
   return Memory{torch::cat(outputs, 1), group_valid.contiguous()};  // [Bq, G, T, d]
@@ -82,7 +92,7 @@ at::Tensor attention_on_entry(const at::Tensor& weights, const at::Tensor& entry
 }
 
 Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
-                     AggregationStats* stats, int64_t max_elements) {
+                     AggregationStats* stats, int64_t max_elements, Carry carry) {
   ENGRAM_CHECK(group_size >= 2, "reduce_memory: group size must be at least 2");
   ENGRAM_CHECK(memory.rows.dim() == 4, "reduce_memory: rows must be [B, N, T, d]");
   const int64_t n = memory.entries();
@@ -105,7 +115,7 @@ Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory
       const int64_t ready = flush ? here.entries() : here.entries() / group_size * group_size;
       if (ready == 0) continue;
       append(pending[static_cast<size_t>(k + 1)], reduce_level(aggregator, z0, slice(here, 0, ready), group_size, stats,
-                                                              max_elements));
+                                                              max_elements, carry));
       here = here.entries() > ready ? Memory{here.rows.narrow(1, ready, here.entries() - ready).clone(),
                                              here.valid.narrow(1, ready, here.entries() - ready).clone()}
                                     : Memory{};
@@ -113,7 +123,8 @@ Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory
   };
   for (int64_t begin = 0; begin < n; begin += chunk_groups * group_size) {
     const int64_t count = std::min(chunk_groups * group_size, n - begin);
-    append(pending[1], reduce_level(aggregator, z0, slice(memory, begin, count), group_size, stats, max_elements));
+    append(pending[1],
+           reduce_level(aggregator, z0, slice(memory, begin, count), group_size, stats, max_elements, carry));
     push_up(1, false);
   }
   push_up(1, true);
@@ -134,15 +145,17 @@ at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory&
 }
 
 at::Tensor aggregate_hierarchical(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
-                                  AggregationStats* stats, std::vector<at::Tensor>* attention) {
-  return aggregate(aggregator, z0, reduce_memory(aggregator, z0, std::move(memory), group_size, stats), stats,
+                                  AggregationStats* stats, std::vector<at::Tensor>* attention, Carry carry) {
+  return aggregate(aggregator, z0,
+                   reduce_memory(aggregator, z0, std::move(memory), group_size, stats, kMaxElements, carry), stats,
                    attention);
 }
 
 at::Tensor distributed_aggregate(Aggregator& aggregator, const at::Tensor& z0, Memory shard, int64_t group_size,
-                                 dist::Communicator& comm, AggregationStats* stats, std::vector<at::Tensor>* attention) {
+                                 dist::Communicator& comm, AggregationStats* stats, std::vector<at::Tensor>* attention,
+                                 Carry carry) {
   const int64_t Bq = z0.size(0), T = z0.size(1), d = z0.size(2);
-  Memory local = reduce_memory(aggregator, z0, std::move(shard), group_size, stats);
+  Memory local = reduce_memory(aggregator, z0, std::move(shard), group_size, stats, kMaxElements, carry);
   if (comm.world_size() == 1) return aggregate(aggregator, z0, local, stats, attention);
 
   // Every rank contributes the same shape: [B, K, T, d] with K the largest reduced size, and
@@ -168,7 +181,7 @@ at::Tensor distributed_aggregate(Aggregator& aggregator, const at::Tensor& z0, M
   at::Tensor keep = gathered.valid.any(0).nonzero().squeeze(1);
   gathered.rows = gathered.rows.index_select(1, keep);
   gathered.valid = gathered.valid.index_select(1, keep);
-  return aggregate_hierarchical(aggregator, z0, std::move(gathered), group_size, stats, attention);
+  return aggregate_hierarchical(aggregator, z0, std::move(gathered), group_size, stats, attention, carry);
 }
 
 }  // namespace engram::mac

@@ -45,13 +45,24 @@ struct AggregationStats {
 // Size of a group in flat mode.
 constexpr int64_t kFlat = INT64_MAX;
 
+// What a group of a hierarchical level becomes (mac.hierarchy_carries):
+//   Latent  - h_psi(q, group), the aggregator's output (specs/mac.md 4);
+//   Summary - the group's own entries mixed by the share of the final block's attention on each,
+//             so every level holds summary-like entries, as the aggregator was trained on (a
+//             group holding the gold document passes on mostly that document).
+enum class Carry { Latent, Summary };
+
+// Bound on the memory tokens x questions of one batched aggregator call (see reduce_memory).
+constexpr int64_t kMaxElements = int64_t{1} << 16;
+
 // One level at a time until at most `group_size` entries remain per question. z0 [Bq, T, d].
 // Returns memory with rows [Bq, <= group_size, T, d] (or the input unchanged when it is small
 // enough). `max_elements`: bound on the memory tokens x questions handled by one batched call
 // (groups are streamed in chunks under it; a call's scores are T x heads times as many numbers,
 // so 2^16 keeps one call to tens of MB: peak memory then stays flat from 1k to 100k documents).
 Memory reduce_memory(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
-                     AggregationStats* stats = nullptr, int64_t max_elements = int64_t{1} << 16);
+                     AggregationStats* stats = nullptr, int64_t max_elements = kMaxElements,
+                     Carry carry = Carry::Latent);
 
 // The final call: z* [Bq, T, d] = h_psi(z0, memory) over every valid entry. `attention`: as in
 // Aggregator::forward (each block's weights over the N T memory tokens).
@@ -61,7 +72,8 @@ at::Tensor aggregate(Aggregator& aggregator, const at::Tensor& z0, const Memory&
 // reduce_memory + aggregate.
 // `attention`: the final call's weights (with flat aggregation: over every entry of memory, in order).
 at::Tensor aggregate_hierarchical(Aggregator& aggregator, const at::Tensor& z0, Memory memory, int64_t group_size,
-                                  AggregationStats* stats = nullptr, std::vector<at::Tensor>* attention = nullptr);
+                                  AggregationStats* stats = nullptr, std::vector<at::Tensor>* attention = nullptr,
+                                  Carry carry = Carry::Latent);
 
 // The share of attention each head and query token puts on one entry per question: weights
 // [Bq, H, Tq, N T] (one block's, from Aggregator::forward), entry [Bq] int64 -> [Bq, H, Tq], the
@@ -77,6 +89,6 @@ at::Tensor attention_per_entry(const at::Tensor& weights, int64_t T);
 // call's weights; with flat aggregation (group_size kFlat) over the whole bank in row order.
 at::Tensor distributed_aggregate(Aggregator& aggregator, const at::Tensor& z0, Memory shard, int64_t group_size,
                                  dist::Communicator& comm, AggregationStats* stats = nullptr,
-                                 std::vector<at::Tensor>* attention = nullptr);
+                                 std::vector<at::Tensor>* attention = nullptr, Carry carry = Carry::Latent);
 
 }  // namespace engram::mac

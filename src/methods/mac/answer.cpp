@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "config/config.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/timer.h"
@@ -10,11 +11,24 @@
 #include "dist/communicator.h"
 #include "dist/shard_spec.h"
 #include "methods/mac/bank.h"
+#include "methods/mac/options.h"
 
 namespace engram::mac {
 
 std::string question_prompt(const std::string& question) {
   return data::prompt_text(data::PromptFormat::QuestionAnswer, "", question);
+}
+
+AnswerOptions answer_options_from(const config::Config& cfg, const text::Tokenizer& lm_tokenizer) {
+  AnswerOptions options;
+  options.hierarchical = cfg.get_string("mac.aggregation") == "hierarchical";
+  options.group_size = cfg.get_int("mac.group_size");
+  options.carry = cfg.get_string("mac.hierarchy_carries") == "summary" ? Carry::Summary : Carry::Latent;
+  options.batch = cfg.get_int("mac.answer_batch");
+  options.question_tokens = cfg.get_int("mac.question_tokens");
+  options.prompt_tokens = cfg.get_int("mac.qa_tokens");
+  options.generation = generate_options_from(cfg, lm_tokenizer);
+  return options;
 }
 
 namespace {
@@ -84,7 +98,7 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
       }
       std::vector<at::Tensor> attention;
       z = distributed_aggregate(s.mac->aggregator(), z0, Memory{shard_rows, valid}, M, comm, &result.stats,
-                                measure_attention ? &attention : nullptr);
+                                measure_attention ? &attention : nullptr, options.carry);
       if (measure_attention) {  // the final call saw every row in order: rows are entries
         std::vector<int64_t> gold;
         for (size_t i = begin; i < end; ++i) gold.push_back(std::max<int64_t>(0, questions[i].gold_row));

@@ -12,6 +12,9 @@
 #include "methods/mac/system.h"
 #include "model/generate.h"
 
+namespace engram::config {
+class Config;
+}
 namespace engram::dist {
 class Communicator;
 }
@@ -35,6 +38,7 @@ enum class BankView {
 struct AnswerOptions {
   bool hierarchical = true;   // false: flat, one call over the whole bank
   int64_t group_size = 16;    // M
+  Carry carry = Carry::Latent;  // what a group becomes (aggregate.h)
   int64_t batch = 64;         // questions per step
   int64_t question_tokens = 104;
   int64_t prompt_tokens = 128;
@@ -55,6 +59,10 @@ struct AnswerResult {
   double gold_top1 = -1;
   double seconds = 0;
 };
+
+// mac.aggregation, mac.group_size, mac.hierarchy_carries, mac.answer_batch, mac.question_tokens,
+// mac.qa_tokens and decoding (mac.decoding, ...; EOS and padding of the LM's tokenizer).
+AnswerOptions answer_options_from(const config::Config& config, const text::Tokenizer& lm_tokenizer);
 
 // Collective: every rank passes the same questions.
 AnswerResult answer_questions(MacSystem& system, const BankReader& bank, const std::vector<BankQuestion>& questions,

@@ -195,12 +195,8 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
   const int64_t memorize_peak = job_peak(comm);
   BankReader bank(memorize_options.bank_path);
   const double storage = static_cast<double>(fs::file_size(memorize_options.bank_path)) / static_cast<double>(N);
-  AnswerOptions answer_options;
-  answer_options.group_size = cfg.get_int("mac.group_size");
-  answer_options.batch = cfg.get_int("mac.answer_batch");
-  answer_options.question_tokens = cfg.get_int("mac.question_tokens");
-  answer_options.prompt_tokens = qa_tokens;
-  answer_options.generation = generation;
+  // The bank-size and retention curves answer as mac.aggregation says (hierarchical by default).
+  const AnswerOptions answer_options = answer_options_from(cfg, *s.lm_tokenizer);
   auto mac_row = [&](const std::string& name, bool hierarchical, BankView view) {
     core::reset_peak_rss();
     AnswerOptions o = answer_options;

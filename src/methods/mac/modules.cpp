@@ -138,7 +138,6 @@ at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& mem
                                    std::vector<at::Tensor>* attention) {
   ENGRAM_CHECK(z_in.dim() >= 2 && memory.dim() == z_in.dim() && z_in.size(-1) == memory.size(-1),
                "Aggregator: bad shapes");
-  ENGRAM_CHECK(attention == nullptr || z_in.dim() == 3, "Aggregator: attention weights need z [B, T, d]");
   const int64_t n = z_in.dim(), T = z_in.size(-2);
   // A memory shared by every question (leading size 1) is not copied per question: the questions
   // are folded into the query rows, [Bq, ..., T, .] -> [1, ..., Bq T, .], so each key and value
@@ -198,9 +197,15 @@ at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& mem
     // A large finite value rather than -inf: a fully masked row stays finite (see header).
     if (blocked.defined()) scores = scores.masked_fill(blocked, -1e9);
     at::Tensor weights = torch::softmax(scores, -1);
-    if (attention) {  // [Bq, H, T, S]; folded: [1, H, Bq T, S] -> [H, Bq, T, S] -> [Bq, H, T, S]
-      attention->push_back(fold ? weights.squeeze(0).reshape({heads_, Bq, T, weights.size(-1)}).transpose(0, 1)
-                                : weights);
+    if (attention) {  // [Bq, .., H, T, S]; folded: [1, .., H, Bq T, S] -> [.., H, Bq, T, S] -> [Bq, .., H, T, S]
+      if (fold) {
+        auto sizes = weights.squeeze(0).sizes().vec();
+        sizes.erase(sizes.end() - 2);
+        sizes.insert(sizes.end() - 1, {Bq, T});
+        attention->push_back(weights.squeeze(0).reshape(sizes).movedim(-3, 0));
+      } else {
+        attention->push_back(weights);
+      }
     }
     at::Tensor attended = torch::matmul(weights, v).transpose(-2, -3);  // [..., rows, H, hd]
     auto sizes = attended.sizes().vec();

@@ -100,8 +100,8 @@ class AggregatorImpl : public torch::nn::Module {
   // 0 ignore), broadcasting like memory; undefined = attend to all. Returns [..., T, d] with z's
   // leading dimensions. A query whose memory is entirely masked gets a finite (meaningless) value;
   // callers drop such results.
-  // attention: when given (z [Bq, T, d] and memory [1 or Bq, S, d] only), receives each block's
-  // attention weights [Bq, heads, T, S], first block first.
+  // attention: when given, receives each block's attention weights [Bq, .., heads, T, S] (the
+  // leading dimensions of z and memory broadcast), first block first.
   at::Tensor forward(const at::Tensor& z, const at::Tensor& memory, const at::Tensor& memory_mask = {},
                      std::vector<at::Tensor>* attention = nullptr);
 

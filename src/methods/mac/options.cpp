@@ -190,6 +190,11 @@ void declare_mac_options(config::Schema& schema) {
                     "over the whole bank)",
                     {"hierarchical", "flat"});
   schema.add_int("mac.group_size", 16, "M: documents per aggregator call in hierarchical aggregation");
+  schema.add_string("mac.hierarchy_carries", "latent",
+                    "what each group of a hierarchical level becomes: latent (the aggregator's output for the "
+                    "group, the spec's algorithm) or summary (the group's documents mixed by the aggregator's "
+                    "attention on each, so every level reads summaries, as in training)",
+                    {"latent", "summary"});
   schema.add_int("mac.answer_batch", 64, "questions answered together");
   schema.add_string("mac.decoding", "greedy",
                     "greedy, or diverse_beam (group beam search: mac.num_beams, mac.num_beam_groups, "
