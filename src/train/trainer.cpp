@@ -299,7 +299,8 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
       (micro.loss / static_cast<double>(o.accumulation)).backward();
       step_loss += micro.loss.item<double>() / static_cast<double>(o.accumulation);
       step_tokens += micro.tokens;
-      for (const auto& [name, value] : micro.figures) window_figures[name] += value / static_cast<double>(o.accumulation);
+      for (const auto& [name, value] : micro.figures)
+        window_figures[name] += value / static_cast<double>(o.accumulation);
       s.reducer->after_backward(m == o.accumulation - 1);
     }
     // After the reduction every rank holds the same gradients: the local norm is the global one.
@@ -344,8 +345,8 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
                             {"examples", s.examples_seen}, {"elapsed_s", run_clock.seconds()}};
         line.update(figures_json);
         metrics << line.dump() << '\n' << std::flush;
-        progress.update(s.step, fmt::format("loss {:.4f}{} lr {:.2e} gnorm {:.3f} {:.0f} tok/s {:.1f} GFLOP/s", mean_loss,
-                                            figures_text, lr, norm, tokens_per_s, gflops));
+        progress.update(s.step, fmt::format("loss {:.4f}{} lr {:.2e} gnorm {:.3f} {:.0f} tok/s {:.1f} GFLOP/s",
+                                            mean_loss, figures_text, lr, norm, tokens_per_s, gflops));
       }
       window_loss = window_tokens = 0;
       window_figures.clear();

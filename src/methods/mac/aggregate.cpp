@@ -51,7 +51,8 @@ Memory reduce_level(Aggregator& aggregator, const at::Tensor& z0, const Memory& 
     aggregator->forward(queries, grouped.narrow(1, g, count), token_valid.narrow(1, g, count), &attention);
     at::Tensor weights = attention.back();  // [Bq, count, H, T, M T]
     at::Tensor per_entry = weights.reshape({Bq, count, weights.size(2), T, group_size, T}).sum(-1).mean({2, 3});
-    at::Tensor members = rows.narrow(1, g * group_size, count * group_size).reshape({rows.size(0), count, group_size, T, d});
+    at::Tensor members =
+        rows.narrow(1, g * group_size, count * group_size).reshape({rows.size(0), count, group_size, T, d});
     outputs.push_back((per_entry.unsqueeze(-1).unsqueeze(-1) * members).sum(2));  // [Bq, count, T, d]
   }
   if (stats) stats->calls += Bq * groups;

@@ -205,12 +205,13 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
     AnswerResult r = answer_questions(s, bank, questions, o, comm);
     Row row{name, r.scores, memorized.seconds / static_cast<double>(N), 0, storage, r.gold_attention, r.gold_top1};
     row.peak_bytes = std::max(job_peak(comm), memorize_peak);
+    const std::string retrieval =
+        r.gold_attention < 0 ? std::string()
+                             : fmt::format("; attention on the gold document {:.3f} (uniform 1/{} = {:.4f}), the most "
+                                           "on it for {:.1f}% of questions",
+                                           r.gold_attention, N, 1.0 / static_cast<double>(N), 100 * r.gold_top1);
     spdlog::info("mac-eval: {:<28} F1 {:.3f} (held-out {:.3f}), {:.1f} s{}", name, row.scores.all.f1_mean(),
-                 row.scores.heldout.f1_mean(), r.seconds,
-                 r.gold_attention < 0 ? std::string()
-                                      : fmt::format("; attention on the gold document {:.3f} (uniform 1/{} = {:.4f}), "
-                                                    "the most on it for {:.1f}% of questions",
-                                                    r.gold_attention, N, 1.0 / static_cast<double>(N), 100 * r.gold_top1));
+                 row.scores.heldout.f1_mean(), r.seconds, retrieval);
     rows.push_back(std::move(row));
   };
   mac_row(fmt::format("MAC (hierarchical, M={})", answer_options.group_size), true, BankView::Full);
@@ -249,17 +250,18 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
   const std::string table = markdown(rows, N);
   if (rank0) {
     nlohmann::json results{{"documents", N}, {"questions", questions.size()}, {"world_size", comm.world_size()}};
-    for (const auto& r : rows)
-      results["rows"].push_back({{"method", r.name},
-                                 {"scores", scores_json(r.scores)},
-                                 {"adapt_seconds_per_doc", r.adapt_seconds_per_doc},
-                                 {"peak_bytes", r.peak_bytes},
-                                 {"storage_bytes_per_doc", r.storage_bytes_per_doc}});
-    for (size_t i = 0; i < rows.size(); ++i)
-      if (rows[i].gold_attention >= 0) {
-        results["rows"][i]["gold_attention"] = rows[i].gold_attention;
-        results["rows"][i]["gold_top1"] = rows[i].gold_top1;
+    for (const auto& r : rows) {
+      nlohmann::json row{{"method", r.name},
+                         {"scores", scores_json(r.scores)},
+                         {"adapt_seconds_per_doc", r.adapt_seconds_per_doc},
+                         {"peak_bytes", r.peak_bytes},
+                         {"storage_bytes_per_doc", r.storage_bytes_per_doc}};
+      if (r.gold_attention >= 0) {  // flat rows only
+        row["gold_attention"] = r.gold_attention;
+        row["gold_top1"] = r.gold_top1;
       }
+      results["rows"].push_back(std::move(row));
+    }
     results["f1_vs_bank_size"] = by_size;
     results["retention"] = retention;
     results["retention_first_documents"] = early;

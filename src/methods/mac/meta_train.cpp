@@ -160,13 +160,13 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     // Spec check 7: the share of the final block's attention on the gold document.
     train::MicroBatchLoss micro{qa_loss, b.attention_mask.sum().item<int64_t>(), {}};
     micro.figures["qa_loss"] = qa_loss.item<double>();
-    const int64_t T = bank.size(1);
-    micro.figures["gold_attention"] = attention_on_entry(attention.back(), gold, T).mean().item<double>();
+    std::vector<at::Tensor> gold_shares;  // per block: [questions, H, T]
+    for (const auto& weights : attention) gold_shares.push_back(attention_on_entry(weights, gold, bank.size(1)));
+    micro.figures["gold_attention"] = gold_shares.back().mean().item<double>();
     if (retrieval_weight > 0) {  // -log(share on the gold document), every block, head and query token
       at::Tensor retrieval = torch::zeros({}, qa_loss.options());
-      for (const auto& weights : attention)
-        retrieval = retrieval - torch::log(attention_on_entry(weights, gold, T) + 1e-6).mean();
-      micro.loss = qa_loss + retrieval_weight * retrieval / static_cast<double>(attention.size());
+      for (const auto& share : gold_shares) retrieval = retrieval - torch::log(share + 1e-6).mean();
+      micro.loss = qa_loss + retrieval_weight * retrieval / static_cast<double>(gold_shares.size());
     }
     return micro;
   };

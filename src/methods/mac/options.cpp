@@ -146,8 +146,8 @@ void declare_mac_options(config::Schema& schema) {
                   "the T5 decoders ignore encoder padding; false keeps the reference's quirk of attending to it");
   schema.add_bool("mac.read_with_lm", false,
                   "both T5 encoders also read the frozen base LM's hidden states of their text (mac.read_layer; "
-                  "added to the token embeddings): a reader to start from when no pretrained T5 exists; needs the base LM's "
-                  "tokenizer and the T5 width = the LM width");
+                  "added to the token embeddings): a reader to start from when no pretrained T5 exists; needs the "
+                  "base LM's tokenizer and the T5 width = the LM width");
   schema.add_int("mac.read_layer", 1,
                  "with mac.read_with_lm: the LM state the encoders read, 0 = token embeddings, l = after block l "
                  "(the first block's output carried the most in the quickstart world)");
