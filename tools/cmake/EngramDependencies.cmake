@@ -53,6 +53,8 @@ if(PkgConfig_FOUND)
 endif()
 _engram_record("PCRE2 (GPT-2 pre-tokenizer)" "${PCRE2_FOUND}" "${PCRE2_VERSION}" "libpcre2-dev")
 
+# Debian's faiss config names OpenMP::OpenMP_CXX in its link interface without finding it.
+find_package(OpenMP QUIET COMPONENTS CXX)
 find_package(faiss QUIET)
 _engram_record("faiss" "${faiss_FOUND}" "${faiss_VERSION}" "libfaiss-dev")
 

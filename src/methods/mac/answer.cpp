@@ -12,6 +12,7 @@
 #include "dist/shard_spec.h"
 #include "methods/mac/bank.h"
 #include "methods/mac/options.h"
+#include "methods/mac/retrieve.h"
 
 namespace engram::mac {
 
@@ -24,6 +25,8 @@ AnswerOptions answer_options_from(const config::Config& cfg, const text::Tokeniz
   options.hierarchical = cfg.get_string("mac.aggregation") == "hierarchical";
   options.group_size = cfg.get_int("mac.group_size");
   options.carry = cfg.get_string("mac.hierarchy_carries") == "summary" ? Carry::Summary : Carry::Latent;
+  options.top_k = cfg.get_int("mac.retriever.top_k");
+  if (options.top_k < 0) core::fail("mac.retriever.top_k must be >= 0 (0 = no retrieval), got {}", options.top_k);
   options.batch = cfg.get_int("mac.answer_batch");
   options.question_tokens = cfg.get_int("mac.question_tokens");
   options.prompt_tokens = cfg.get_int("mac.qa_tokens");
@@ -64,11 +67,19 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
   at::Tensor shard_rows;  // [1, n_rank, T, d]: this rank's share only
   if (options.view != BankView::GoldOnly) shard_rows = bank.summaries(shard.begin, shard.size()).unsqueeze(0);
   const int64_t M = options.hierarchical ? options.group_size : kFlat;
+  const bool retrieving = options.top_k > 0 && options.view != BankView::GoldOnly;
+  at::Tensor shard_keys;  // [n_rank, k]
+  if (retrieving) shard_keys = s.mac->retriever()->document_keys(shard_rows[0]);
 
   AnswerResult result;
-  const bool measure_attention = !options.hierarchical && options.view == BankView::Full;
-  double attention_sum = 0, top1_sum = 0;
-  int64_t attention_count = 0;
+  const bool measure_attention = !retrieving && !options.hierarchical && options.view == BankView::Full;
+  const bool measure_retrieval = retrieving && options.view == BankView::Full;
+  double attention_sum = 0, top1_sum = 0, retrieved_sum = 0;
+  int64_t gold_count = 0;  // questions with their gold document in the bank
+  auto gold_of = [&](size_t i) {
+    const int64_t row = questions[i].gold_row;
+    return row >= 0 && row < n ? row : int64_t{-1};
+  };
   core::Progress progress("answer", static_cast<int64_t>(questions.size()), options.progress && rank == 0, 2.0, "q");
   for (size_t begin = 0; begin < questions.size(); begin += static_cast<size_t>(options.batch)) {
     const size_t end = std::min(questions.size(), begin + static_cast<size_t>(options.batch));
@@ -96,21 +107,30 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
           if (row >= shard.begin && row < shard.end) valid[static_cast<int64_t>(i - begin)][row - shard.begin] = false;
         }
       }
-      std::vector<at::Tensor> attention;
-      z = distributed_aggregate(s.mac->aggregator(), z0, Memory{shard_rows, valid}, M, comm, &result.stats,
-                                measure_attention ? &attention : nullptr, options.carry);
-      if (measure_attention) {  // the final call saw every row in order: rows are entries
-        std::vector<int64_t> gold;
-        for (size_t i = begin; i < end; ++i) gold.push_back(std::max<int64_t>(0, questions[i].gold_row));
-        at::Tensor per_entry = attention_per_entry(attention.back(), z0.size(1)).mean({1, 2});  // [Bq, n]
-        at::Tensor gold_entry = torch::tensor(gold, torch::kInt64).unsqueeze(1);
-        at::Tensor share = per_entry.gather(1, gold_entry).squeeze(1);
-        at::Tensor top1 = per_entry.argmax(1) == gold_entry.squeeze(1);
-        for (size_t i = begin; i < end; ++i) {
-          if (questions[i].gold_row < 0 || questions[i].gold_row >= n) continue;
-          attention_sum += share[static_cast<int64_t>(i - begin)].item<double>();
-          top1_sum += top1[static_cast<int64_t>(i - begin)].item<bool>() ? 1.0 : 0.0;
-          ++attention_count;
+      if (retrieving) {
+        Retrieved found = retrieve_top_k(s.mac->retriever()->question_keys(z0), shard_rows[0], shard_keys, shard.begin,
+                                         valid, options.top_k, comm);
+        z = aggregate_hierarchical(s.mac->aggregator(), z0, found.memory, M, &result.stats, nullptr, options.carry);
+        for (size_t i = begin; measure_retrieval && i < end; ++i) {
+          if (gold_of(i) < 0) continue;
+          at::Tensor hits = found.rows[static_cast<int64_t>(i - begin)] == gold_of(i);
+          top1_sum += hits[0].item<bool>() ? 1.0 : 0.0;
+          retrieved_sum += hits.any().item<bool>() ? 1.0 : 0.0;
+          ++gold_count;
+        }
+      } else {
+        std::vector<at::Tensor> attention;
+        z = distributed_aggregate(s.mac->aggregator(), z0, Memory{shard_rows, valid}, M, comm, &result.stats,
+                                  measure_attention ? &attention : nullptr, options.carry);
+        if (measure_attention) {  // the final call saw every row in order: rows are entries
+          at::Tensor per_entry = attention_per_entry(attention.back(), z0.size(1)).mean({1, 2});  // [Bq, n]
+          for (size_t i = begin; i < end; ++i) {
+            if (gold_of(i) < 0) continue;
+            at::Tensor mine = per_entry[static_cast<int64_t>(i - begin)];
+            attention_sum += mine[gold_of(i)].item<double>();
+            top1_sum += mine.argmax().item<int64_t>() == gold_of(i) ? 1.0 : 0.0;
+            ++gold_count;
+          }
         }
       }
     }
@@ -140,9 +160,11 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
     }
     progress.update(static_cast<int64_t>(end));
   }
-  if (attention_count > 0) {
-    result.gold_attention = attention_sum / static_cast<double>(attention_count);
-    result.gold_top1 = top1_sum / static_cast<double>(attention_count);
+  if (gold_count > 0) {
+    const double count = static_cast<double>(gold_count);
+    result.gold_top1 = top1_sum / count;
+    if (measure_attention) result.gold_attention = attention_sum / count;
+    if (measure_retrieval) result.gold_retrieved = retrieved_sum / count;
   }
   result.seconds = clock.seconds();
   return result;

@@ -1,7 +1,8 @@
 #pragma once
 // Answering questions from a memory bank (specs/mac.md 5.3): question encoder -> aggregation
-// over the bank (hierarchical or flat, across ranks: aggregate.h) -> prefix -> generation with
-// the frozen LM. Each rank reads only its ShardSpec share of the bank rows.
+// over the bank (hierarchical or flat, across ranks: aggregate.h; or over the retriever's best K
+// documents: retrieve.h) -> prefix -> generation with the frozen LM. Each rank reads only its
+// ShardSpec share of the bank rows.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -39,6 +40,7 @@ struct AnswerOptions {
   bool hierarchical = true;   // false: flat, one call over the whole bank
   int64_t group_size = 16;    // M
   Carry carry = Carry::Latent;  // what a group becomes (aggregate.h)
+  int64_t top_k = 0;          // > 0: aggregate only the K best documents of the retriever (retrieve.h)
   int64_t batch = 64;         // questions per step
   int64_t question_tokens = 104;
   int64_t prompt_tokens = 128;
@@ -57,10 +59,13 @@ struct AnswerResult {
   double gold_attention = -1;
   // ... and the share of questions whose gold document gets the most of it (retrieval at 1).
   double gold_top1 = -1;
+  // With the retriever (top_k > 0, full bank): how often the gold document is among the K
+  // retrieved (gold_top1 is then how often the retriever ranks it first).
+  double gold_retrieved = -1;
   double seconds = 0;
 };
 
-// mac.aggregation, mac.group_size, mac.hierarchy_carries, mac.answer_batch, mac.question_tokens,
+// mac.aggregation, mac.group_size, mac.hierarchy_carries, mac.retriever.top_k, mac.answer_batch, mac.question_tokens,
 // mac.qa_tokens and decoding (mac.decoding, ...; EOS and padding of the LM's tokenizer).
 AnswerOptions answer_options_from(const config::Config& config, const text::Tokenizer& lm_tokenizer);
 

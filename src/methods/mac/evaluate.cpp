@@ -48,7 +48,7 @@ struct Row {
   double adapt_seconds_per_doc = 0;
   int64_t peak_bytes = 0;
   double storage_bytes_per_doc = 0;
-  double gold_attention = -1, gold_top1 = -1;  // AnswerResult's (flat rows only)
+  double gold_attention = -1, gold_top1 = -1, gold_retrieved = -1;  // AnswerResult's (full-bank rows)
 };
 
 // Max over ranks of this rank's peak RSS since the last reset.
@@ -166,7 +166,7 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
     options.format = format;
     options.max_new_tokens = generation.max_new_tokens;
     options.max_prompt_tokens = s.lm->config().max_positions > 0 ? std::min<int64_t>(512, s.lm->config().max_positions) : 512;
-    Row row{name, eval::evaluate_qa(lm, *s.lm_tokenizer, question_docs, options, comm), adapt, 0, storage, -1, -1};
+    Row row{name, eval::evaluate_qa(lm, *s.lm_tokenizer, question_docs, options, comm), adapt, 0, storage};
     row.peak_bytes = job_peak(comm);
     spdlog::info("mac-eval: {:<28} F1 {:.3f} (held-out {:.3f})", name, row.scores.all.f1_mean(),
                  row.scores.heldout.f1_mean());
@@ -197,27 +197,39 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
   const double storage = static_cast<double>(fs::file_size(memorize_options.bank_path)) / static_cast<double>(N);
   // The bank-size and retention curves answer as mac.aggregation says (hierarchical by default).
   const AnswerOptions answer_options = answer_options_from(cfg, *s.lm_tokenizer);
-  auto mac_row = [&](const std::string& name, bool hierarchical, BankView view) {
+  auto mac_row = [&](const std::string& name, bool hierarchical, int64_t top_k, BankView view) {
     core::reset_peak_rss();
     AnswerOptions o = answer_options;
     o.hierarchical = hierarchical;
+    o.top_k = top_k;
     o.view = view;
     AnswerResult r = answer_questions(s, bank, questions, o, comm);
-    Row row{name, r.scores, memorized.seconds / static_cast<double>(N), 0, storage, r.gold_attention, r.gold_top1};
+    Row row{name, r.scores, memorized.seconds / static_cast<double>(N), 0, storage, r.gold_attention, r.gold_top1,
+            r.gold_retrieved};
     row.peak_bytes = std::max(job_peak(comm), memorize_peak);
-    const std::string retrieval =
-        r.gold_attention < 0 ? std::string()
-                             : fmt::format("; attention on the gold document {:.3f} (uniform 1/{} = {:.4f}), the most "
-                                           "on it for {:.1f}% of questions",
-                                           r.gold_attention, N, 1.0 / static_cast<double>(N), 100 * r.gold_top1);
+    std::string retrieval;
+    if (r.gold_attention >= 0)
+      retrieval = fmt::format("; attention on the gold document {:.3f} (uniform 1/{} = {:.4f}), the most on it for "
+                              "{:.1f}% of questions",
+                              r.gold_attention, N, 1.0 / static_cast<double>(N), 100 * r.gold_top1);
+    if (r.gold_retrieved >= 0)
+      retrieval = fmt::format("; the gold document retrieved for {:.1f}% of questions, first for {:.1f}%",
+                              100 * r.gold_retrieved, 100 * r.gold_top1);
     spdlog::info("mac-eval: {:<28} F1 {:.3f} (held-out {:.3f}), {:.1f} s{}", name, row.scores.all.f1_mean(),
                  row.scores.heldout.f1_mean(), r.seconds, retrieval);
     rows.push_back(std::move(row));
   };
-  mac_row(fmt::format("MAC (hierarchical, M={})", answer_options.group_size), true, BankView::Full);
-  mac_row("MAC (flat)", false, BankView::Full);
-  mac_row("MAC, gold document only", true, BankView::GoldOnly);
-  mac_row("MAC, gold document removed", true, BankView::GoldRemoved);
+  // With a retriever (mac.retriever.top_k = K), the first rows aggregate the retrieved K; the
+  // whole-bank rows follow for comparison.
+  const int64_t K = answer_options.top_k, M = answer_options.group_size;
+  if (K > 0) {
+    mac_row(fmt::format("MAC (retriever top-{}, hierarchical, M={})", K, M), true, K, BankView::Full);
+    mac_row(fmt::format("MAC (retriever top-{}, flat)", K), false, K, BankView::Full);
+  }
+  mac_row(fmt::format("MAC (hierarchical, M={})", M), true, 0, BankView::Full);
+  mac_row("MAC (flat)", false, 0, BankView::Full);
+  mac_row("MAC, gold document only", true, 0, BankView::GoldOnly);
+  mac_row("MAC, gold document removed", true, K, BankView::GoldRemoved);
 
   // F1 against bank size: the first n documents as the bank, questions about them.
   nlohmann::json by_size = nlohmann::json::array();
@@ -256,10 +268,9 @@ std::string evaluate_mac(const config::Config& cfg, dist::Runtime& rt) {
                          {"adapt_seconds_per_doc", r.adapt_seconds_per_doc},
                          {"peak_bytes", r.peak_bytes},
                          {"storage_bytes_per_doc", r.storage_bytes_per_doc}};
-      if (r.gold_attention >= 0) {  // flat rows only
-        row["gold_attention"] = r.gold_attention;
-        row["gold_top1"] = r.gold_top1;
-      }
+      if (r.gold_attention >= 0) row["gold_attention"] = r.gold_attention;  // flat, whole bank
+      if (r.gold_top1 >= 0) row["gold_top1"] = r.gold_top1;
+      if (r.gold_retrieved >= 0) row["gold_retrieved"] = r.gold_retrieved;  // retriever rows
       results["rows"].push_back(std::move(row));
     }
     results["f1_vs_bank_size"] = by_size;

@@ -96,6 +96,10 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   const int64_t curriculum_steps = cfg.get_int("mac.curriculum_steps");
   const double retrieval_weight = cfg.get_float("mac.retrieval_weight");
   if (retrieval_weight < 0) core::fail("mac.retrieval_weight must be >= 0, got {}", retrieval_weight);
+  const double retriever_weight = cfg.get_float("mac.retriever.weight");
+  const double temperature = cfg.get_float("mac.retriever.temperature");
+  if (retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", retriever_weight);
+  if (!(temperature > 0)) core::fail("mac.retriever.temperature must be positive, got {}", temperature);
   const int32_t lm_pad = std::max(0, s.lm_tokenizer->pad_id());
   spdlog::info("mac-train: {} rows over {} documents; base {} ; MAC {} parameters (T {}, {} prefix slots)",
                set.rows.size(), set.documents.size(), s.lm_source, s.mac->num_parameters(), s.mac->config().T,
@@ -149,7 +153,8 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     const auto [memory, gold] =
         question_memory(bank, with_grad, curriculum_group(trainer.step(), curriculum_steps, with_grad), own_offset);
     std::vector<at::Tensor> attention;
-    at::Tensor z = aggregate(s.mac->aggregator(), s.mac->encode_question(q_ids, q_mask), memory, nullptr, &attention);
+    at::Tensor z0 = s.mac->encode_question(q_ids, q_mask);
+    at::Tensor z = aggregate(s.mac->aggregator(), z0, memory, nullptr, &attention);
     model::Prefix prefix = s.mac->prefix(z);
     data::Batch b = data::collate(qa, lm_pad);
     model::ForwardOptions forward;
@@ -166,7 +171,16 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     if (retrieval_weight > 0) {  // -log(share on the gold document), every block, head and query token
       at::Tensor retrieval = torch::zeros({}, qa_loss.options());
       for (const auto& share : gold_shares) retrieval = retrieval - torch::log(share + 1e-6).mean();
-      micro.loss = qa_loss + retrieval_weight * retrieval / static_cast<double>(gold_shares.size());
+      micro.loss = micro.loss + retrieval_weight * retrieval / static_cast<double>(gold_shares.size());
+    }
+    if (s.mac->has_retriever()) {  // contrastive: each question against every document of the bank
+      Retriever& retriever = s.mac->retriever();
+      at::Tensor scores = torch::matmul(retriever->question_keys(z0), retriever->document_keys(bank).t());
+      at::Tensor own = torch::arange(with_grad, torch::kLong) + own_offset;
+      at::Tensor contrastive = torch::nll_loss(torch::log_softmax(scores / temperature, 1), own);
+      micro.figures["retriever_loss"] = contrastive.item<double>();
+      micro.figures["retriever_top1"] = (scores.argmax(1) == own).to(torch::kFloat64).mean().item<double>();
+      micro.loss = micro.loss + retriever_weight * contrastive;
     }
     return micro;
   };

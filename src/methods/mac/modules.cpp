@@ -22,6 +22,7 @@ void MacConfig::validate() const {
   positive("slot_hidden", slot_hidden);
   if (aggregator_ff < 0) core::fail("mac.aggregator.ff must be >= 0 (0 = automatic), got {}", aggregator_ff);
   if (!(prefix_scale > 0)) core::fail("mac.prefix_scale must be positive, got {}", prefix_scale);
+  if (retrieval_dim < 0) core::fail("mac.retriever.dim must be >= 0 (0 = no retriever), got {}", retrieval_dim);
   if (!(slot_dropout >= 0 && slot_dropout < 1)) core::fail("mac.slot_dropout must be in [0, 1), got {}", slot_dropout);
   ENGRAM_CHECK(d > 0 && L > 0 && H > 0 && d % H == 0, "MacConfig: base LM shape not set");
   if (slots() < T)
@@ -256,6 +257,29 @@ model::Prefix PrefixHeadImpl::forward(const at::Tensor& latent) {
   return prefix;
 }
 
+RetrieverImpl::Side RetrieverImpl::make_side(const std::string& name, int64_t in, int64_t out) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));  // torch.nn.Linear's init
+  return Side{register_parameter(name + "_norm_weight", torch::ones({in})),
+              register_parameter(name + "_norm_bias", torch::zeros({in})),
+              register_parameter(name + "_weight", torch::empty({out, in}).uniform_(-bound, bound)),
+              register_parameter(name + "_bias", torch::empty({out}).uniform_(-bound, bound))};
+}
+
+RetrieverImpl::RetrieverImpl(const MacConfig& c)
+    : document_(make_side("document", c.T * c.d, c.retrieval_dim)),
+      question_(make_side("question", c.T * c.d, c.retrieval_dim)) {}
+
+at::Tensor RetrieverImpl::key(const Side& side, const at::Tensor& x) {
+  ENGRAM_CHECK(x.dim() == 3, "Retriever: inputs must be [N, T, d]");
+  at::Tensor flat = x.flatten(1);
+  at::Tensor normed = torch::layer_norm(flat, {flat.size(1)}, side.norm_weight, side.norm_bias);
+  return torch::nn::functional::normalize(torch::linear(normed, side.weight, side.bias),
+                                          torch::nn::functional::NormalizeFuncOptions().dim(1));
+}
+
+at::Tensor RetrieverImpl::document_keys(const at::Tensor& summaries) { return key(document_, summaries); }
+at::Tensor RetrieverImpl::question_keys(const at::Tensor& z0) { return key(question_, z0); }
+
 MacModelImpl::MacModelImpl(const MacConfig& config) : config_(config) {
   config_.validate();
   amortizer_ = register_module(
@@ -264,6 +288,13 @@ MacModelImpl::MacModelImpl(const MacConfig& config) : config_(config) {
       "question_encoder", ContextEncoder(config_.question, config_.T, config_.d, config_.mask_encoder_padding));
   aggregator_ = register_module("aggregator", Aggregator(config_));
   prefix_head_ = register_module("prefix", PrefixHead(config_));
+  if (config_.retrieval_dim > 0) retriever_ = register_module("retriever", Retriever(config_));
+}
+
+Retriever& MacModelImpl::retriever() {
+  if (retriever_.is_empty())
+    core::fail("this MAC model has no retriever: train it with mac.retriever.dim > 0 to answer with mac.retriever.top_k");
+  return retriever_;
 }
 
 model::Prefix MacModelImpl::prefix(const at::Tensor& latent) {

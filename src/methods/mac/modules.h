@@ -49,6 +49,8 @@ struct MacConfig {
   // keys and values far smaller than the prefix head's initial output; matching them keeps the
   // untrained prefix from drowning the LM's own attention at the start of meta-training.
   double prefix_scale = 1.0;
+  // Width of the retrieval keys (Retriever); 0 = no retriever (the reference).
+  int64_t retrieval_dim = 0;
   // The frozen LM's shape (filled from its DecoderConfig).
   int64_t d = 0, L = 0, H = 0;
 
@@ -133,7 +135,29 @@ class PrefixHeadImpl : public torch::nn::Module {
 };
 TORCH_MODULE(PrefixHead);
 
-// Everything MAC trains. Parameter names: amortizer.*, question_encoder.*, aggregator.*, prefix.*
+// A dual encoder over what MAC already computes, for finding a question's documents in a large
+// bank before aggregating (mac.retriever): key(summary [T, d]) and key(z0 [T, d]), each a
+// LayerNorm and a linear map of the flattened T x d tokens to `retrieval_dim`, L2-normalised, so
+// the inner product of a question key and a document key is their cosine. Keys come from the
+// summaries the bank stores, so a bank needs nothing new.
+class RetrieverImpl : public torch::nn::Module {
+ public:
+  explicit RetrieverImpl(const MacConfig& config);
+  at::Tensor document_keys(const at::Tensor& summaries);  // [N, T, d] -> [N, k]
+  at::Tensor question_keys(const at::Tensor& z0);         // [B, T, d] -> [B, k]
+
+ private:
+  struct Side {  // LayerNorm(T d) then Linear(T d -> k)
+    at::Tensor norm_weight, norm_bias, weight, bias;
+  };
+  Side document_, question_;
+  Side make_side(const std::string& name, int64_t in, int64_t out);
+  static at::Tensor key(const Side& side, const at::Tensor& x);
+};
+TORCH_MODULE(Retriever);
+
+// Everything MAC trains. Parameter names: amortizer.*, question_encoder.*, aggregator.*, prefix.*,
+// and retriever.* when config().retrieval_dim > 0
 class MacModelImpl : public torch::nn::Module {
  public:
   explicit MacModelImpl(const MacConfig& config);
@@ -150,6 +174,8 @@ class MacModelImpl : public torch::nn::Module {
   model::Prefix prefix(const at::Tensor& latent);
   Aggregator& aggregator() { return aggregator_; }
   PrefixHead& prefix_head() { return prefix_head_; }
+  bool has_retriever() const { return !retriever_.is_empty(); }
+  Retriever& retriever();  // core::UserError when the model has none
 
   // A hash of the amortizer's configuration and weights (and the attached LM's with
   // read_with_lm): a bank records it, and a model whose summaries would differ refuses the bank.
@@ -161,6 +187,7 @@ class MacModelImpl : public torch::nn::Module {
   ContextEncoder amortizer_{nullptr}, question_encoder_{nullptr};
   Aggregator aggregator_{nullptr};
   PrefixHead prefix_head_{nullptr};
+  Retriever retriever_{nullptr};
   model::Decoder lm_{nullptr};
   // The LM's hidden states of ids at read_layer (no grad), or undefined when read_with_lm is off.
   at::Tensor lm_features(const at::Tensor& ids, const at::Tensor& mask);

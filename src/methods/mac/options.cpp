@@ -90,6 +90,7 @@ std::string mac_config_to_json(const MacConfig& c) {
                    {"slot_hidden", c.slot_hidden},
                    {"slot_dropout", c.slot_dropout},
                    {"prefix_scale", c.prefix_scale},
+                   {"retrieval_dim", c.retrieval_dim},
                    {"d", c.d},
                    {"L", c.L},
                    {"H", c.H}};
@@ -115,6 +116,7 @@ MacConfig mac_config_from_json(const std::string& text, const std::string& origi
     c.slot_hidden = j.at("slot_hidden");
     c.slot_dropout = j.at("slot_dropout");
     c.prefix_scale = j.at("prefix_scale");
+    c.retrieval_dim = j.value("retrieval_dim", int64_t{0});
     c.d = j.at("d");
     c.L = j.at("L");
     c.H = j.at("H");
@@ -184,6 +186,17 @@ void declare_mac_options(config::Schema& schema) {
                    "meta-training: adds this times -log(the share of each aggregator block's attention on the "
                    "question's own document) to the QA loss; 0 = the reference (the QA loss alone, no "
                    "retrieval label)");
+  schema.add_int("mac.retriever.dim", 0,
+                 "width of the retriever's keys (a dual encoder on the document summaries and the question's "
+                 "first latent); 0 = no retriever (the reference)");
+  schema.add_float("mac.retriever.weight", 1.0,
+                   "meta-training: weight of the retriever's contrastive loss (each question against every "
+                   "document of its bank, its own the label)");
+  schema.add_float("mac.retriever.temperature", 0.05, "temperature of the retriever's contrastive loss");
+  schema.add_int("mac.retriever.top_k", 0,
+                 "answering: each question aggregates only the K documents of the bank whose keys match its key "
+                 "best (faiss inner-product search on each rank's shard, then the best K over all ranks); 0 = "
+                 "aggregate the whole bank (the reference)");
   schema.add_bool("mac.lm_dropout", true, "the frozen base LM runs in train mode (dropout on) for the QA loss");
   schema.add_string("mac.aggregation", "hierarchical",
                     "answering: hierarchical (groups of mac.group_size, O(M T) memory per call) or flat (one call "
@@ -238,6 +251,7 @@ MacConfig mac_config_from(const config::Config& cfg, const model::DecoderConfig&
   c.slot_hidden = cfg.get_int("mac.slot_hidden");
   c.slot_dropout = cfg.get_float("mac.slot_dropout");
   c.prefix_scale = cfg.get_float("mac.prefix_scale");
+  c.retrieval_dim = cfg.get_int("mac.retriever.dim");
   c.d = lm.d_model;
   c.L = lm.n_layers;
   c.H = lm.n_heads;

@@ -1,0 +1,94 @@
+#include "methods/mac/retrieve.h"
+
+#include <algorithm>
+#include <limits>
+
+#include <faiss/IndexFlat.h>
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "dist/communicator.h"
+
+namespace engram::mac {
+
+namespace {
+
+constexpr float kNone = -std::numeric_limits<float>::infinity();
+
+// This rank's best `top_k` allowed rows per question: scores [Bq, K] (kNone where none) and
+// bank rows [Bq, K] (-1 where none).
+std::pair<at::Tensor, at::Tensor> search_shard(const at::Tensor& question_keys, const at::Tensor& keys,
+                                               int64_t shard_begin, const at::Tensor& allowed, int64_t top_k) {
+  const int64_t Bq = question_keys.size(0), n = keys.size(0), k = keys.size(1);
+  at::Tensor scores = torch::full({Bq, top_k}, kNone);
+  at::Tensor rows = torch::full({Bq, top_k}, int64_t{-1}, torch::kInt64);
+  if (n == 0 || Bq == 0) return {scores, rows};
+  // Excluded rows are searched past: ask for as many more as the most excluded question has.
+  const int64_t excluded = allowed.defined() ? (~allowed).sum(1).max().item<int64_t>() : 0;
+  const int64_t wanted = std::min(n, top_k + excluded);
+  faiss::IndexFlatIP index(k);
+  at::Tensor base = keys.to(torch::kFloat32).contiguous();
+  index.add(n, base.data_ptr<float>());
+  at::Tensor queries = question_keys.to(torch::kFloat32).contiguous();
+  std::vector<float> distances(static_cast<size_t>(Bq * wanted));
+  std::vector<faiss::Index::idx_t> labels(static_cast<size_t>(Bq * wanted));
+  index.search(Bq, queries.data_ptr<float>(), wanted, distances.data(), labels.data());
+  at::Tensor allowed_bytes = allowed.defined() ? allowed.to(torch::kBool).contiguous() : at::Tensor();
+  const bool* ok = allowed.defined() ? allowed_bytes.data_ptr<bool>() : nullptr;
+  auto score = scores.accessor<float, 2>();
+  auto row = rows.accessor<int64_t, 2>();
+  for (int64_t q = 0; q < Bq; ++q) {
+    int64_t filled = 0;
+    for (int64_t j = 0; j < wanted && filled < top_k; ++j) {
+      const faiss::Index::idx_t local = labels[static_cast<size_t>(q * wanted + j)];
+      if (local < 0 || (ok != nullptr && !ok[q * n + local])) continue;
+      score[q][filled] = distances[static_cast<size_t>(q * wanted + j)];
+      row[q][filled] = shard_begin + local;
+      ++filled;
+    }
+  }
+  return {scores, rows};
+}
+
+}  // namespace
+
+Retrieved retrieve_top_k(const at::Tensor& question_keys, const at::Tensor& shard_summaries,
+                         const at::Tensor& shard_keys, int64_t shard_begin, const at::Tensor& allowed, int64_t top_k,
+                         dist::Communicator& comm) {
+  ENGRAM_CHECK(top_k > 0, "retrieve_top_k: K must be positive");
+  ENGRAM_CHECK(question_keys.dim() == 2 && shard_keys.dim() == 2 && shard_summaries.dim() == 3 &&
+                   shard_keys.size(0) == shard_summaries.size(0) && shard_keys.size(1) == question_keys.size(1),
+               "retrieve_top_k: keys [Bq, k] and [n, k] with summaries [n, T, d]");
+  const int64_t Bq = question_keys.size(0), n = shard_keys.size(0);
+  const int64_t T = shard_summaries.size(1), d = shard_summaries.size(2);
+  ENGRAM_CHECK(!allowed.defined() || (allowed.dim() == 2 && allowed.size(0) == Bq && allowed.size(1) == n),
+               "retrieve_top_k: allowed must be [Bq, n]");
+  auto [scores, rows] = search_shard(question_keys, shard_keys, shard_begin, allowed, top_k);
+
+  // The best K over every rank's best K; every rank computes the same choice.
+  const int W = comm.world_size();
+  at::Tensor all_scores = comm.all_gather(scores).permute({1, 0, 2}).reshape({Bq, W * top_k});
+  at::Tensor all_rows = comm.all_gather(rows).permute({1, 0, 2}).reshape({Bq, W * top_k});
+  auto [best, pick] = all_scores.topk(top_k, 1);  // sorted, best first
+  Retrieved out;
+  out.scores = best;
+  out.rows = all_rows.gather(1, pick);
+  at::Tensor owner = torch::div(pick, top_k, "floor");
+  at::Tensor valid = out.rows >= 0;
+  out.rows = torch::where(valid, out.rows, torch::full_like(out.rows, -1));
+
+  // The chosen summaries: each owner puts in its own, the rest add zeros.
+  at::Tensor mine = (owner == comm.rank()) & valid;
+  at::Tensor local = (out.rows - shard_begin).clamp(0, std::max<int64_t>(0, n - 1));
+  at::Tensor chosen = torch::zeros({Bq, top_k, T, d}, shard_summaries.options());
+  if (n > 0) {
+    chosen = shard_summaries.index_select(0, local.flatten()).view({Bq, top_k, T, d});
+    chosen = chosen * mine.unsqueeze(-1).unsqueeze(-1).to(chosen.scalar_type());
+  }
+  chosen = chosen.contiguous();
+  if (W > 1) comm.all_reduce(chosen);
+  out.memory = Memory{chosen, valid};
+  return out;
+}
+
+}  // namespace engram::mac

@@ -1,0 +1,39 @@
+#pragma once
+// Retrieval before aggregation (mac.retriever.top_k): each question aggregates only the K
+// documents of the bank whose retriever keys match its own best, instead of all N. Aggregating
+// over N soft-attends to N T tokens, and the gold document's share shrinks as N grows (the
+// train-small-bank / test-large-bank gap of specs/mac.md 2); with K fixed, the aggregator always
+// sees a bank of the size it was trained on. MAC with a retriever in front is the "MAC + RAG"
+// combination of the paper (specs/mac.md 6), with the retriever trained jointly on MAC's own
+// summaries rather than BM25 over the text (the bank stores no text).
+//
+// Across ranks: each rank searches its own shard (faiss exact inner product), the per-rank best
+// K (scores and bank rows: 2 K numbers per question and rank) are all-gathered, every rank picks
+// the same best K overall, and the chosen summaries are summed across ranks from their owners.
+// No rank holds more than its shard and K entries per question.
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+#include "methods/mac/aggregate.h"
+
+namespace engram::dist {
+class Communicator;
+}
+
+namespace engram::mac {
+
+struct Retrieved {
+  Memory memory;      // rows [Bq, K, T, d], valid [Bq, K] (false where the bank has fewer than K allowed rows)
+  at::Tensor rows;    // [Bq, K] int64: bank rows, best first; -1 where none
+  at::Tensor scores;  // [Bq, K] float: key inner products; -inf where none
+};
+
+// Collective: every rank passes the same question keys [Bq, k] and its own shard: summaries
+// [n, T, d] (n may be 0) of bank rows shard_begin .. shard_begin + n - 1 and their keys [n, k].
+// allowed: undefined, or [Bq, n] bool (false: this question may not retrieve that row).
+Retrieved retrieve_top_k(const at::Tensor& question_keys, const at::Tensor& shard_summaries,
+                         const at::Tensor& shard_keys, int64_t shard_begin, const at::Tensor& allowed, int64_t top_k,
+                         dist::Communicator& comm);
+
+}  // namespace engram::mac
