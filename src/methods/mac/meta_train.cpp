@@ -83,6 +83,15 @@ TrainSet read_train_set(const config::Config& cfg, const MacSystem& s) {
   return set;
 }
 
+// Every rank's rows of x [B, ...] in rank order, [W B, ...]: the others' detached, this rank's
+// own with their gradient.
+at::Tensor with_other_ranks(const at::Tensor& x, dist::Communicator& comm) {
+  at::Tensor all = comm.all_gather(x.detach().contiguous());  // [W, B, ...]
+  std::vector<at::Tensor> parts;
+  for (int r = 0; r < comm.world_size(); ++r) parts.push_back(r == comm.rank() ? x : all[r]);
+  return torch::cat(parts, 0);
+}
+
 }  // namespace
 
 MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
@@ -99,6 +108,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   const double retriever_weight = cfg.get_float("mac.retriever.weight");
   const double temperature = cfg.get_float("mac.retriever.temperature");
   if (retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", retriever_weight);
+  const bool shape_summaries = cfg.get_bool("mac.retriever.shape_summaries");
   if (!(temperature > 0)) core::fail("mac.retriever.temperature must be positive, got {}", temperature);
   const int32_t lm_pad = std::max(0, s.lm_tokenizer->pad_id());
   spdlog::info("mac-train: {} rows over {} documents; base {} ; MAC {} parameters (T {}, {} prefix slots)",
@@ -141,10 +151,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     int64_t own_offset = 0;  // where this rank's documents start in the bank
     if (global_bank && comm.world_size() > 1) {
       own_offset = comm.rank() * B;
-      at::Tensor all = comm.all_gather(bank.detach().contiguous());  // [W, B, T, d]
-      std::vector<at::Tensor> parts;
-      for (int r = 0; r < comm.world_size(); ++r) parts.push_back(r == comm.rank() ? bank : all[r]);
-      bank = torch::cat(parts, 0);
+      bank = with_other_ranks(bank, comm);
     }
     auto [q_ids, q_mask] = s.mac_pad(questions);
     // Curriculum: at first each question's memory is its own document only, so the modules learn
@@ -173,10 +180,18 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
       for (const auto& share : gold_shares) retrieval = retrieval - torch::log(share + 1e-6).mean();
       micro.loss = micro.loss + retrieval_weight * retrieval / static_cast<double>(gold_shares.size());
     }
-    if (s.mac->has_retriever()) {  // contrastive: each question against every document of the bank
+    if (s.mac->has_retriever()) {  // contrastive: each question against every document of the global batch
       Retriever& retriever = s.mac->retriever();
-      at::Tensor scores = torch::matmul(retriever->question_keys(z0), retriever->document_keys(bank).t());
-      at::Tensor own = torch::arange(with_grad, torch::kLong) + own_offset;
+      // Without mac.retriever.shape_summaries the contrastive loss trains the retriever alone: the
+      // summaries and question latents it reads stay what the QA loss makes them.
+      at::Tensor keys = retriever->document_keys(shape_summaries ? bank : bank.detach());
+      int64_t own_keys = own_offset;  // where this rank's documents start among the keys
+      if (!global_bank && comm.world_size() > 1) {  // the bank is local: gather the keys alone (k numbers a document)
+        own_keys = comm.rank() * B;
+        keys = with_other_ranks(keys, comm);
+      }
+      at::Tensor scores = torch::matmul(retriever->question_keys(shape_summaries ? z0 : z0.detach()), keys.t());
+      at::Tensor own = torch::arange(with_grad, torch::kLong) + own_keys;
       at::Tensor contrastive = torch::nll_loss(torch::log_softmax(scores / temperature, 1), own);
       micro.figures["retriever_loss"] = contrastive.item<double>();
       micro.figures["retriever_top1"] = (scores.argmax(1) == own).to(torch::kFloat64).mean().item<double>();

@@ -192,6 +192,10 @@ void declare_mac_options(config::Schema& schema) {
   schema.add_float("mac.retriever.weight", 1.0,
                    "meta-training: weight of the retriever's contrastive loss (each question against every "
                    "document of its bank, its own the label)");
+  schema.add_bool("mac.retriever.shape_summaries", false,
+                  "the retriever's contrastive loss also trains the amortizer and question encoder (their "
+                  "outputs become easier to tell apart, but on the quickstart reading then never starts); "
+                  "false: it trains the retriever alone");
   schema.add_float("mac.retriever.temperature", 0.05, "temperature of the retriever's contrastive loss");
   schema.add_int("mac.retriever.top_k", 0,
                  "answering: each question aggregates only the K documents of the bank whose keys match its key "
