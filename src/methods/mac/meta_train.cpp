@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -92,6 +93,54 @@ at::Tensor with_other_ranks(const at::Tensor& x, dist::Communicator& comm) {
   return torch::cat(parts, 0);
 }
 
+// The summaries of the last `capacity` documents trained on (detached), newest first, with their
+// document indices: many more negatives for the retriever than one batch holds, and the hard
+// distractors of mac.retriever.hard_negatives. Not checkpointed: it refills after a resume.
+struct SummaryPool {
+  int64_t capacity = 0;
+  at::Tensor summaries;  // [n, T, d]
+  at::Tensor documents;  // [n] int64
+  int64_t size() const { return summaries.defined() ? summaries.size(0) : 0; }
+  void add(const at::Tensor& more, const at::Tensor& more_documents) {
+    if (capacity <= 0) return;
+    summaries = size() == 0 ? more.detach() : torch::cat({more.detach(), summaries}, 0);
+    documents = size() == more.size(0) ? more_documents : torch::cat({more_documents, documents}, 0);
+    if (size() > capacity) summaries = summaries.narrow(0, 0, capacity), documents = documents.narrow(0, 0, capacity);
+  }
+};
+
+// One step of the retriever: its contrastive loss (each question against every other document
+// of the keys it is given; copies of its own document are no negatives) and, when asked, each
+// question's `hard` best-matching pool documents [Bq, hard, T, d] as distractors.
+struct RetrieverStep {
+  at::Tensor loss;
+  double top1 = 0;
+  at::Tensor distractors;
+};
+RetrieverStep retriever_step(Retriever& retriever, const at::Tensor& question_latents, const at::Tensor& question_documents,
+                             at::Tensor keys, at::Tensor key_documents, int64_t own_offset, const SummaryPool& pool,
+                             int64_t hard, double temperature) {
+  const int64_t Bq = question_latents.size(0), in_batch = keys.size(0);
+  if (pool.size() > 0) {
+    keys = torch::cat({keys, retriever->document_keys(pool.summaries)}, 0);
+    key_documents = torch::cat({key_documents, pool.documents}, 0);
+  }
+  at::Tensor scores = torch::matmul(retriever->question_keys(question_latents), keys.t());  // [Bq, keys]
+  at::Tensor own = torch::arange(Bq, torch::kLong) + own_offset;
+  at::Tensor copies = key_documents.unsqueeze(0) == question_documents.unsqueeze(1);
+  copies.scatter_(1, own.unsqueeze(1), false);
+  scores = scores.masked_fill(copies, -std::numeric_limits<float>::infinity());
+  RetrieverStep step;
+  step.loss = torch::nll_loss(torch::log_softmax(scores / temperature, 1), own);
+  step.top1 = (scores.argmax(1) == own).to(torch::kFloat64).mean().item<double>();
+  if (hard > 0 && pool.size() >= hard) {
+    at::Tensor best = std::get<1>(scores.detach().narrow(1, in_batch, pool.size()).topk(hard, 1));  // [Bq, hard]
+    step.distractors = pool.summaries.index_select(0, best.flatten()).view({Bq, hard, pool.summaries.size(1),
+                                                                            pool.summaries.size(2)});
+  }
+  return step;
+}
+
 }  // namespace
 
 MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
@@ -130,6 +179,12 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   s.mac->train();
   s.lm->train(lm_dropout);
 
+  SummaryPool pool;
+  pool.capacity = cfg.get_int("mac.retriever.pool");
+  const int64_t hard_negatives = cfg.get_int("mac.retriever.hard_negatives");
+  if (pool.capacity < 0 || hard_negatives < 0 || hard_negatives > pool.capacity)
+    core::fail("mac.retriever.pool ({}) and mac.retriever.hard_negatives ({}) must be >= 0, hard_negatives <= pool",
+               pool.capacity, hard_negatives);
   auto loss_fn = [&](const std::vector<int64_t>& indices) {
     const int64_t B = static_cast<int64_t>(indices.size());
     const int64_t with_grad = std::min(k, B);
@@ -148,19 +203,45 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
                                          doc_mask.narrow(0, with_grad, B - with_grad));
       bank = torch::cat({bank, rest.detach()}, 0);
     }
+    at::Tensor documents = torch::empty({B}, torch::kLong);  // each bank row's document index
+    for (int64_t i = 0; i < B; ++i) documents[i] = set.rows[static_cast<size_t>(indices[static_cast<size_t>(i)])].document;
+    const int W = comm.world_size();
+    const at::Tensor all_documents = W > 1 ? comm.all_gather(documents).flatten() : documents;  // [W B]
     int64_t own_offset = 0;  // where this rank's documents start in the bank
-    if (global_bank && comm.world_size() > 1) {
+    if (global_bank && W > 1) {
       own_offset = comm.rank() * B;
       bank = with_other_ranks(bank, comm);
     }
+    const at::Tensor bank_documents = global_bank ? all_documents : documents;
     auto [q_ids, q_mask] = s.mac_pad(questions);
+    at::Tensor z0 = s.mac->encode_question(q_ids, q_mask);
     // Curriculum: at first each question's memory is its own document only, so the modules learn
     // to encode and read a document; then groups of 2, 4, ... documents, so they learn to find it
     // among others while the needle is still easy to find.
-    const auto [memory, gold] =
-        question_memory(bank, with_grad, curriculum_group(trainer.step(), curriculum_steps, with_grad), own_offset);
+    const int64_t group = curriculum_group(trainer.step(), curriculum_steps, with_grad);
+    auto [memory, gold] = question_memory(bank, with_grad, group, own_offset);
+
+    RetrieverStep retrieved;
+    if (s.mac->has_retriever()) {  // contrastive: each question against every document of the global batch and pool
+      // Without mac.retriever.shape_summaries the contrastive loss trains the retriever alone: the
+      // summaries and question latents it reads stay what the QA loss makes them.
+      Retriever& retriever = s.mac->retriever();
+      at::Tensor keys = retriever->document_keys(shape_summaries ? bank : bank.detach());
+      int64_t own_keys = own_offset;  // where this rank's documents start among the keys
+      if (!global_bank && W > 1) {  // the bank is local: gather the keys alone (k numbers a document)
+        own_keys = comm.rank() * B;
+        keys = with_other_ranks(keys, comm);
+      }
+      retrieved = retriever_step(retriever, shape_summaries ? z0 : z0.detach(), documents.narrow(0, 0, with_grad), keys,
+                                 W > 1 ? all_documents : documents, own_keys, pool, hard_negatives, temperature);
+      // After the curriculum, each question's memory also holds the pool documents its key finds
+      // nearest to its own: the kind of distractors answering with mac.retriever.top_k brings.
+      if (retrieved.distractors.defined() && group == 0)
+        memory.rows = torch::cat({memory.rows.expand({with_grad, -1, -1, -1}), retrieved.distractors}, 1);
+    }
+    pool.add(bank, bank_documents);
+
     std::vector<at::Tensor> attention;
-    at::Tensor z0 = s.mac->encode_question(q_ids, q_mask);
     at::Tensor z = aggregate(s.mac->aggregator(), z0, memory, nullptr, &attention);
     model::Prefix prefix = s.mac->prefix(z);
     data::Batch b = data::collate(qa, lm_pad);
@@ -180,22 +261,10 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
       for (const auto& share : gold_shares) retrieval = retrieval - torch::log(share + 1e-6).mean();
       micro.loss = micro.loss + retrieval_weight * retrieval / static_cast<double>(gold_shares.size());
     }
-    if (s.mac->has_retriever()) {  // contrastive: each question against every document of the global batch
-      Retriever& retriever = s.mac->retriever();
-      // Without mac.retriever.shape_summaries the contrastive loss trains the retriever alone: the
-      // summaries and question latents it reads stay what the QA loss makes them.
-      at::Tensor keys = retriever->document_keys(shape_summaries ? bank : bank.detach());
-      int64_t own_keys = own_offset;  // where this rank's documents start among the keys
-      if (!global_bank && comm.world_size() > 1) {  // the bank is local: gather the keys alone (k numbers a document)
-        own_keys = comm.rank() * B;
-        keys = with_other_ranks(keys, comm);
-      }
-      at::Tensor scores = torch::matmul(retriever->question_keys(shape_summaries ? z0 : z0.detach()), keys.t());
-      at::Tensor own = torch::arange(with_grad, torch::kLong) + own_keys;
-      at::Tensor contrastive = torch::nll_loss(torch::log_softmax(scores / temperature, 1), own);
-      micro.figures["retriever_loss"] = contrastive.item<double>();
-      micro.figures["retriever_top1"] = (scores.argmax(1) == own).to(torch::kFloat64).mean().item<double>();
-      micro.loss = micro.loss + retriever_weight * contrastive;
+    if (retrieved.loss.defined()) {
+      micro.figures["retriever_loss"] = retrieved.loss.item<double>();
+      micro.figures["retriever_top1"] = retrieved.top1;
+      micro.loss = micro.loss + retriever_weight * retrieved.loss;
     }
     return micro;
   };

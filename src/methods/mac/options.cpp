@@ -196,6 +196,12 @@ void declare_mac_options(config::Schema& schema) {
                   "the retriever's contrastive loss also trains the amortizer and question encoder (their "
                   "outputs become easier to tell apart, but on the quickstart reading then never starts); "
                   "false: it trains the retriever alone");
+  schema.add_int("mac.retriever.pool", 0,
+                 "meta-training: the summaries of the last N documents (detached) are kept as more negatives for "
+                 "the retriever (not checkpointed: a resumed run refills it)");
+  schema.add_int("mac.retriever.hard_negatives", 0,
+                 "meta-training after the curriculum: each question's memory also holds this many pool documents "
+                 "that its retriever key matches best (as answering with mac.retriever.top_k does)");
   schema.add_float("mac.retriever.temperature", 0.05, "temperature of the retriever's contrastive loss");
   schema.add_int("mac.retriever.top_k", 0,
                  "answering: each question aggregates only the K documents of the bank whose keys match its key "
