@@ -102,7 +102,8 @@ int run_answer(CommandContext& ctx) {
     std::cout << fmt::format("{} questions against {} documents ({}, {} ranks) in {:.1f} s: EM {:.3f} F1 {:.3f} "
                              "(held-out paraphrases F1 {:.3f}); predictions in {}\n",
                              questions.size(), bank.rows(),
-                             options.hierarchical ? fmt::format("hierarchical M={}", options.group_size) : "flat",
+                             (options.top_k > 0 ? fmt::format("retriever top-{}, ", options.top_k) : std::string()) +
+                                 (options.hierarchical ? fmt::format("hierarchical M={}", options.group_size) : "flat"),
                              comm.world_size(), r.seconds, r.scores.all.prefix_exact_match_mean(),
                              r.scores.all.f1_mean(), r.scores.heldout.f1_mean(), out);
   }

@@ -34,7 +34,7 @@ class TinyMac : public ::testing::Test {
            "/data/train.jsonl] --set mac.test_data=" + dir + "/data/test.jsonl --set mac.summary_tokens=2" +
            t5("amortizer") + t5("question") +
            " --set mac.aggregator.blocks=1 --set mac.aggregator.heads=2 --set mac.aggregator.head_dim=8" +
-           " --set mac.slot_hidden=16 --set mac.doc_tokens=64 --set mac.question_tokens=24 --set mac.qa_tokens=40" +
+           " --set mac.retriever.dim=8 --set mac.slot_hidden=16 --set mac.doc_tokens=64 --set mac.question_tokens=24 --set mac.qa_tokens=40" +
            " --set mac.train.micro_batch=4 --set mac.train.log_every=1 --set mac.train.warmup_steps=1" +
            " --set mac.eval.out_dir=" + dir + "/eval --set mac.eval.questions=12 --set mac.max_new_tokens=3";
     ASSERT_EQ(run(kEngram + " synth" + sets).code, 0);
@@ -65,24 +65,33 @@ std::string questions_file(const std::string& dir, int documents) {
 }  // namespace
 
 TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
-  // Meta-training on 2 ranks, then resumed on 3 with backprop dropout and global banks.
+  // Meta-training on 2 ranks, then resumed on 3 with backprop dropout, global banks, the
+  // attention retrieval loss and a pool of summaries with hard distractors for the retriever.
   Result r = run(kMpirun + "2 " + kEngram + " mac-train" + sets + " --set mac.train.steps=3");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "meta-trained 3 steps")) << r.output;
   EXPECT_TRUE(fs::exists(dir + "/mac/mac.h5"));
   r = run(kMpirun + "3 " + kEngram + " mac-train" + sets +
-          " --set mac.train.steps=5 --set mac.backprop_ratio=0.5 --set mac.global_bank=true --set mac.retrieval_weight=0.5");
+          " --set mac.train.steps=5 --set mac.backprop_ratio=0.5 --set mac.global_bank=true --set mac.retrieval_weight=0.5" +
+          " --set mac.retriever.pool=8 --set mac.retriever.hard_negatives=2 --set mac.retriever.weight=0.5");
   ASSERT_EQ(r.code, 0) << r.output;
-  // Every logged step has the QA loss and the final block's share of attention on the gold
-  // document; the retrieval term is the rest of the loss (0 at steps 1-3, positive at 4-5).
+  // Every logged step has the QA loss, the final block's share of attention on the gold
+  // document and the retriever's loss and accuracy; the attention retrieval term is the rest of
+  // the loss (0 at steps 1-3, positive at 4-5).
   const auto metrics = json_lines(dir + "/mac/metrics.jsonl");
   ASSERT_EQ(metrics.size(), 5u);
   for (const auto& line : metrics) {
     const double share = line["gold_attention"].get<double>();
     EXPECT_GT(share, 0.0) << line;
     EXPECT_LE(share, 1.0 + 1e-6) << line;
-    const double retrieval = line["loss"].get<double>() - line["qa_loss"].get<double>();
-    if (line["step"].get<int>() <= 3) EXPECT_NEAR(retrieval, 0.0, 1e-9) << line;
+    const double top1 = line["retriever_top1"].get<double>();
+    EXPECT_GE(top1, 0.0) << line;
+    EXPECT_LE(top1, 1.0) << line;
+    const bool resumed = line["step"].get<int>() > 3;
+    const double retriever = (resumed ? 0.5 : 1.0) * line["retriever_loss"].get<double>();
+    EXPECT_GT(retriever, 0.0) << line;
+    const double retrieval = line["loss"].get<double>() - line["qa_loss"].get<double>() - retriever;
+    if (!resumed) EXPECT_NEAR(retrieval, 0.0, 1e-5) << line;
     else EXPECT_GT(retrieval, 0.01) << line;
   }
   EXPECT_TRUE(contains(r.output, "(saved by 2 ranks) on 3 ranks at step 3")) << r.output;
@@ -127,6 +136,16 @@ TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
           questions + " --out " + dir + "/h.jsonl");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "hierarchical M=4, 2 ranks")) << r.output;
+  // Answers from the retriever's best 3 documents: the same on 1 and 3 ranks.
+  for (int np : {1, 3}) {
+    r = run(kMpirun + std::to_string(np) + " " + kEngram + " answer" + sets + " --set mac.retriever.top_k=3 --bank " +
+            bank + " --questions " + questions + " --out " + dir + "/r" + std::to_string(np) + ".jsonl");
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_TRUE(contains(r.output, "(retriever top-3, hierarchical M=16, " + std::to_string(np) + " ranks)")) << r.output;
+  }
+  auto r1 = json_lines(dir + "/r1.jsonl"), r3 = json_lines(dir + "/r3.jsonl");
+  ASSERT_EQ(r1.size(), one.size());
+  for (size_t i = 0; i < r1.size(); ++i) EXPECT_EQ(r1[i]["prediction"], r3[i]["prediction"]) << i;
 
   // A different amortizer (another seed) refuses the bank.
   r = run(kMpirun + "1 " + kEngram + " mac-train" + sets + " --set run.seed=7 --set mac.out_dir=" + dir +
@@ -139,24 +158,35 @@ TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
 
   // The evaluation table and its JSON.
   r = run(kMpirun + "2 " + kEngram + " mac-eval" + sets + " --set mac.eval.documents=20 --set mac.eval.bank_sizes=[1,16]" +
-          " --set mac.eval.retention_points=2 --set mac.hierarchy_carries=summary --set mac.group_size=4");
+          " --set mac.eval.retention_points=2 --set mac.hierarchy_carries=summary --set mac.group_size=4" +
+          " --set mac.retriever.top_k=2");
   ASSERT_EQ(r.code, 0) << r.output;
   for (const char* row : {"| base LM, closed book |", "| context in prompt |", "| FT(C) uniform fine-tuning |",
+                          "| MAC (retriever top-2, hierarchical, M=4) |", "| MAC (retriever top-2, flat) |",
                           "| MAC (hierarchical, M=4) |", "| MAC (flat) |", "| MAC, gold document only |",
                           "| MAC, gold document removed |"})
     EXPECT_TRUE(contains(r.output, row)) << row << "\n" << r.output;
   auto results = nlohmann::json::parse(std::ifstream(dir + "/eval/results.json"));
   EXPECT_EQ(results["documents"], 20);
-  EXPECT_EQ(results["rows"].size(), 7u);
+  EXPECT_EQ(results["rows"].size(), 9u);
   EXPECT_EQ(results["f1_vs_bank_size"].size(), 2u);
   EXPECT_EQ(results["retention"].size(), 2u);
   EXPECT_EQ(results["retention"][1]["documents_seen"], 20);
   EXPECT_GT(results["rows"][3]["storage_bytes_per_doc"].get<double>(), 2 * 32 * 4 - 1);  // T x d floats at least
-  // Flat aggregation reports the attention share on the gold document; hierarchical does not.
-  EXPECT_FALSE(results["rows"][3].contains("gold_attention"));
-  EXPECT_GT(results["rows"][4]["gold_attention"].get<double>(), 0.0);
-  EXPECT_LE(results["rows"][4]["gold_attention"].get<double>(), 1.0 + 1e-6);
-  const double top1 = results["rows"][4]["gold_top1"].get<double>();
+  // Retriever rows report how often the gold document was retrieved (and first); flat
+  // aggregation over the whole bank reports the attention share on it; hierarchical neither.
+  for (int row : {3, 4}) {
+    const double retrieved = results["rows"][row]["gold_retrieved"].get<double>();
+    const double first = results["rows"][row]["gold_top1"].get<double>();
+    EXPECT_GE(first, 0.0);
+    EXPECT_GE(retrieved, first);
+    EXPECT_LE(retrieved, 1.0);
+  }
+  EXPECT_FALSE(results["rows"][5].contains("gold_attention"));
+  EXPECT_FALSE(results["rows"][5].contains("gold_retrieved"));
+  EXPECT_GT(results["rows"][6]["gold_attention"].get<double>(), 0.0);
+  EXPECT_LE(results["rows"][6]["gold_attention"].get<double>(), 1.0 + 1e-6);
+  const double top1 = results["rows"][6]["gold_top1"].get<double>();
   EXPECT_GE(top1, 0.0);
   EXPECT_LE(top1, 1.0);
 }
