@@ -18,8 +18,11 @@
 #      MemAvailable, at most 16): a run that would need more stops with "completed":false and the
 #      failed allocation's size instead of pushing the machine into the OOM killer (flat at 100k
 #      does; see the mac_answer line's "error"). One more hierarchical run at 10k (batch 64) uses
-#      mac::reduce_memory with max_elements 2^16 instead of engram's 2^22, to show how much of the
+#      mac::reduce_memory with max_elements 2^22 instead of engram's 2^16, to show how much of the
 #      peak is the bound on one batched aggregator call.
+#   4. answering with the retriever (mac.retriever.top_k = 16: faiss search of the bank's keys,
+#      then one aggregator call over the best 16) at 1k, 10k and 100k, batch 64; the line's
+#      bank_keys_s is the one-off cost of the bank's keys; mac_answer_scaling with "top_k":16.
 #   Peaks are VmHWM since set-up, so they include the process's models and runtime (~175 MiB)
 #   and, for answering, the bank itself (N x 8 x 128 float32: 3.9 MiB at 1k, 391 MiB at 100k);
 #   every line also gives the peak minus the bank and the peak above set-up.
@@ -40,7 +43,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=(--threads "$2"); shift 2 ;;
     --max-gib) max_gib="$2"; shift 2 ;;
     --full) full=1; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "mac.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -107,7 +110,15 @@ for n in 1000 100000; do
     aabove[$n.hierarchical.16]=$(field "$line" peak_above_setup_mib)
   fi
 done
-answer 10000 hierarchical 64 1 0 --max-elements 65536
+answer 10000 hierarchical 64 1 0 --max-elements 4194304
+for n in 1000 10000 100000; do
+  if [ "$n" = 1000 ]; then answer "$n" hierarchical 64 3 1 --top-k 16; else answer "$n" hierarchical 64 1 0 --top-k 16; fi
+  if [ "$(field "$line" questions_per_s)" != null ]; then
+    apeak[$n.retriever.64]=$(field "$line" peak_rss_mib)
+    aminus[$n.retriever.64]=$(field "$line" peak_minus_bank_mib)
+    aabove[$n.retriever.64]=$(field "$line" peak_above_setup_mib)
+  fi
+done
 scaling() {  # AGGREGATION BATCH N: peak at N over peak at 1k, three ways
   local hi="$3.$1.$2" lo="1000.$1.$2"
   local rp ra rs
@@ -127,4 +138,6 @@ scaling flat 64 10000
 scaling flat 64 100000
 [ $full -eq 1 ] && scaling hierarchical 64 100000
 scaling hierarchical 16 100000
+scaling retriever 64 10000
+scaling retriever 64 100000
 printf '{"bench":"mac_suite","seconds":%s}\n' "$(( $(date +%s) - start ))"

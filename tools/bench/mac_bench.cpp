@@ -53,6 +53,7 @@
 #include "methods/mac/aggregate.h"
 #include "methods/mac/meta_train.h"
 #include "methods/mac/modules.h"
+#include "methods/mac/retrieve.h"
 #include "model/decoder.h"
 #include "model/generate.h"
 #include "model/t5.h"
@@ -76,7 +77,9 @@ const char* kUsage =
     "           a JSON line saying so instead of taking the machine's memory)\n"
     "           --max-elements E (0: mac::distributed_aggregate on one local rank, as engram answers;\n"
     "           else mac::reduce_memory with max_elements E (questions x memory tokens per batched\n"
-    "           aggregator call; engram's default is 2^22) + mac::aggregate)\n";
+    "           aggregator call; engram's default is 2^16) + mac::aggregate)\n"
+    "           --top-k K (0: aggregate the whole bank; else the retriever's best K documents, as\n"
+    "           mac.retriever.top_k: keys of the bank once, then faiss search + aggregation of K)\n";
 
 struct Options {
   std::string mode;
@@ -100,6 +103,7 @@ struct Options {
   int64_t new_tokens = 8;
   double max_gib = 0;
   int64_t max_elements = 0;  // answer: 0 = mac::distributed_aggregate as engram answers; else reduce_memory's bound
+  int64_t top_k = 0;         // answer: > 0 = aggregate the retriever's best K (mac::retrieve_top_k)
 };
 
 // Returns "" on success, "help", or what is wrong with the command line.
@@ -131,6 +135,7 @@ std::string parse(int argc, char** argv, Options* o) {
       else if (key == "--new-tokens") o->new_tokens = std::stoll(v);
       else if (key == "--max-gib") o->max_gib = std::stod(v);
       else if (key == "--max-elements") o->max_elements = std::stoll(v);
+      else if (key == "--top-k") o->top_k = std::stoll(v);
       else return fmt::format("unknown option {}", key);
     } catch (const std::exception&) {
       return fmt::format("{}: '{}' is not a number", key, v);
@@ -146,7 +151,7 @@ std::string parse(int argc, char** argv, Options* o) {
   if (o->lr < 0) o->lr = adapt ? 1e-4 : 1e-3;
   if (o->docs < 1 || o->doc_tokens < 2 || o->batch < 1 || o->reps < 1 || o->bank < 1 || o->steps < 1 ||
       o->question_tokens < 1 || o->qa_tokens < 2 || o->prompt_tokens < 1 || o->batches < 1 || o->warmup < 0 ||
-      o->new_tokens < 1 || o->group < 2 || o->max_gib < 0 || o->max_elements < 0)
+      o->new_tokens < 1 || o->group < 2 || o->max_gib < 0 || o->max_elements < 0 || o->top_k < 0)
     return "sizes and counts must be positive (--group >= 2)";
   if (adapt && o->doc_tokens < 18) return "adapt: --doc-tokens must be >= 18";
   if (!(o->ratio > 0 && o->ratio <= 1)) return "--ratio must be in (0, 1]";
@@ -201,8 +206,9 @@ model::T5Config t5_config() {
   return c;
 }
 
-mac::MacConfig mac_config(const model::DecoderConfig& lm) {
+mac::MacConfig mac_config(const model::DecoderConfig& lm, int64_t retrieval_dim = 0) {
   mac::MacConfig c;
+  c.retrieval_dim = retrieval_dim;
   c.T = 8;
   c.P = 2;
   c.amortizer = t5_config();
@@ -438,7 +444,7 @@ int run_answer(const Options& o) {
   const model::DecoderConfig lm_config = base_config();
   torch::manual_seed(o.seed);
   model::Decoder lm = frozen_lm(lm_config);
-  mac::MacModel m(mac_config(lm_config));
+  mac::MacModel m(mac_config(lm_config, o.top_k > 0 ? 128 : 0));
   m->eval();
   const int64_t vocab = lm_config.vocab_size, N = o.docs, T = 8, d = 128, Bq = o.batch;
   const bool hierarchical = o.aggregation == "hierarchical";
@@ -473,7 +479,13 @@ int run_answer(const Options& o) {
 
   torch::NoGradGuard no_grad;
   mac::AggregationStats stats;
-  double t_encode = 0, t_aggregate = 0, t_generate = 0, elapsed = 0;
+  double t_encode = 0, t_aggregate = 0, t_generate = 0, elapsed = 0, t_keys = 0;
+  at::Tensor keys;  // the bank's retriever keys, made once before answering (as engram answer does)
+  if (o.top_k > 0) {
+    auto t0 = std::chrono::steady_clock::now();
+    keys = m->retriever()->document_keys(bank[0]);
+    t_keys = seconds_since(t0);
+  }
   int64_t answered = 0;
   std::string failure;
   try {
@@ -484,7 +496,10 @@ int run_answer(const Options& o) {
       at::Tensor z0 = m->encode_question(q_ids[static_cast<size_t>(b)], q_mask);
       auto t1 = std::chrono::steady_clock::now();
       at::Tensor z;
-      if (o.max_elements > 0) {  // the same algorithm with another bound on one batched call
+      if (o.top_k > 0) {
+        mac::Retrieved found = mac::retrieve_top_k(m->retriever()->question_keys(z0), bank[0], keys, 0, {}, o.top_k, *comm);
+        z = mac::aggregate_hierarchical(m->aggregator(), z0, found.memory, M, &batch_stats);
+      } else if (o.max_elements > 0) {  // the same algorithm with another bound on one batched call
         mac::Memory reduced = mac::reduce_memory(m->aggregator(), z0, mac::Memory{bank, {}}, M, &batch_stats, o.max_elements);
         z = mac::aggregate(m->aggregator(), z0, reduced, &batch_stats);
       } else {
@@ -513,20 +528,21 @@ int run_answer(const Options& o) {
   for (char c : failure) escaped += (c == '"' || c == '\\') ? ' ' : c;
   const int64_t timed_batches = answered / Bq;
   emit(fmt::format(
-      "{{\"bench\":\"mac_answer\",\"aggregation\":\"{}\",\"group\":{},\"docs\":{},\"T\":{},\"d\":{},\"batch\":{},"
+      "{{\"bench\":\"mac_answer\",\"aggregation\":\"{}\",\"top_k\":{},\"bank_keys_s\":{},\"group\":{},\"docs\":{},\"T\":{},\"d\":{},\"batch\":{},"
       "\"question_tokens\":{},\"prompt_tokens\":{},\"new_tokens\":{},\"decoding\":\"greedy, no EOS\",\"threads\":{},"
       "\"warmup_batches\":{},\"batches\":{},\"questions_per_s\":{},\"s_per_batch\":{},"
       "\"ms_per_batch\":{{\"question_encoder\":{},\"aggregate\":{},\"prefix_generate\":{}}},"
       "\"aggregator_calls_per_question\":{},\"levels\":{},\"max_elements\":{},"
       "\"rss_models_mib\":{},\"bank_mib\":{},\"setup_rss_mib\":{},\"peak_rss_mib\":{},\"peak_minus_bank_mib\":{},"
       "\"peak_above_setup_mib\":{},\"peak_since\":\"{}\",\"address_space_limit_gib\":{},\"completed\":{}{}}}",
-      o.aggregation, hierarchical ? std::to_string(M) : std::string("null"), N, T, d, Bq, o.question_tokens,
+      o.aggregation, o.top_k, o.top_k > 0 ? num(t_keys) : "null", hierarchical ? std::to_string(M) : std::string("null"),
+      N, T, d, Bq, o.question_tokens,
       o.prompt_tokens, o.new_tokens, at::get_num_threads(), o.warmup, timed_batches,
       answered ? num(answered / elapsed) : "null", timed_batches ? num(elapsed / timed_batches) : "null",
       timed_batches ? num(1e3 * t_encode / timed_batches) : "null",
       timed_batches ? num(1e3 * t_aggregate / timed_batches) : "null",
       timed_batches ? num(1e3 * t_generate / timed_batches) : "null", timed_batches ? num(stats.calls / static_cast<double>(Bq)) : "null",
-      stats.levels, o.max_elements > 0 ? std::to_string(o.max_elements) : std::string("\"default (2^22)\""),
+      stats.levels, o.max_elements > 0 ? std::to_string(o.max_elements) : std::string("\"default (2^16)\""),
       num(mib(models_rss)), num(mib(bank_bytes)), num(mib(setup_rss)), num(mib(peak)),
       num(mib(peak - bank_bytes)), num(mib(peak - setup_rss)),
       reset ? "set-up, bank included (VmHWM reset)" : "process start (VmHWM reset unsupported)",
