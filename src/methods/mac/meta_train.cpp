@@ -157,8 +157,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   const double retriever_weight = cfg.get_float("mac.retriever.weight");
   const double temperature = cfg.get_float("mac.retriever.temperature");
   if (retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", retriever_weight);
-  const int64_t ramp_steps = cfg.get_int("mac.retriever.ramp_steps");
-  if (ramp_steps < 0) core::fail("mac.retriever.ramp_steps must be >= 0, got {}", ramp_steps);
+  const int64_t encoders_from_step = cfg.get_int("mac.retriever.encoders_from_step");
   if (!(temperature > 0)) core::fail("mac.retriever.temperature must be positive, got {}", temperature);
   const int32_t lm_pad = std::max(0, s.lm_tokenizer->pad_id());
   spdlog::info("mac-train: {} rows over {} documents; base {} ; MAC {} parameters (T {}, {} prefix slots)",
@@ -224,17 +223,19 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
 
     RetrieverStep retrieved;
     if (s.mac->has_retriever()) {  // contrastive: each question against every document of the global batch and pool
-      // The contrastive loss also trains the amortizer and the question encoder: summaries that
-      // are easy to tell apart help the aggregator find the gold document too. (A large weight
-      // from the first step can keep reading from ever starting: see mac.retriever.weight.)
+      // From mac.retriever.encoders_from_step on, the contrastive loss also trains the amortizer
+      // and the question encoder: summaries that are easy to tell apart help the aggregator find
+      // the gold document too. Before it, it trains the retriever alone, so the QA loss gets the
+      // encoders reading first (pulled apart from the first step, they never started to read).
+      const bool through = trainer.step() >= encoders_from_step;
       Retriever& retriever = s.mac->retriever();
-      at::Tensor keys = retriever->document_keys(bank);
+      at::Tensor keys = retriever->document_keys(through ? bank : bank.detach());
       int64_t own_keys = own_offset;  // where this rank's documents start among the keys
       if (!global_bank && W > 1) {  // the bank is local: gather the keys alone (k numbers a document)
         own_keys = comm.rank() * B;
         keys = with_other_ranks(keys, comm);
       }
-      retrieved = retriever_step(retriever, z0, documents.narrow(0, 0, with_grad), keys,
+      retrieved = retriever_step(retriever, through ? z0 : z0.detach(), documents.narrow(0, 0, with_grad), keys,
                                  W > 1 ? all_documents : documents, own_keys, pool, hard_negatives, temperature);
       // After the curriculum, each question's memory also holds the pool documents its key finds
       // nearest to its own: the kind of distractors answering with mac.retriever.top_k brings.
@@ -266,10 +267,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     if (retrieved.loss.defined()) {
       micro.figures["retriever_loss"] = retrieved.loss.item<double>();
       micro.figures["retriever_top1"] = retrieved.top1;
-      // mac.retriever.ramp_steps: the weight grows linearly from 0, so the QA loss gets the
-      // encoders reading before the contrastive loss pulls the summaries apart.
-      const double ramp = ramp_steps > 0 ? std::min(1.0, static_cast<double>(trainer.step()) / ramp_steps) : 1.0;
-      micro.loss = micro.loss + retriever_weight * ramp * retrieved.loss;
+      micro.loss = micro.loss + retriever_weight * retrieved.loss;
     }
     return micro;
   };

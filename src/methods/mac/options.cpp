@@ -191,12 +191,12 @@ void declare_mac_options(config::Schema& schema) {
                  "first latent); 0 = no retriever (the reference)");
   schema.add_float("mac.retriever.weight", 1.0,
                    "meta-training: weight of the retriever's contrastive loss (each question against every "
-                   "document of the global batch and the pool, its own the label; it also trains the encoders). "
-                   "On the quickstart world 1.0 from the first step kept the QA loss at the closed-book plateau: "
-                   "ramp it up (mac.retriever.ramp_steps)");
-  schema.add_int("mac.retriever.ramp_steps", 0,
-                 "meta-training: the retriever's weight grows linearly from 0 to mac.retriever.weight over the "
-                 "first N steps (0 = constant)");
+                   "document of the global batch and the pool, its own the label). "
+                   "From mac.retriever.encoders_from_step on, it also trains the amortizer and question encoder");
+  schema.add_int("mac.retriever.encoders_from_step", 0,
+                 "meta-training: before this step the contrastive loss trains the retriever alone (the encoders "
+                 "learn to read first; on the quickstart world, weight 1 through the encoders from step 0 kept "
+                 "the QA loss at the closed-book plateau)");
   schema.add_int("mac.retriever.pool", 0,
                  "meta-training: the summaries of the last N documents (detached) are kept as more negatives for "
                  "the retriever (not checkpointed: a resumed run refills it)");
