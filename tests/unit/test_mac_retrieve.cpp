@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "dist/thread_communicator.h"
+#include "methods/mac/meta_train.h"
 #include "methods/mac/modules.h"
 #include "methods/mac/retrieve.h"
 #include "model/t5.h"
@@ -118,4 +119,58 @@ TEST(MacRetriever, ABankSmallerThanKLeavesTheRestInvalid) {
       EXPECT_TRUE(torch::equal(sorted, torch::arange(3, torch::kLong).expand({2, 3})));
     });
   }
+}
+
+TEST(MacRetrieverTraining, ThePoolKeepsTheNewestDocumentsFirst) {
+  mac::SummaryPool pool;
+  pool.capacity = 5;
+  pool.add(torch::full({3, 2, 1}, 1.0), torch::tensor({10, 11, 12}, torch::kLong));
+  pool.add(torch::full({3, 2, 1}, 2.0), torch::tensor({20, 21, 22}, torch::kLong));
+  ASSERT_EQ(pool.size(), 5);
+  EXPECT_TRUE(torch::equal(pool.documents, torch::tensor({20, 21, 22, 10, 11}, torch::kLong)));
+  EXPECT_EQ(pool.summaries[2][0][0].item<float>(), 2.0f);
+  EXPECT_EQ(pool.summaries[3][0][0].item<float>(), 1.0f);
+  mac::SummaryPool off;  // capacity 0: keeps nothing
+  off.add(torch::ones({3, 2, 1}), torch::tensor({1, 2, 3}, torch::kLong));
+  EXPECT_EQ(off.size(), 0);
+}
+
+TEST(MacRetrieverTraining, ContrastiveLossIgnoresCopiesAndPicksTheBestPoolDistractors) {
+  torch::manual_seed(4);
+  mac::MacModel m(config_with_retriever(6));
+  mac::Retriever& retriever = m->retriever();
+  const int64_t Bq = 2;
+  at::Tensor z0 = torch::randn({Bq, 4, 16});
+  at::Tensor batch = torch::randn({4, 4, 16});  // the bank: documents 7, 8, 9, 7
+  at::Tensor batch_documents = torch::tensor({7, 8, 9, 7}, torch::kLong);
+  mac::SummaryPool pool;
+  pool.capacity = 6;
+  pool.add(torch::randn({6, 4, 16}), torch::tensor({8, 1, 2, 3, 4, 5}, torch::kLong));
+  at::Tensor question_documents = torch::tensor({8, 9}, torch::kLong);  // questions of bank rows 1 and 2
+  mac::RetrieverStep step = mac::retriever_step(retriever, z0, question_documents, retriever->document_keys(batch),
+                                                batch_documents, 1, pool, 3, 0.1);
+
+  // By hand: question 0 (document 8, own row 1) may not be told apart from pool row 0 (also 8).
+  at::Tensor q = retriever->question_keys(z0);
+  at::Tensor keys = torch::cat({retriever->document_keys(batch), retriever->document_keys(pool.summaries)}, 0);
+  at::Tensor scores = torch::matmul(q, keys.t()) / 0.1;  // [2, 10]
+  double loss = 0;
+  at::Tensor allowed0 = torch::ones({10}, torch::kBool), allowed1 = torch::ones({10}, torch::kBool);
+  allowed0[4] = false;  // pool row 0 = key row 4
+  loss += -torch::log_softmax(scores[0].masked_select(allowed0), 0)[1].item<double>();
+  loss += -torch::log_softmax(scores[1].masked_select(allowed1), 0)[2].item<double>();
+  EXPECT_NEAR(step.loss.item<double>(), loss / 2, 1e-5);
+
+  ASSERT_TRUE(step.distractors.defined());
+  ASSERT_EQ(step.distractors.sizes(), (std::vector<int64_t>{Bq, 3, 4, 16}));
+  for (int64_t i = 0; i < Bq; ++i) {
+    at::Tensor pool_scores = scores[i].narrow(0, 4, 6).clone();
+    if (i == 0) pool_scores[0] = -1e9;  // the copy of its own document is no distractor
+    at::Tensor best = std::get<1>(pool_scores.topk(3));
+    EXPECT_TRUE(torch::equal(step.distractors[i], pool.summaries.index_select(0, best))) << i;
+  }
+  // Gradient reaches the retriever through the pool's keys too; the pool itself stays detached.
+  step.loss.backward();
+  for (const auto& p : retriever->named_parameters()) EXPECT_TRUE(p.value().grad().defined()) << p.key();
+  EXPECT_FALSE(pool.summaries.requires_grad());
 }

@@ -93,30 +93,15 @@ at::Tensor with_other_ranks(const at::Tensor& x, dist::Communicator& comm) {
   return torch::cat(parts, 0);
 }
 
-// The summaries of the last `capacity` documents trained on (detached), newest first, with their
-// document indices: many more negatives for the retriever than one batch holds, and the hard
-// distractors of mac.retriever.hard_negatives. Not checkpointed: it refills after a resume.
-struct SummaryPool {
-  int64_t capacity = 0;
-  at::Tensor summaries;  // [n, T, d]
-  at::Tensor documents;  // [n] int64
-  int64_t size() const { return summaries.defined() ? summaries.size(0) : 0; }
-  void add(const at::Tensor& more, const at::Tensor& more_documents) {
-    if (capacity <= 0) return;
-    summaries = size() == 0 ? more.detach() : torch::cat({more.detach(), summaries}, 0);
-    documents = size() == more.size(0) ? more_documents : torch::cat({more_documents, documents}, 0);
-    if (size() > capacity) summaries = summaries.narrow(0, 0, capacity), documents = documents.narrow(0, 0, capacity);
-  }
-};
+}  // namespace
 
-// One step of the retriever: its contrastive loss (each question against every other document
-// of the keys it is given; copies of its own document are no negatives) and, when asked, each
-// question's `hard` best-matching pool documents [Bq, hard, T, d] as distractors.
-struct RetrieverStep {
-  at::Tensor loss;
-  double top1 = 0;
-  at::Tensor distractors;
-};
+void SummaryPool::add(const at::Tensor& more, const at::Tensor& more_documents) {
+  if (capacity <= 0) return;
+  summaries = size() == 0 ? more.detach() : torch::cat({more.detach(), summaries}, 0);
+  documents = size() == more.size(0) ? more_documents : torch::cat({more_documents, documents}, 0);
+  if (size() > capacity) summaries = summaries.narrow(0, 0, capacity), documents = documents.narrow(0, 0, capacity);
+}
+
 RetrieverStep retriever_step(Retriever& retriever, const at::Tensor& question_latents, const at::Tensor& question_documents,
                              at::Tensor keys, at::Tensor key_documents, int64_t own_offset, const SummaryPool& pool,
                              int64_t hard, double temperature) {
@@ -140,8 +125,6 @@ RetrieverStep retriever_step(Retriever& retriever, const at::Tensor& question_la
   }
   return step;
 }
-
-}  // namespace
 
 MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   dist::Communicator& comm = rt.comm();

@@ -52,6 +52,32 @@ struct QuestionMemory {
 };
 QuestionMemory question_memory(const at::Tensor& bank, int64_t questions, int64_t group, int64_t own_offset);
 
+// The summaries of the last `capacity` documents trained on (detached), newest first, with their
+// document indices (mac.retriever.pool): many more negatives for the retriever than one batch
+// holds, and the hard distractors of mac.retriever.hard_negatives. Not checkpointed: a resumed
+// run refills it.
+struct SummaryPool {
+  int64_t capacity = 0;
+  at::Tensor summaries;  // [n, T, d]
+  at::Tensor documents;  // [n] int64
+  int64_t size() const { return summaries.defined() ? summaries.size(0) : 0; }
+  void add(const at::Tensor& more, const at::Tensor& more_documents);
+};
+
+// One step of the retriever: its contrastive loss, each question i (latent [Bq, T, d], document
+// index question_documents[i]) against the keys [n, k] (documents key_documents [n]; its own
+// document's key at row own_offset + i) and the pool's; other copies of its own document are no
+// negatives. With hard > 0 (and a pool that large), each question's `hard` best-matching pool
+// documents [Bq, hard, T, d] as distractors for its memory.
+struct RetrieverStep {
+  at::Tensor loss;
+  double top1 = 0;  // share of questions whose own document scores highest
+  at::Tensor distractors;
+};
+RetrieverStep retriever_step(Retriever& retriever, const at::Tensor& question_latents, const at::Tensor& question_documents,
+                             at::Tensor keys, at::Tensor key_documents, int64_t own_offset, const SummaryPool& pool,
+                             int64_t hard, double temperature);
+
 // k = floor(B r), at least 1.
 int64_t documents_with_grad(int64_t bank_size, double ratio);
 
