@@ -140,7 +140,9 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   const double retriever_weight = cfg.get_float("mac.retriever.weight");
   const double temperature = cfg.get_float("mac.retriever.temperature");
   if (retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", retriever_weight);
-  const int64_t encoders_from_step = cfg.get_int("mac.retriever.encoders_from_step");
+  const int64_t retriever_from_step = cfg.get_int("mac.retriever.from_step");
+  const double retriever_early_weight = cfg.get_float("mac.retriever.early_weight");
+  if (retriever_early_weight < 0) core::fail("mac.retriever.early_weight must be >= 0, got {}", retriever_early_weight);
   if (!(temperature > 0)) core::fail("mac.retriever.temperature must be positive, got {}", temperature);
   const int32_t lm_pad = std::max(0, s.lm_tokenizer->pad_id());
   spdlog::info("mac-train: {} rows over {} documents; base {} ; MAC {} parameters (T {}, {} prefix slots)",
@@ -205,27 +207,31 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     auto [memory, gold] = question_memory(bank, with_grad, group, own_offset);
 
     RetrieverStep retrieved;
+    const bool second_phase = trainer.step() >= retriever_from_step;  // of the retriever (below)
     if (s.mac->has_retriever()) {  // contrastive: each question against every document of the global batch and pool
-      // From mac.retriever.encoders_from_step on, the contrastive loss also trains the amortizer
-      // and the question encoder: summaries that are easy to tell apart help the aggregator find
-      // the gold document too. Before it, it trains the retriever alone, so the QA loss gets the
-      // encoders reading first (pulled apart from the first step, they never started to read).
-      const bool through = trainer.step() >= encoders_from_step;
+      // Two phases, both training the encoders too (summaries that are easy to tell apart help
+      // the aggregator find the gold document as well). Before mac.retriever.from_step, a small
+      // weight within the batch, while the QA loss gets the encoders reading (a full weight from
+      // the first step kept them from ever reading; trained alone on summaries that do not yet
+      // tell documents apart, the retriever learned next to nothing). From it on, the full weight,
+      // with the pool's negatives and hard distractors (a pool from the start, of summaries from
+      // encoders that still change fast, taught the retriever nothing).
       Retriever& retriever = s.mac->retriever();
-      at::Tensor keys = retriever->document_keys(through ? bank : bank.detach());
+      at::Tensor keys = retriever->document_keys(bank);
       int64_t own_keys = own_offset;  // where this rank's documents start among the keys
       if (!global_bank && W > 1) {  // the bank is local: gather the keys alone (k numbers a document)
         own_keys = comm.rank() * B;
         keys = with_other_ranks(keys, comm);
       }
-      retrieved = retriever_step(retriever, through ? z0 : z0.detach(), documents.narrow(0, 0, with_grad), keys,
-                                 W > 1 ? all_documents : documents, own_keys, pool, hard_negatives, temperature);
+      retrieved = retriever_step(retriever, z0, documents.narrow(0, 0, with_grad), keys,
+                                 W > 1 ? all_documents : documents, own_keys, second_phase ? pool : SummaryPool{},
+                                 hard_negatives, temperature);
       // After the curriculum, each question's memory also holds the pool documents its key finds
       // nearest to its own: the kind of distractors answering with mac.retriever.top_k brings.
       if (retrieved.distractors.defined() && group == 0)
         memory.rows = torch::cat({memory.rows.expand({with_grad, -1, -1, -1}), retrieved.distractors}, 1);
     }
-    pool.add(bank, bank_documents);
+    if (second_phase) pool.add(bank, bank_documents);
 
     std::vector<at::Tensor> attention;
     at::Tensor z = aggregate(s.mac->aggregator(), z0, memory, nullptr, &attention);
@@ -250,7 +256,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     if (retrieved.loss.defined()) {
       micro.figures["retriever_loss"] = retrieved.loss.item<double>();
       micro.figures["retriever_top1"] = retrieved.top1;
-      micro.loss = micro.loss + retriever_weight * retrieved.loss;
+      micro.loss = micro.loss + (second_phase ? retriever_weight : retriever_early_weight) * retrieved.loss;
     }
     return micro;
   };

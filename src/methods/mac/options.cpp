@@ -192,11 +192,14 @@ void declare_mac_options(config::Schema& schema) {
   schema.add_float("mac.retriever.weight", 1.0,
                    "meta-training: weight of the retriever's contrastive loss (each question against every "
                    "document of the global batch and the pool, its own the label). "
-                   "From mac.retriever.encoders_from_step on, it also trains the amortizer and question encoder");
-  schema.add_int("mac.retriever.encoders_from_step", 0,
-                 "meta-training: before this step the contrastive loss trains the retriever alone (the encoders "
-                 "learn to read first; on the quickstart world, weight 1 through the encoders from step 0 kept "
-                 "the QA loss at the closed-book plateau)");
+                   "It also trains the amortizer and question encoder");
+  schema.add_int("mac.retriever.from_step", 0,
+                 "meta-training: the retriever's second phase starts here: before it, its loss has weight "
+                 "mac.retriever.early_weight and sees the batch only, while the encoders learn to read; from "
+                 "it on, mac.retriever.weight, with the pool and hard distractors");
+  schema.add_float("mac.retriever.early_weight", 0.1,
+                   "meta-training: the retriever's weight before mac.retriever.from_step (on the quickstart "
+                   "world, weight 1 from the first step kept the QA loss at the closed-book plateau; 0.1 did not)");
   schema.add_int("mac.retriever.pool", 0,
                  "meta-training: the summaries of the last N documents (detached) are kept as more negatives for "
                  "the retriever (not checkpointed: a resumed run refills it)");
