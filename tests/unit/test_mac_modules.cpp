@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "../common/mac_tiny_config.h"
 #include "core/error.h"
 #include "dist/thread_communicator.h"
 #include "methods/mac/aggregate.h"
@@ -18,21 +19,7 @@ using mac::Memory;
 
 namespace {
 
-mac::MacConfig tiny_config(int64_t T = 4, int64_t L = 2, int64_t P = 2) {
-  mac::MacConfig c;
-  c.T = T;
-  c.P = P;
-  c.amortizer = model::T5Config::preset("tiny");
-  c.question = model::T5Config::preset("tiny");
-  c.aggregator_blocks = 2;
-  c.aggregator_heads = 2;
-  c.aggregator_head_dim = 8;
-  c.slot_hidden = 12;
-  c.d = 16;
-  c.L = L;
-  c.H = 4;
-  return c;
-}
+mac::MacConfig tiny_config(int64_t T = 4, int64_t L = 2, int64_t P = 2) { return checks::tiny_mac_config(T, L, P); }
 
 void expect_close(const at::Tensor& a, const at::Tensor& b, double tol = 1e-5) {
   ASSERT_EQ(a.sizes(), b.sizes());

@@ -5,33 +5,18 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "../common/mac_tiny_config.h"
 #include "core/error.h"
 #include "dist/thread_communicator.h"
 #include "methods/mac/meta_train.h"
 #include "methods/mac/modules.h"
 #include "methods/mac/retrieve.h"
-#include "model/t5.h"
 
 using namespace engram;
 
 namespace {
 
-mac::MacConfig config_with_retriever(int64_t dim) {
-  mac::MacConfig c;
-  c.T = 4;
-  c.P = 2;
-  c.amortizer = model::T5Config::preset("tiny");
-  c.question = model::T5Config::preset("tiny");
-  c.aggregator_blocks = 1;
-  c.aggregator_heads = 2;
-  c.aggregator_head_dim = 8;
-  c.slot_hidden = 12;
-  c.d = 16;
-  c.L = 2;
-  c.H = 4;
-  c.retrieval_dim = dim;
-  return c;
-}
+mac::MacConfig config_with_retriever(int64_t dim) { return checks::tiny_mac_config(4, 2, 2, dim); }
 
 // Shard r of n rows over `world` ranks (contiguous, as ShardSpec splits).
 std::pair<int64_t, int64_t> shard_of(int64_t n, int rank, int world) {
