@@ -45,6 +45,18 @@ TEST(MacRetriever, KeysAreTheNormalisedProjectionOfTheNormalisedFlatTokens) {
   }
 }
 
+TEST(MacRetriever, ABanksKeysAreMadeInChunksWithTheSameValues) {
+  torch::manual_seed(5);
+  mac::MacModel m(config_with_retriever(6));
+  torch::NoGradGuard no_grad;
+  at::Tensor bank = torch::randn({9000, 4, 16});  // more rows than one chunk (4096)
+  at::Tensor keys = m->retriever()->document_keys(bank);
+  ASSERT_EQ(keys.sizes(), (std::vector<int64_t>{9000, 6}));
+  for (int64_t row : {0, 4095, 4096, 8191, 8999})
+    EXPECT_LT((keys[row] - m->retriever()->document_keys(bank.narrow(0, row, 1))[0]).abs().max().item<double>(), 1e-6)
+        << row;
+}
+
 TEST(MacRetriever, AModelWithoutOneSaysHowToGetOne) {
   mac::MacModel m(config_with_retriever(0));
   EXPECT_FALSE(m->has_retriever());

@@ -271,10 +271,19 @@ RetrieverImpl::RetrieverImpl(const MacConfig& c)
 
 at::Tensor RetrieverImpl::key(const Side& side, const at::Tensor& x) {
   ENGRAM_CHECK(x.dim() == 3, "Retriever: inputs must be [N, T, d]");
-  at::Tensor flat = x.flatten(1);
-  at::Tensor normed = torch::layer_norm(flat, {flat.size(1)}, side.norm_weight, side.norm_bias);
-  return torch::nn::functional::normalize(torch::linear(normed, side.weight, side.bias),
-                                          torch::nn::functional::NormalizeFuncOptions().dim(1));
+  auto keys_of = [&](const at::Tensor& rows) {
+    at::Tensor flat = rows.flatten(1);
+    at::Tensor normed = torch::layer_norm(flat, {flat.size(1)}, side.norm_weight, side.norm_bias);
+    return torch::nn::functional::normalize(torch::linear(normed, side.weight, side.bias),
+                                            torch::nn::functional::NormalizeFuncOptions().dim(1));
+  };
+  // In chunks of rows: the normalised copy of a whole bank would be as large as the bank.
+  constexpr int64_t kRows = 4096;
+  if (x.size(0) <= kRows) return keys_of(x);
+  std::vector<at::Tensor> keys;
+  for (int64_t begin = 0; begin < x.size(0); begin += kRows)
+    keys.push_back(keys_of(x.narrow(0, begin, std::min(kRows, x.size(0) - begin))));
+  return torch::cat(keys, 0);
 }
 
 at::Tensor RetrieverImpl::document_keys(const at::Tensor& summaries) { return key(document_, summaries); }
