@@ -191,7 +191,9 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     at::Tensor documents = torch::empty({B}, torch::kLong);  // each bank row's document index
     for (int64_t i = 0; i < B; ++i) documents[i] = set.rows[static_cast<size_t>(indices[static_cast<size_t>(i)])].document;
     const int W = comm.world_size();
-    const at::Tensor all_documents = W > 1 ? comm.all_gather(documents).flatten() : documents;  // [W B]
+    const bool retriever_on = s.mac->has_retriever();
+    // Every rank's document indices [W B] (only the retriever needs them: no collective otherwise).
+    const at::Tensor all_documents = retriever_on && W > 1 ? comm.all_gather(documents).flatten() : documents;
     int64_t own_offset = 0;  // where this rank's documents start in the bank
     if (global_bank && W > 1) {
       own_offset = comm.rank() * B;
@@ -208,7 +210,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
 
     RetrieverStep retrieved;
     const bool second_phase = trainer.step() >= retriever_from_step;  // of the retriever (below)
-    if (s.mac->has_retriever()) {  // contrastive: each question against every document of the global batch and pool
+    if (retriever_on) {  // contrastive: each question against every document of the global batch and pool
       // Two phases, both training the encoders too (summaries that are easy to tell apart help
       // the aggregator find the gold document as well). Before mac.retriever.from_step, a small
       // weight within the batch, while the QA loss gets the encoders reading (a full weight from
@@ -224,14 +226,14 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
         keys = with_other_ranks(keys, comm);
       }
       retrieved = retriever_step(retriever, z0, documents.narrow(0, 0, with_grad), keys,
-                                 W > 1 ? all_documents : documents, own_keys, second_phase ? pool : SummaryPool{},
+                                 all_documents, own_keys, second_phase ? pool : SummaryPool{},
                                  hard_negatives, temperature);
       // After the curriculum, each question's memory also holds the pool documents its key finds
       // nearest to its own: the kind of distractors answering with mac.retriever.top_k brings.
       if (retrieved.distractors.defined() && group == 0)
         memory.rows = torch::cat({memory.rows.expand({with_grad, -1, -1, -1}), retrieved.distractors}, 1);
     }
-    if (second_phase) pool.add(bank, bank_documents);
+    if (retriever_on && second_phase) pool.add(bank, bank_documents);
 
     std::vector<at::Tensor> attention;
     at::Tensor z = aggregate(s.mac->aggregator(), z0, memory, nullptr, &attention);
