@@ -102,3 +102,18 @@ TEST_F(TinyRun, SigtermSavesAndExitsZero) {
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "/nonexistent: no such model file or folder")) << r.output;
 }
+
+TEST(Cli, GenerateFromAFolderSavedByHuggingFaceContinuesAsHfDoes) {
+  // tests/fixtures/hf/gpt2: a tiny GPT2LMHeadModel and byte-level BPE saved by transformers, with
+  // the text HF's greedy generate() decoded (tools/hf_reference/make_fixtures.py).
+  const std::string folder = ENGRAM_FIXTURES "/hf/gpt2";
+  std::ifstream in(folder + "/reference.json");
+  const auto ref = nlohmann::json::parse(in);
+  std::string command = kEngram + " generate --hf " + folder + " --only-new -n 6";
+  for (const auto& prompt : ref["prompts"]) command += " --prompt '" + prompt.get<std::string>() + "'";
+  Result r = run(command);
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const auto& text : ref["greedy_text"])
+    EXPECT_NE(r.output.find("\n" + text.get<std::string>() + "\n"), std::string::npos)
+        << "expected line '" << text.get<std::string>() << "' in:\n" << r.output;
+}
