@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "model/activation.h"
 #include "model/linear.h"
 
 namespace engram::model {
@@ -261,7 +262,7 @@ class MlpImpl : public torch::nn::Module {
   }
   at::Tensor forward(const at::Tensor& h) {  // [B, T, d] -> [B, T, d]
     if (kind_ == "swiglu") return down(at::silu(gate(h)) * up(h));
-    return down(at::gelu(up(h), kind_ == "gelu_new" ? "tanh" : "none"));
+    return down(kind_ == "gelu_new" ? gelu_tanh(up(h)) : at::gelu(up(h)));
   }
   Linear up{nullptr}, gate{nullptr}, down{nullptr};
 

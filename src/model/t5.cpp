@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "model/activation.h"
 
 namespace engram::model {
 
@@ -150,7 +151,7 @@ struct FeedForwardImpl : torch::nn::Module {
   at::Tensor forward(const at::Tensor& x) {
     at::Tensor h;
     if (gated)
-      h = torch::gelu(wi_0->forward(x), "tanh") * wi_1->forward(x);  // HF gated-gelu uses gelu_new
+      h = gelu_tanh(wi_0->forward(x)) * wi_1->forward(x);  // HF gated-gelu uses gelu_new
     else
       h = torch::relu(wi->forward(x));
     h = torch::dropout(h, dropout_p, is_training());

@@ -1,7 +1,6 @@
 // Decoder: parameter names, causality, KV cache, padding, prefix, ALiBi, RoPE, norms/MLPs, and
 // a reference implementation written with explicit loops (per row, head, query and key) that
 // the vectorised forward is compared against.
-#include <chrono>
 #include <cmath>
 #include <map>
 #include <set>
@@ -13,6 +12,7 @@
 
 #include "config/config.h"
 #include "core/error.h"
+#include "model/activation.h"
 #include "model/decoder.h"
 #include "model/linear.h"
 
@@ -829,31 +829,6 @@ TEST(Decoder, ConfigFromOptions) {
   }
 }
 
-// Performance note, not a test: run with --gtest_also_run_disabled_tests to print the training
-// throughput (forward + backward + AdamW) of the benchmark configuration.
-TEST(Decoder, DISABLED_TrainingThroughput) {
-  DecoderConfig c = small("gpt2", 2048, 128, 2, 4, 512);
-  c.max_positions = 512;
-  torch::manual_seed(0);
-  Decoder m(c);
-  m->train();
-  torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(1e-3));
-  at::Tensor ids = torch::randint(0, 2048, {16, 129}, torch::kLong);
-  at::Tensor input = ids.narrow(1, 0, 128), target = ids.narrow(1, 1, 128).reshape({-1});
-  auto step = [&] {
-    opt.zero_grad();
-    at::Tensor loss = torch::nn::functional::cross_entropy(m->forward(input).logits.view({-1, 2048}), target);
-    loss.backward();
-    opt.step();
-  };
-  for (int i = 0; i < 3; ++i) step();
-  const int n = 20;
-  auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < n; ++i) step();
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("threads %d: %.0f tokens/s (%.1f ms/step)\n", at::get_num_threads(), n * 16 * 128 / s, 1000 * s / n);
-}
-
 }  // namespace
 }  // namespace engram::model
 
@@ -893,4 +868,23 @@ TEST(ActivationCheckpointing, SameLossAndGradientsAsWithout) {
       EXPECT_TRUE(torch::allclose(a[k].value().grad(), b[k].value().grad(), 1e-5, 1e-6)) << preset << " " << a[k].key();
     }
   }
+}
+
+TEST(Activation, GeluTanhEqualsLibTorchsTanhGeluAndItsGradient) {
+  // Values from -12 to 12 (both tails, where sigmoid saturates) plus random ones, in double so
+  // the comparison is with LibTorch's kernel, not float rounding; and float32 as used.
+  for (auto dtype : {torch::kDouble, torch::kFloat}) {
+    torch::manual_seed(3);
+    at::Tensor x = torch::cat({torch::linspace(-12, 12, 481, dtype), torch::randn({4, 300}, dtype).reshape(-1) * 3});
+    at::Tensor ours_in = x.clone().requires_grad_(), theirs_in = x.clone().requires_grad_();
+    at::Tensor ours = engram::model::gelu_tanh(ours_in), theirs = at::gelu(theirs_in, "tanh");
+    at::Tensor upstream = torch::randn_like(x);
+    ours.backward(upstream);
+    theirs.backward(upstream);
+    const double tol = dtype == torch::kDouble ? 1e-12 : 1e-5;
+    EXPECT_LT((ours - theirs).abs().max().item<double>(), tol);
+    EXPECT_LT((ours_in.grad() - theirs_in.grad()).abs().max().item<double>(), tol);
+  }
+  // A hand value: gelu_new(1) = 0.5 (1 + tanh(sqrt(2/pi) 1.044715)) = 0.841192.
+  EXPECT_NEAR(engram::model::gelu_tanh(torch::ones({1}, torch::kDouble)).item<double>(), 0.8411919906, 1e-9);
 }

@@ -1,0 +1,42 @@
+#include "model/activation.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+namespace engram::model {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+const double kScale = 2.0 * std::sqrt(2.0 / M_PI);  // 2 sqrt(2/pi): the sigmoid form's factor
+constexpr double kCubic = 0.044715;
+
+// u = kScale (x + kCubic x^3), built in place from x^2 (which the backward reuses).
+at::Tensor sigmoid_argument(const at::Tensor& x, const at::Tensor& x_squared) {
+  return x_squared.mul(kScale * kCubic).add_(kScale).mul_(x);
+}
+
+struct GeluTanh : torch::autograd::Function<GeluTanh> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
+    ctx->save_for_backward({x});
+    return sigmoid_argument(x, x * x).sigmoid_().mul_(x);
+  }
+
+  // d/dx [x s(u)] = s + x s (1 - s) du/dx, with du/dx = kScale (1 + 3 kCubic x^2).
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const at::Tensor x = ctx->get_saved_variables()[0];
+    at::Tensor x_squared = x * x;
+    at::Tensor s = sigmoid_argument(x, x_squared).sigmoid_();
+    at::Tensor du = x_squared.mul_(3 * kScale * kCubic).add_(kScale);
+    at::Tensor grad = s.neg().add_(1).mul_(x).mul_(du).add_(1).mul_(s).mul_(grad_outputs[0]);
+    return {grad};
+  }
+};
+
+}  // namespace
+
+at::Tensor gelu_tanh(const at::Tensor& x) { return GeluTanh::apply(x); }
+
+}  // namespace engram::model
