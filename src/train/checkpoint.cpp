@@ -109,16 +109,26 @@ void CheckpointStore::save(const CheckpointData& data) {
       file.write_rows(path, mine.begin, flat.narrow(0, mine.begin, mine.size()));
     }
     // Per-rank state: every rank creates every rank's dataset (HDF5 metadata is collective).
-    for (const char* group : {"rng", "data"}) {
-      const at::Tensor& mine = std::string(group) == "rng" ? data.rng : data.data;
-      at::Tensor local = mine.defined() ? mine.contiguous().reshape(-1) : at::empty({0}, at::kLong);
+    auto write_per_rank = [&](const std::string& group, const at::Tensor& mine) {
+      at::Tensor local = mine.defined() ? mine.detach().cpu().contiguous().reshape(-1) : at::empty({0}, at::kLong);
       auto sizes = all_sizes(comm_, local.numel());
+      auto dtypes = all_sizes(comm_, static_cast<int64_t>(local.scalar_type()));
+      for (int64_t dtype : dtypes)
+        if (dtype != static_cast<int64_t>(local.scalar_type()))
+          core::fail("checkpoint: per-rank state '{}' has different dtypes on different ranks", group);
       for (int r = 0; r < world; ++r) {
         const std::string path = fmt::format("/{}/{}", group, r);
         file.create_dataset(path, local.scalar_type(), {sizes[static_cast<size_t>(r)]});
-        file.write_rows(path, 0, r == rank ? local : local.narrow(0, 0, 0));
+        // An empty dataset takes no write (HDF5 refuses a selection in it); every rank knows.
+        if (sizes[static_cast<size_t>(r)] > 0) file.write_rows(path, 0, r == rank ? local : local.narrow(0, 0, 0));
       }
-    }
+    };
+    write_per_rank("rng", data.rng);
+    write_per_rank("data", data.data);
+    if (all_sizes(comm_, static_cast<int64_t>(data.rank_state.size())) !=
+        std::vector<int64_t>(static_cast<size_t>(world), static_cast<int64_t>(data.rank_state.size())))
+      core::fail("checkpoint: ranks save different numbers of per-rank state tensors");
+    for (const auto& [name, tensor] : data.rank_state) write_per_rank("state/" + name, tensor);
     file.close();
   }
   comm_.barrier();
@@ -170,6 +180,9 @@ CheckpointData CheckpointStore::load(int64_t step) const {
   if (data.world == world) {
     data.rng = file.read_tensor(fmt::format("/rng/{}", rank));
     data.data = file.read_tensor(fmt::format("/data/{}", rank));
+    if (file.exists("/state"))
+      for (const auto& name : file.list("/state"))
+        data.rank_state[name] = file.read_tensor(fmt::format("/state/{}/{}", name, rank));
   }
   return data;
 }

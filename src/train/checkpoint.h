@@ -7,6 +7,7 @@
 //                              /optim/<name>/<state> full tensors flattened to 1-D, each rank
 //                                                    writing its ShardSpec row range (hyperslab)
 //                              /rng/<rank>, /data/<rank>   per-rank generator and cursor bytes
+//                              /state/<name>/<rank>  the caller's per-rank state (1-D), if any
 //   <dir>/step_00000100.done   commit marker
 //
 // Commit protocol: write step_N.h5.tmp, close, barrier; rank 0 renames it to step_N.h5, then
@@ -37,6 +38,9 @@ struct CheckpointData {
   std::vector<std::pair<std::string, at::Tensor>> optim;  // "<param>/<state>" -> tensor
   at::Tensor rng;   // this rank's generator state (uint8); undefined after a load at another world size
   at::Tensor data;  // this rank's data cursor (int64); same
+  // The caller's per-rank tensors (Trainer::keep_rank_state), saved flattened. Every rank saves the
+  // same names with the same dtype. Empty after a load at another world size.
+  std::map<std::string, at::Tensor> rank_state;
 };
 
 class CheckpointStore {

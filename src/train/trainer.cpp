@@ -3,6 +3,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -127,6 +129,11 @@ struct Trainer::State {
   // The current epoch's permutation.
   int64_t cached_epoch = -1;
   std::vector<int64_t> permutation;
+  struct RankState {  // Trainer::keep_rank_state
+    std::function<at::Tensor()> get;
+    std::function<void(const at::Tensor&)> set;
+  };
+  std::map<std::string, RankState> rank_state;
 
   State(TrainOptions o, std::vector<std::pair<std::string, at::Tensor>> params, dist::Communicator& c, int64_t n,
         std::string yaml, double fpt)
@@ -172,6 +179,7 @@ struct Trainer::State {
     }
     data.rng = cpu_generator().get_state();
     data.data = at::full({1}, examples_seen, at::kLong);
+    for (const auto& [name, state] : rank_state) data.rank_state[name] = state.get();
     return data;
   }
 };
@@ -210,6 +218,15 @@ int64_t Trainer::step() const { return s_->step; }
 
 void Trainer::save() { s_->store->save(s_->snapshot()); }
 
+void Trainer::keep_rank_state(const std::string& name, std::function<at::Tensor()> get,
+                              std::function<void(const at::Tensor&)> set) {
+  const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+  });
+  if (!plain) core::fail("Trainer::keep_rank_state: '{}' is not a plain name (letters, digits, '_', '.')", name);
+  s_->rank_state[name] = State::RankState{std::move(get), std::move(set)};
+}
+
 int64_t Trainer::resume() {
   auto& s = *s_;
   if (!s.options.resume) return 0;
@@ -240,6 +257,13 @@ int64_t Trainer::resume() {
   s.tokens_seen = data.values.count("tokens_seen") ? data.values["tokens_seen"] : 0;
   if (data.rng.defined()) {
     cpu_generator().set_state(data.rng);
+    for (const auto& [name, state] : s.rank_state) {
+      auto it = data.rank_state.find(name);
+      if (it != data.rank_state.end())
+        state.set(it->second);
+      else
+        spdlog::warn("{} has no saved '{}': it starts afresh", s.store->file_of(*latest), name);
+    }
     spdlog::info("resumed from {} at step {} (examples seen {})", s.store->file_of(*latest), s.step, s.examples_seen);
   } else {
     // Another world size: per-rank generators cannot carry over; derive fresh ones from the step.

@@ -102,6 +102,13 @@ class Trainer {
   int64_t step() const;
   // Saves a checkpoint of the current step now (collective).
   void save();
+  // State of the caller's own that a bit-exact resume needs (e.g. a queue of past examples' outputs),
+  // one tensor per rank, saved with every checkpoint: `get` returns it (defined, any shape, the same
+  // dtype on every rank; saved flattened), `set` receives it flattened on resume at the same world
+  // size. At another world size, or from a checkpoint without it, `set` is not called and the state
+  // starts afresh. Every rank registers the same names (letters, digits, '_' and '.'), before resume().
+  void keep_rank_state(const std::string& name, std::function<at::Tensor()> get,
+                       std::function<void(const at::Tensor&)> set);
 
  private:
   struct State;

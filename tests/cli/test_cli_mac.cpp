@@ -210,3 +210,29 @@ TEST(MacErrors, MissingModelOrBankAreClearErrors) {
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "give the bank file with --bank FILE")) << r.output;
 }
+
+TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
+  // 4 steps on 2 ranks with the pool and hard distractors from step 1 and a checkpoint every 2
+  // steps; then the step-4 checkpoint is dropped and the run resumed from step 2. Steps 3-4 use
+  // the pool filled in steps 1-2, so they repeat exactly only if each rank's pool was restored.
+  const std::string out = dir + "/mac_pool";
+  const std::string pool_sets = sets + " --set mac.out_dir=" + out + " --set mac.train.steps=4" +
+                                " --set mac.train.save_every=2 --set mac.retriever.from_step=1" +
+                                " --set mac.retriever.pool=8 --set mac.retriever.hard_negatives=2";
+  Result r = run(kMpirun + "2 " + kEngram + " mac-train" + pool_sets);
+  ASSERT_EQ(r.code, 0) << r.output;
+  ASSERT_TRUE(fs::remove(out + "/checkpoints/step_00000004.done"));
+  r = run(kMpirun + "2 " + kEngram + " mac-train" + pool_sets);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "at step 2")) << r.output;
+  // metrics.jsonl: steps 1-4 of the first run, then 3-4 again.
+  const auto metrics = json_lines(out + "/metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 6u);
+  for (int i : {2, 3}) {
+    const auto& first = metrics[static_cast<size_t>(i)];
+    const auto& again = metrics[static_cast<size_t>(i + 2)];
+    ASSERT_EQ(first["step"], again["step"]);
+    for (const char* key : {"loss", "qa_loss", "retriever_loss", "retriever_top1", "grad_norm"})
+      EXPECT_EQ(first[key].get<double>(), again[key].get<double>()) << key << " at step " << first["step"];
+  }
+}

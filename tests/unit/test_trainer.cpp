@@ -126,6 +126,100 @@ TEST(Trainer, TenStepsResumeTenStepsEqualsTwentySteps) {
   for (size_t k = 0; k < pa.size(); ++k) EXPECT_TRUE(pa[k].second.equal(pc[k].second)) << pa[k].first;
 }
 
+namespace {
+
+// A loss with state of its own, as MAC's retriever pool: each micro-batch's loss is pulled towards
+// the detached mean prediction of the last micro-batches (a queue of 3 rows of 4 floats, newest
+// first, plus a count in int64 to show that dtypes are kept).
+struct QueueLoss {
+  at::Tensor queue = torch::zeros({0, 4});
+  at::Tensor count = torch::zeros({1}, torch::kLong);
+  train::LossFn wrap(Problem& p) {
+    auto base = p.loss();
+    return [this, base, &p](const std::vector<int64_t>& indices) {
+      train::MicroBatchLoss micro = base(indices);
+      at::Tensor pred = p.model->forward(p.x.index_select(0, torch::tensor(indices, torch::kLong)));
+      if (queue.size(0) > 0) micro.loss = micro.loss + (pred - queue.mean(0)).pow(2).mean();
+      queue = torch::cat({pred.detach().mean(0, true), queue}, 0).narrow(0, 0, std::min<int64_t>(queue.size(0) + 1, 3));
+      count += 1;
+      return micro;
+    };
+  }
+  void keep(train::Trainer& trainer) {
+    trainer.keep_rank_state("queue", [this] { return queue; }, [this](const at::Tensor& flat) { queue = flat.view({-1, 4}); });
+    trainer.keep_rank_state("count.v1", [this] { return count; }, [this](const at::Tensor& flat) { count = flat.clone(); });
+  }
+};
+
+// 6 steps straight, or 3 + a stop + a resume in a fresh trainer + 3; the queue kept or not.
+std::vector<std::pair<std::string, at::Tensor>> run_with_queue(const std::string& name, bool interrupt, bool keep,
+                                                               int64_t* count = nullptr) {
+  auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
+  const std::string dir = fresh_dir(name);
+  core::install_stop_signal_handlers();
+  core::clear_stop_request();
+  auto p = std::make_shared<Problem>(8);
+  QueueLoss state;
+  {
+    train::Trainer t(options(dir, 6), p->parameters(), *comm, nullptr, 37, "", 1.0);
+    if (keep) state.keep(t);
+    t.run(state.wrap(*p), [&](int64_t step) {
+      if (interrupt && step == 3) std::raise(SIGUSR1);
+    });
+  }
+  core::clear_stop_request();
+  if (interrupt) {
+    QueueLoss fresh;  // as a new process would have it: empty
+    auto q = std::make_shared<Problem>(8);
+    train::Trainer t(options(dir, 6), q->parameters(), *comm, nullptr, 37, "", 1.0);
+    if (keep) fresh.keep(t);
+    EXPECT_EQ(t.resume(), 3);
+    if (keep) EXPECT_EQ(fresh.queue.size(0), 3);
+    t.run(fresh.wrap(*q));
+    p = q;
+    state = fresh;
+  }
+  if (count) *count = state.count.item<int64_t>();
+  return p->parameters();
+}
+
+}  // namespace
+
+TEST(Trainer, TheCallersRankStateIsCheckpointedForABitExactResume) {
+  int64_t straight_count = 0, resumed_count = 0;
+  auto straight = run_with_queue("queue_straight", false, true, &straight_count);
+  auto resumed = run_with_queue("queue_resumed", true, true, &resumed_count);
+  auto forgotten = run_with_queue("queue_forgotten", true, false);
+  EXPECT_EQ(straight_count, 12);  // 6 steps x 2 micro-batches
+  EXPECT_EQ(resumed_count, 12);   // the int64 counter came back too
+  bool forgotten_differs = false;
+  for (size_t k = 0; k < straight.size(); ++k) {
+    EXPECT_TRUE(straight[k].second.equal(resumed[k].second)) << straight[k].first;
+    forgotten_differs = forgotten_differs || !straight[k].second.equal(forgotten[k].second);
+  }
+  // Without keep_rank_state the resumed run starts with an empty queue: the state mattered.
+  EXPECT_TRUE(forgotten_differs);
+  // An empty state (a queue before its first entry) is saved and comes back empty.
+  {
+    auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
+    const std::string dir = fresh_dir("queue_empty");
+    for (int round = 0; round < 2; ++round) {
+      Problem p(1);
+      at::Tensor empty = torch::zeros({0}), restored = torch::ones({3});
+      train::Trainer t(options(dir, 1 + round), p.parameters(), *comm, nullptr, 37, "", 1.0);
+      t.keep_rank_state("empty", [&] { return empty; }, [&](const at::Tensor& flat) { restored = flat; });
+      EXPECT_EQ(t.resume(), round);
+      if (round == 1) EXPECT_EQ(restored.numel(), 0);
+      t.run(p.loss());
+    }
+  }
+  // Names that are not plain HDF5 path components are refused.
+  auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
+  Problem p(1);
+  train::Trainer t(options(fresh_dir("queue_names"), 1), p.parameters(), *comm, nullptr, 37, "", 1.0);
+  EXPECT_THROW(t.keep_rank_state("a/b", [] { return torch::zeros({1}); }, [](const at::Tensor&) {}), core::UserError);
+}
+
 TEST(Trainer, StopSignalSavesTheStepAndResumes) {
   auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
   core::install_stop_signal_handlers();

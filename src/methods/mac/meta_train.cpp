@@ -160,16 +160,27 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   train::Trainer trainer(options, named_parameters_of(s.mac), comm, rt.mpi_comm_handle(),
                          static_cast<int64_t>(set.rows.size()), cfg.to_yaml(),
                          6.0 * static_cast<double>(s.mac->num_parameters()));
-  trainer.resume();
-  s.mac->train();
-  s.lm->train(lm_dropout);
-
   SummaryPool pool;
   pool.capacity = cfg.get_int("mac.retriever.pool");
   const int64_t hard_negatives = cfg.get_int("mac.retriever.hard_negatives");
   if (pool.capacity < 0 || hard_negatives < 0 || hard_negatives > pool.capacity)
     core::fail("mac.retriever.pool ({}) and mac.retriever.hard_negatives ({}) must be >= 0, hard_negatives <= pool",
                pool.capacity, hard_negatives);
+  // The pool goes into every checkpoint (each rank's own), so a resume continues bit-exactly.
+  const int64_t T = s.mac->config().T, summary_width = s.mac->config().amortizer.d_model;
+  trainer.keep_rank_state(
+      "mac_pool.summaries", [&] { return pool.size() ? pool.summaries : torch::empty({0}); },
+      [&](const at::Tensor& flat) { pool.summaries = flat.numel() ? flat.view({-1, T, summary_width}) : at::Tensor(); });
+  trainer.keep_rank_state(
+      "mac_pool.documents", [&] { return pool.size() ? pool.documents : torch::empty({0}, torch::kLong); },
+      [&](const at::Tensor& flat) { pool.documents = flat.numel() ? flat : at::Tensor(); });
+  trainer.resume();
+  if (pool.size() != (pool.documents.defined() ? pool.documents.numel() : 0))
+    core::fail("{}: the checkpoint's retriever pool has {} summaries for {} documents", out_dir, pool.size(),
+               pool.documents.defined() ? pool.documents.numel() : 0);
+  s.mac->train();
+  s.lm->train(lm_dropout);
+
   auto loss_fn = [&](const std::vector<int64_t>& indices) {
     const int64_t B = static_cast<int64_t>(indices.size());
     const int64_t with_grad = std::min(k, B);
