@@ -84,10 +84,11 @@ TEST(MacRetriever, DistributedTopKEqualsExactSearchAtEveryWorldSize) {
   for (int world : {1, 2, 3}) {
     dist::run_thread_ranks(world, std::chrono::seconds(30), [&](dist::Communicator& comm) {
       auto [begin, end] = shard_of(N, comm.rank(), world);
+      // One index per shard, searched twice (as answering searches it batch after batch).
+      mac::ShardIndex shard(summaries.narrow(0, begin, end - begin), keys.narrow(0, begin, end - begin), begin);
       for (bool exclude : {false, true}) {
-        mac::Retrieved got = mac::retrieve_top_k(questions, summaries.narrow(0, begin, end - begin),
-                                                 keys.narrow(0, begin, end - begin), begin,
-                                                 exclude ? allowed.narrow(1, begin, end - begin) : at::Tensor(), K, comm);
+        mac::Retrieved got = mac::retrieve_top_k(
+            questions, shard, exclude ? allowed.narrow(1, begin, end - begin) : at::Tensor(), K, comm);
         at::Tensor want = order.narrow(1, exclude ? 1 : 0, K);
         EXPECT_TRUE(torch::equal(got.rows, want)) << "world " << world << " exclude " << exclude << "\n" << got.rows;
         EXPECT_LT((got.scores - scores.gather(1, want)).abs().max().item<double>(), 1e-4);
@@ -106,8 +107,8 @@ TEST(MacRetriever, ABankSmallerThanKLeavesTheRestInvalid) {
   for (int world : {1, 2, 4}) {  // with 4 ranks one shard is empty
     dist::run_thread_ranks(world, std::chrono::seconds(30), [&](dist::Communicator& comm) {
       auto [begin, end] = shard_of(3, comm.rank(), world);
-      mac::Retrieved got = mac::retrieve_top_k(questions, summaries.narrow(0, begin, end - begin),
-                                               keys.narrow(0, begin, end - begin), begin, {}, 5, comm);
+      mac::ShardIndex shard(summaries.narrow(0, begin, end - begin), keys.narrow(0, begin, end - begin), begin);
+      mac::Retrieved got = mac::retrieve_top_k(questions, shard, {}, 5, comm);
       at::Tensor valid = torch::tensor({1, 1, 1, 0, 0}, torch::kBool).expand({2, 5});
       EXPECT_TRUE(torch::equal(got.memory.valid, valid)) << "world " << world;
       EXPECT_TRUE((got.rows.narrow(1, 3, 2) == -1).all().item<bool>());

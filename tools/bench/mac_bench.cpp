@@ -39,6 +39,7 @@
 #include <exception>
 #include <fstream>
 #include <random>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -79,7 +80,7 @@ const char* kUsage =
     "           else mac::reduce_memory with max_elements E (questions x memory tokens per batched\n"
     "           aggregator call; engram's default is 2^16) + mac::aggregate)\n"
     "           --top-k K (0: aggregate the whole bank; else the retriever's best K documents, as\n"
-    "           mac.retriever.top_k: keys of the bank once, then faiss search + aggregation of K)\n";
+    "           mac.retriever.top_k: keys and faiss index of the bank once, then search + aggregation of K)\n";
 
 struct Options {
   std::string mode;
@@ -480,10 +481,10 @@ int run_answer(const Options& o) {
   torch::NoGradGuard no_grad;
   mac::AggregationStats stats;
   double t_encode = 0, t_aggregate = 0, t_generate = 0, elapsed = 0, t_keys = 0;
-  at::Tensor keys;  // the bank's retriever keys, made once before answering (as engram answer does)
+  std::optional<mac::ShardIndex> index;  // the bank's retriever keys, indexed once before answering (as engram answer does)
   if (o.top_k > 0) {
     auto t0 = std::chrono::steady_clock::now();
-    keys = m->retriever()->document_keys(bank[0]);
+    index.emplace(bank[0], m->retriever()->document_keys(bank[0]), 0);
     t_keys = seconds_since(t0);
   }
   int64_t answered = 0;
@@ -497,7 +498,7 @@ int run_answer(const Options& o) {
       auto t1 = std::chrono::steady_clock::now();
       at::Tensor z;
       if (o.top_k > 0) {
-        mac::Retrieved found = mac::retrieve_top_k(m->retriever()->question_keys(z0), bank[0], keys, 0, {}, o.top_k, *comm);
+        mac::Retrieved found = mac::retrieve_top_k(m->retriever()->question_keys(z0), *index, {}, o.top_k, *comm);
         z = mac::aggregate_hierarchical(m->aggregator(), z0, found.memory, M, &batch_stats);
       } else if (o.max_elements > 0) {  // the same algorithm with another bound on one batched call
         mac::Memory reduced = mac::reduce_memory(m->aggregator(), z0, mac::Memory{bank, {}}, M, &batch_stats, o.max_elements);

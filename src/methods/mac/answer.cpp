@@ -68,8 +68,8 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
   if (options.view != BankView::GoldOnly) shard_rows = bank.summaries(shard.begin, shard.size()).unsqueeze(0);
   const int64_t M = options.hierarchical ? options.group_size : kFlat;
   const bool retrieving = options.top_k > 0 && options.view != BankView::GoldOnly;
-  at::Tensor shard_keys;  // [n_rank, k]
-  if (retrieving) shard_keys = s.mac->retriever()->document_keys(shard_rows[0]);
+  std::optional<ShardIndex> shard_index;  // the retriever's keys of this rank's shard, searchable
+  if (retrieving) shard_index.emplace(shard_rows[0], s.mac->retriever()->document_keys(shard_rows[0]), shard.begin);
 
   AnswerResult result;
   const bool measure_attention = !retrieving && !options.hierarchical && options.view == BankView::Full;
@@ -108,8 +108,7 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
         }
       }
       if (retrieving) {
-        Retrieved found = retrieve_top_k(s.mac->retriever()->question_keys(z0), shard_rows[0], shard_keys, shard.begin,
-                                         valid, options.top_k, comm);
+        Retrieved found = retrieve_top_k(s.mac->retriever()->question_keys(z0), *shard_index, valid, options.top_k, comm);
         z = aggregate_hierarchical(s.mac->aggregator(), z0, found.memory, M, &result.stats, nullptr, options.carry);
         for (size_t i = begin; measure_retrieval && i < end; ++i) {
           if (gold_of(i) < 0) continue;

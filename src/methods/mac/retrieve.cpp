@@ -12,27 +12,42 @@
 namespace engram::mac {
 
 namespace {
-
 constexpr float kNone = -std::numeric_limits<float>::infinity();
+}  // namespace
 
-// This rank's best `top_k` allowed rows per question: scores [Bq, K] (kNone where none) and
-// bank rows [Bq, K] (-1 where none).
-std::pair<at::Tensor, at::Tensor> search_shard(const at::Tensor& question_keys, const at::Tensor& keys,
-                                               int64_t shard_begin, const at::Tensor& allowed, int64_t top_k) {
-  const int64_t Bq = question_keys.size(0), n = keys.size(0), k = keys.size(1);
+struct ShardIndex::Faiss {
+  explicit Faiss(int64_t dim) : index(dim) {}
+  faiss::IndexFlatIP index;
+};
+
+ShardIndex::ShardIndex(at::Tensor shard_summaries, const at::Tensor& shard_keys, int64_t shard_begin)
+    : summaries_(std::move(shard_summaries)), begin_(shard_begin), key_dim_(shard_keys.size(1)) {
+  ENGRAM_CHECK(shard_keys.dim() == 2 && summaries_.dim() == 3 && shard_keys.size(0) == summaries_.size(0),
+               "ShardIndex: keys [n, k] with summaries [n, T, d]");
+  faiss_ = std::make_unique<Faiss>(key_dim_);
+  at::Tensor base = shard_keys.detach().to(torch::kFloat32).contiguous();
+  if (base.size(0) > 0) faiss_->index.add(base.size(0), base.data_ptr<float>());
+}
+
+ShardIndex::~ShardIndex() = default;
+ShardIndex::ShardIndex(ShardIndex&&) noexcept = default;
+
+std::pair<at::Tensor, at::Tensor> ShardIndex::search(const at::Tensor& question_keys, const at::Tensor& allowed,
+                                                     int64_t top_k) const {
+  const int64_t Bq = question_keys.size(0), n = size();
+  ENGRAM_CHECK(question_keys.dim() == 2 && question_keys.size(1) == key_dim_, "ShardIndex::search: keys [Bq, k]");
+  ENGRAM_CHECK(!allowed.defined() || (allowed.dim() == 2 && allowed.size(0) == Bq && allowed.size(1) == n),
+               "ShardIndex::search: allowed must be [Bq, n]");
   at::Tensor scores = torch::full({Bq, top_k}, kNone);
   at::Tensor rows = torch::full({Bq, top_k}, int64_t{-1}, torch::kInt64);
   if (n == 0 || Bq == 0) return {scores, rows};
   // Excluded rows are searched past: ask for as many more as the most excluded question has.
   const int64_t excluded = allowed.defined() ? (~allowed).sum(1).max().item<int64_t>() : 0;
   const int64_t wanted = std::min(n, top_k + excluded);
-  faiss::IndexFlatIP index(k);
-  at::Tensor base = keys.to(torch::kFloat32).contiguous();
-  index.add(n, base.data_ptr<float>());
-  at::Tensor queries = question_keys.to(torch::kFloat32).contiguous();
+  at::Tensor queries = question_keys.detach().to(torch::kFloat32).contiguous();
   std::vector<float> distances(static_cast<size_t>(Bq * wanted));
   std::vector<faiss::Index::idx_t> labels(static_cast<size_t>(Bq * wanted));
-  index.search(Bq, queries.data_ptr<float>(), wanted, distances.data(), labels.data());
+  faiss_->index.search(Bq, queries.data_ptr<float>(), wanted, distances.data(), labels.data());
   at::Tensor allowed_bytes = allowed.defined() ? allowed.to(torch::kBool).contiguous() : at::Tensor();
   const bool* ok = allowed.defined() ? allowed_bytes.data_ptr<bool>() : nullptr;
   auto score = scores.accessor<float, 2>();
@@ -43,27 +58,20 @@ std::pair<at::Tensor, at::Tensor> search_shard(const at::Tensor& question_keys, 
       const faiss::Index::idx_t local = labels[static_cast<size_t>(q * wanted + j)];
       if (local < 0 || (ok != nullptr && !ok[q * n + local])) continue;
       score[q][filled] = distances[static_cast<size_t>(q * wanted + j)];
-      row[q][filled] = shard_begin + local;
+      row[q][filled] = begin_ + local;
       ++filled;
     }
   }
   return {scores, rows};
 }
 
-}  // namespace
-
-Retrieved retrieve_top_k(const at::Tensor& question_keys, const at::Tensor& shard_summaries,
-                         const at::Tensor& shard_keys, int64_t shard_begin, const at::Tensor& allowed, int64_t top_k,
-                         dist::Communicator& comm) {
+Retrieved retrieve_top_k(const at::Tensor& question_keys, const ShardIndex& shard, const at::Tensor& allowed,
+                         int64_t top_k, dist::Communicator& comm) {
   ENGRAM_CHECK(top_k > 0, "retrieve_top_k: K must be positive");
-  ENGRAM_CHECK(question_keys.dim() == 2 && shard_keys.dim() == 2 && shard_summaries.dim() == 3 &&
-                   shard_keys.size(0) == shard_summaries.size(0) && shard_keys.size(1) == question_keys.size(1),
-               "retrieve_top_k: keys [Bq, k] and [n, k] with summaries [n, T, d]");
-  const int64_t Bq = question_keys.size(0), n = shard_keys.size(0);
+  const at::Tensor& shard_summaries = shard.summaries();
+  const int64_t Bq = question_keys.size(0), n = shard.size(), shard_begin = shard.begin();
   const int64_t T = shard_summaries.size(1), d = shard_summaries.size(2);
-  ENGRAM_CHECK(!allowed.defined() || (allowed.dim() == 2 && allowed.size(0) == Bq && allowed.size(1) == n),
-               "retrieve_top_k: allowed must be [Bq, n]");
-  auto [scores, rows] = search_shard(question_keys, shard_keys, shard_begin, allowed, top_k);
+  auto [scores, rows] = shard.search(question_keys, allowed, top_k);
 
   // The best K over every rank's best K; every rank computes the same choice.
   const int W = comm.world_size();

@@ -12,6 +12,8 @@
 // the same best K overall, and the chosen summaries are summed across ranks from their owners.
 // No rank holds more than its shard and K entries per question.
 #include <cstdint>
+#include <memory>
+#include <utility>
 
 #include <ATen/core/Tensor.h>
 
@@ -29,11 +31,32 @@ struct Retrieved {
   at::Tensor scores;  // [Bq, K] float: key inner products; -inf where none
 };
 
-// Collective: every rank passes the same question keys [Bq, k] and its own shard: summaries
-// [n, T, d] (n may be 0) of bank rows shard_begin .. shard_begin + n - 1 and their keys [n, k].
+// A rank's shard of the bank, searchable: its summaries [n, T, d] (n may be 0) of bank rows
+// shard_begin .. shard_begin + n - 1, and a faiss exact inner-product index of their keys [n, k].
+// Built once per bank and reused by every batch of questions.
+class ShardIndex {
+ public:
+  ShardIndex(at::Tensor shard_summaries, const at::Tensor& shard_keys, int64_t shard_begin);
+  ~ShardIndex();
+  ShardIndex(ShardIndex&&) noexcept;
+  int64_t size() const { return summaries_.size(0); }
+  int64_t begin() const { return begin_; }
+  const at::Tensor& summaries() const { return summaries_; }
+  // This rank's best `top_k` allowed rows per question: scores [Bq, K] (-inf where none) and
+  // bank rows [Bq, K] (-1 where none). allowed: undefined or [Bq, n] bool.
+  std::pair<at::Tensor, at::Tensor> search(const at::Tensor& question_keys, const at::Tensor& allowed,
+                                           int64_t top_k) const;
+
+ private:
+  struct Faiss;  // the faiss index (retrieve.cpp): keeps faiss's headers out of this one
+  at::Tensor summaries_;
+  int64_t begin_ = 0, key_dim_ = 0;
+  std::unique_ptr<Faiss> faiss_;
+};
+
+// Collective: every rank passes the same question keys [Bq, k] and its own shard's index.
 // allowed: undefined, or [Bq, n] bool (false: this question may not retrieve that row).
-Retrieved retrieve_top_k(const at::Tensor& question_keys, const at::Tensor& shard_summaries,
-                         const at::Tensor& shard_keys, int64_t shard_begin, const at::Tensor& allowed, int64_t top_k,
-                         dist::Communicator& comm);
+Retrieved retrieve_top_k(const at::Tensor& question_keys, const ShardIndex& shard, const at::Tensor& allowed,
+                         int64_t top_k, dist::Communicator& comm);
 
 }  // namespace engram::mac
