@@ -29,6 +29,7 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
+#include "bench_options.h"
 #include "dist/communicator.h"
 #include "dist/grad_reducer.h"
 #include "dist/mpi_communicator.h"
@@ -39,7 +40,6 @@ using engram::dist::Communicator;
 using engram::dist::GradReducer;
 using engram::dist::ReduceOp;
 
-constexpr int kExitUsage = 2;
 
 const char* kUsage =
     "usage: mpirun -np 2 --bind-to core bench_allreduce [--max-bytes N] [--quick] [--help]\n"
@@ -51,23 +51,15 @@ const char* kUsage =
     "  {\"bench\":\"allreduce_overhead\",\"bytes\":..,\"communicator_vs_raw\":time ratio}\n"
     "  {\"bench\":\"grad_reduce\",\"impl\":\"bucketed\"|\"per_tensor\",...}\n"
     "  {\"bench\":\"grad_reduce_speedup\",\"ratio\":per_tensor/bucketed}\n"
-    "Times are the max over ranks of one call, median over repeats, after warm-ups.\n"
-    "\n"
-    "options:\n"
-    "  --max-bytes N  largest all-reduce size in bytes (suffix K, M or G = 2^10, 2^20, 2^30;\n"
-    "                 default 256M; 0 skips the size sweep)\n"
-    "  --quick        few repeats, for smoke runs (figures are noisy)\n"
-    "  --help         this text\n";
+    "Times are the max over ranks of one call, median over repeats, after warm-ups.\n";
 
 struct Options {
   int64_t max_bytes = int64_t{256} << 20;
   bool quick = false;
-  bool help = false;
 };
 
-// Returns "" on success, else the reason the command line is wrong.
+// Returns "" on success, else the reason the byte count is wrong.
 std::string parse_bytes(const std::string& text, int64_t* out) {
-  if (text.empty()) return "--max-bytes needs a value";
   size_t digits = 0;
   while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
   if (digits == 0) return fmt::format("--max-bytes: '{}' is not a byte count", text);
@@ -85,25 +77,18 @@ std::string parse_bytes(const std::string& text, int64_t* out) {
   return "";
 }
 
-std::string parse_options(int argc, char** argv, Options* options) {
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      options->help = true;
-    } else if (arg == "--quick") {
-      options->quick = true;
-    } else if (arg == "--max-bytes") {
-      if (i + 1 >= argc) return "--max-bytes needs a value";
-      std::string err = parse_bytes(argv[++i], &options->max_bytes);
-      if (!err.empty()) return err;
-    } else if (arg.rfind("--max-bytes=", 0) == 0) {
-      std::string err = parse_bytes(arg.substr(12), &options->max_bytes);
-      if (!err.empty()) return err;
-    } else {
-      return fmt::format("unknown argument '{}'", arg);
-    }
-  }
-  return "";
+bench::Parsed parse_options(int argc, char** argv, Options* options, bool print) {
+  std::string max_bytes = "256M";
+  bench::po::options_description described("options");
+  described.add_options()
+      ("max-bytes", bench::po::value(&max_bytes)->default_value(max_bytes),
+       "largest all-reduce size in bytes (suffix K, M or G = 2^10, 2^20, 2^30; 0 skips the size sweep)")
+      ("quick", bench::po::bool_switch(&options->quick), "few repeats, for smoke runs (figures are noisy)");
+  bench::po::variables_map values;
+  bench::Parsed parsed = bench::parse_command_line(argc, argv, "bench_allreduce", kUsage, described, &values, print);
+  if (parsed != bench::Parsed::Run) return parsed;
+  const std::string error = parse_bytes(max_bytes, &options->max_bytes);
+  return error.empty() ? parsed : bench::fail("bench_allreduce", error, print);
 }
 
 void check(int rc, const char* call) {
@@ -292,14 +277,10 @@ int main(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &world);
 
   Options options;
-  std::string error = parse_options(argc, argv, &options);
-  if (!error.empty() || options.help) {
-    if (rank == 0) {
-      if (!error.empty()) std::fprintf(stderr, "bench_allreduce: %s (see --help)\n", error.c_str());
-      else std::fputs(kUsage, stdout);
-    }
+  const bench::Parsed parsed = parse_options(argc, argv, &options, rank == 0);
+  if (parsed != bench::Parsed::Run) {
     MPI_Finalize();
-    return error.empty() ? 0 : kExitUsage;
+    return bench::exit_status(parsed);
   }
   if (provided < MPI_THREAD_MULTIPLE) {
     if (rank == 0) std::fprintf(stderr, "bench_allreduce: MPI gives thread level %d, MPI_THREAD_MULTIPLE needed\n", provided);

@@ -11,7 +11,7 @@
 // After the writes every rank reads its rows back and checks them bit for bit (the read time is
 // from the page cache, not the disk).
 //
-//   mpirun -np 2 bench_bank_write [--docs N] [--T T] [--d D] [--reps R] [--dir DIR]
+//   mpirun -np 2 bench_bank_write [--docs N] [--T T] [--d D] [--reps R] [--dir DIR]   (--help)
 // JSON lines on rank 0 (tools/bench/bank_write.sh runs it).
 #include <mpi.h>
 
@@ -27,6 +27,7 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
+#include "bench_options.h"
 #include "dist/mpi_communicator.h"
 #include "dist/shard_spec.h"
 #include "methods/mac/bank.h"
@@ -42,31 +43,24 @@ struct Options {
 };
 
 const char* kUsage =
-    "usage: mpirun -np 2 bench_bank_write [--docs N] [--T T] [--d D] [--reps R] [--dir DIR]\n"
+    "usage: mpirun -np 2 bench_bank_write [options]\n"
     "Writes a float32 memory bank of N documents x T x d collectively (default 20000 x 8 x 128, ~82 MB)\n"
-    "R times (default 5), alternating with dd writing as many bytes with conv=fdatasync, into DIR\n"
-    "(default /tmp/engram_bench_bank; removed afterwards). Prints JSON lines on rank 0.\n";
+    "R times, alternating with dd writing as many bytes with conv=fdatasync, into DIR (removed\n"
+    "afterwards). Prints JSON lines on rank 0.\n";
 
-// Returns "" on success, else what is wrong with the command line.
-std::string parse(int argc, char** argv, Options* o) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string key = argv[i];
-    if (key == "--help" || key == "-h") return "help";
-    if (i + 1 >= argc) return fmt::format("{} needs a value", key);
-    const std::string value = argv[++i];
-    try {
-      if (key == "--docs") o->docs = std::stoll(value);
-      else if (key == "--T") o->T = std::stoll(value);
-      else if (key == "--d") o->d = std::stoll(value);
-      else if (key == "--reps") o->reps = std::stoi(value);
-      else if (key == "--dir") o->dir = value;
-      else return fmt::format("unknown option {}", key);
-    } catch (const std::exception&) {
-      return fmt::format("{}: '{}' is not a number", key, value);
-    }
-  }
-  if (o->docs < 1 || o->T < 1 || o->d < 1 || o->reps < 1) return "--docs, --T, --d and --reps must be >= 1";
-  return "";
+bench::Parsed parse(int argc, char** argv, Options* o, bool print) {
+  bench::po::options_description options("options");
+  options.add_options()
+      ("docs", bench::po::value(&o->docs)->default_value(o->docs), "documents in the bank (N)")
+      ("T", bench::po::value(&o->T)->default_value(o->T), "summary tokens per document")
+      ("d", bench::po::value(&o->d)->default_value(o->d), "summary width")
+      ("reps", bench::po::value(&o->reps)->default_value(o->reps), "bank writes and dd runs, alternating (R)")
+      ("dir", bench::po::value(&o->dir)->default_value(o->dir), "where to write (DIR)");
+  bench::po::variables_map values;
+  bench::Parsed parsed = bench::parse_command_line(argc, argv, "bench_bank_write", kUsage, options, &values, print);
+  if (parsed == bench::Parsed::Run && (o->docs < 1 || o->T < 1 || o->d < 1 || o->reps < 1))
+    return bench::fail("bench_bank_write", "--docs, --T, --d and --reps must be >= 1", print);
+  return parsed;
 }
 
 double median(std::vector<double> v) {
@@ -195,14 +189,10 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   Options options;
-  const std::string error = parse(argc, argv, &options);
-  if (!error.empty()) {
-    if (rank == 0) {
-      if (error == "help") std::fputs(kUsage, stdout);
-      else std::fprintf(stderr, "bench_bank_write: %s\n%s", error.c_str(), kUsage);
-    }
+  const bench::Parsed parsed = parse(argc, argv, &options, rank == 0);
+  if (parsed != bench::Parsed::Run) {
     MPI_Finalize();
-    return error == "help" ? 0 : 2;
+    return bench::exit_status(parsed);
   }
   at::set_num_threads(1);
   int code = 0;

@@ -48,6 +48,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "bench_options.h"
 #include "core/allocator.h"
 #include "core/memory.h"
 #include "dist/local_communicator.h"
@@ -66,21 +67,9 @@ namespace model = engram::model;
 
 const char* kUsage =
     "usage: bench_mac --mode adapt|train|answer [options]   (tools/bench/mac.sh runs every mode)\n"
-    "  common:  --threads N (default: all cores) --seed S (default 1)\n"
-    "  adapt:   --docs N (500) --doc-tokens L (80: lengths uniform in [L-16, L+16]) --batch B (16)\n"
-    "           --reps R (3) --lr X (1e-4, FT(C)'s AdamW)\n"
-    "  train:   --ratio r (1) --bank B' (32) --doc-tokens L (256) --question-tokens Q (14)\n"
-    "           --qa-tokens A (20) --steps S (5) --lr X (1e-3, Adam)\n"
-    "  answer:  --docs N (1000) --aggregation hierarchical|flat --group M (16) --batch Bq (64)\n"
-    "           --batches K (3) --warmup W (1) --question-tokens Q (14) --prompt-tokens P (16)\n"
-    "           --new-tokens G (8) --max-gib X (0: no limit; else the process's address space may\n"
-    "           grow by at most X GiB after set-up, and an allocation beyond it ends the run with\n"
-    "           a JSON line saying so instead of taking the machine's memory)\n"
-    "           --max-elements E (0: mac::distributed_aggregate on one local rank, as engram answers;\n"
-    "           else mac::reduce_memory with max_elements E (questions x memory tokens per batched\n"
-    "           aggregator call; engram's default is 2^16) + mac::aggregate)\n"
-    "           --top-k K (0: aggregate the whole bank; else the retriever's best K documents, as\n"
-    "           mac.retriever.top_k: keys and faiss index of the bank once, then search + aggregation of K)\n";
+    "adapt: MAC memorize vs FT(C) documents/s; train: meta-training peak RSS at a backprop ratio;\n"
+    "answer: questions/s and peak RSS over a bank of --docs documents. Options marked (mode) apply\n"
+    "to that mode; defaults of -1 are the mode's own.";
 
 struct Options {
   std::string mode;
@@ -107,43 +96,45 @@ struct Options {
   int64_t top_k = 0;         // answer: > 0 = aggregate the retriever's best K (mac::retrieve_top_k)
 };
 
-// Returns "" on success, "help", or what is wrong with the command line.
-std::string parse(int argc, char** argv, Options* o) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string key = argv[i];
-    if (key == "--help" || key == "-h") return "help";
-    if (i + 1 >= argc) return fmt::format("{} needs a value", key);
-    const std::string v = argv[++i];
-    try {
-      if (key == "--mode") o->mode = v;
-      else if (key == "--threads") o->threads = std::stoi(v);
-      else if (key == "--seed") o->seed = std::stoll(v);
-      else if (key == "--docs") o->docs = std::stoll(v);
-      else if (key == "--doc-tokens") o->doc_tokens = std::stoll(v);
-      else if (key == "--batch") o->batch = std::stoll(v);
-      else if (key == "--reps") o->reps = std::stoi(v);
-      else if (key == "--lr") o->lr = std::stod(v);
-      else if (key == "--ratio") o->ratio = std::stod(v);
-      else if (key == "--bank") o->bank = std::stoll(v);
-      else if (key == "--question-tokens") o->question_tokens = std::stoll(v);
-      else if (key == "--qa-tokens") o->qa_tokens = std::stoll(v);
-      else if (key == "--prompt-tokens") o->prompt_tokens = std::stoll(v);
-      else if (key == "--steps") o->steps = std::stoll(v);
-      else if (key == "--aggregation") o->aggregation = v;
-      else if (key == "--group") o->group = std::stoll(v);
-      else if (key == "--batches") o->batches = std::stoll(v);
-      else if (key == "--warmup") o->warmup = std::stoll(v);
-      else if (key == "--new-tokens") o->new_tokens = std::stoll(v);
-      else if (key == "--max-gib") o->max_gib = std::stod(v);
-      else if (key == "--max-elements") o->max_elements = std::stoll(v);
-      else if (key == "--top-k") o->top_k = std::stoll(v);
-      else return fmt::format("unknown option {}", key);
-    } catch (const std::exception&) {
-      return fmt::format("{}: '{}' is not a number", key, v);
-    }
-  }
-  if (o->mode != "adapt" && o->mode != "train" && o->mode != "answer") return "--mode must be adapt, train or answer";
-  if (o->aggregation != "hierarchical" && o->aggregation != "flat") return "--aggregation: hierarchical or flat";
+bench::Parsed parse(int argc, char** argv, Options* o) {
+  namespace po = bench::po;
+  po::options_description options("options");
+  options.add_options()
+      ("mode", po::value(&o->mode)->required(), "adapt | train | answer")
+      ("threads", po::value(&o->threads)->default_value(o->threads), "LibTorch threads (0: all cores)")
+      ("seed", po::value(&o->seed)->default_value(o->seed), "random seed")
+      ("docs", po::value(&o->docs)->default_value(o->docs), "documents (adapt: 500, answer: 1000)")
+      ("doc-tokens", po::value(&o->doc_tokens)->default_value(o->doc_tokens),
+       "tokens per document (adapt: 80, lengths uniform in [L-16, L+16]; train: 256)")
+      ("batch", po::value(&o->batch)->default_value(o->batch), "documents per step (adapt, 16) or questions per batch (answer, 64)")
+      ("reps", po::value(&o->reps)->default_value(o->reps), "(adapt) repeats")
+      ("lr", po::value(&o->lr)->default_value(o->lr), "learning rate (adapt: 1e-4, FT(C)'s AdamW; train: 1e-3)")
+      ("ratio", po::value(&o->ratio)->default_value(o->ratio), "(train) backprop ratio r")
+      ("bank", po::value(&o->bank)->default_value(o->bank), "(train) documents per bank B'")
+      ("question-tokens", po::value(&o->question_tokens)->default_value(o->question_tokens), "(train, answer) question tokens")
+      ("qa-tokens", po::value(&o->qa_tokens)->default_value(o->qa_tokens), "(train) question + answer tokens")
+      ("prompt-tokens", po::value(&o->prompt_tokens)->default_value(o->prompt_tokens), "(answer) prompt tokens")
+      ("steps", po::value(&o->steps)->default_value(o->steps), "(train) steps")
+      ("aggregation", po::value(&o->aggregation)->default_value(o->aggregation), "(answer) hierarchical | flat")
+      ("group", po::value(&o->group)->default_value(o->group), "(answer) group size M")
+      ("batches", po::value(&o->batches)->default_value(o->batches), "(answer) timed batches")
+      ("warmup", po::value(&o->warmup)->default_value(o->warmup), "(answer) untimed batches first")
+      ("new-tokens", po::value(&o->new_tokens)->default_value(o->new_tokens), "(answer) tokens generated per answer")
+      ("max-gib", po::value(&o->max_gib)->default_value(o->max_gib),
+       "(answer) 0: no limit; else the address space may grow by at most this many GiB after set-up, and an "
+       "allocation beyond it ends the run with a JSON line saying so")
+      ("max-elements", po::value(&o->max_elements)->default_value(o->max_elements),
+       "(answer) 0: mac::distributed_aggregate on one local rank, as engram answers; else mac::reduce_memory "
+       "with this bound on questions x memory tokens per batched aggregator call (engram's is 2^16)")
+      ("top-k", po::value(&o->top_k)->default_value(o->top_k),
+       "(answer) 0: aggregate the whole bank; else the retriever's best K documents, as mac.retriever.top_k "
+       "(keys and faiss index of the bank once, then search + aggregation of K)");
+  po::variables_map values;
+  bench::Parsed parsed = bench::parse_command_line(argc, argv, "bench_mac", kUsage, options, &values);
+  if (parsed != bench::Parsed::Run) return parsed;
+  auto fail = [](const std::string& reason) { return bench::fail("bench_mac", reason); };
+  if (o->mode != "adapt" && o->mode != "train" && o->mode != "answer") return fail("--mode must be adapt, train or answer");
+  if (o->aggregation != "hierarchical" && o->aggregation != "flat") return fail("--aggregation: hierarchical or flat");
   // Mode-dependent defaults.
   const bool adapt = o->mode == "adapt", answer = o->mode == "answer";
   if (o->docs < 0) o->docs = adapt ? 500 : 1000;
@@ -153,10 +144,10 @@ std::string parse(int argc, char** argv, Options* o) {
   if (o->docs < 1 || o->doc_tokens < 2 || o->batch < 1 || o->reps < 1 || o->bank < 1 || o->steps < 1 ||
       o->question_tokens < 1 || o->qa_tokens < 2 || o->prompt_tokens < 1 || o->batches < 1 || o->warmup < 0 ||
       o->new_tokens < 1 || o->group < 2 || o->max_gib < 0 || o->max_elements < 0 || o->top_k < 0)
-    return "sizes and counts must be positive (--group >= 2)";
-  if (adapt && o->doc_tokens < 18) return "adapt: --doc-tokens must be >= 18";
-  if (!(o->ratio > 0 && o->ratio <= 1)) return "--ratio must be in (0, 1]";
-  return "";
+    return fail("sizes and counts must be positive (--group >= 2)");
+  if (adapt && o->doc_tokens < 18) return fail("adapt: --doc-tokens must be >= 18");
+  if (!(o->ratio > 0 && o->ratio <= 1)) return fail("--ratio must be in (0, 1]");
+  return parsed;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -557,12 +548,8 @@ int run_answer(const Options& o) {
 int main(int argc, char** argv) {
   engram::core::keep_large_allocations_in_heap();  // as engram itself does
   Options o;
-  const std::string error = parse(argc, argv, &o);
-  if (!error.empty()) {
-    if (error == "help") std::fputs(kUsage, stdout);
-    else std::fprintf(stderr, "bench_mac: %s\n%s", error.c_str(), kUsage);
-    return error == "help" ? 0 : 2;
-  }
+  const bench::Parsed parsed = parse(argc, argv, &o);
+  if (parsed != bench::Parsed::Run) return bench::exit_status(parsed);
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   at::globalContext().setFlushDenormal(true);  // LibTorch's torch.set_flush_denormal(True)

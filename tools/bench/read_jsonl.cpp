@@ -7,7 +7,7 @@
 //   documents data::DocumentReader: plus checking and converting to Document (what users get).
 // One JSON object per line; mb_per_s counts 10^6 bytes of file per second.
 //
-// Usage: bench_read_jsonl [--mb 50] [--repeats 3] [--path /tmp/engram_bench_read.jsonl] [--keep]
+// Usage: bench_read_jsonl [--mb 50] [--repeats 3] [--path /tmp/engram_bench_read.jsonl] [--keep] (--help)
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -17,13 +17,13 @@
 #include <filesystem>
 #include <functional>
 #include <random>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bench_options.h"
 #include "data/readers.h"
 #include "io/jsonl.h"
 
@@ -36,26 +36,19 @@ struct Args {
   bool keep = false;
 };
 
-Args parse_args(int argc, char** argv) {
-  Args args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::runtime_error(flag + " needs a value");
-      return argv[++i];
-    };
-    if (flag == "--mb")
-      args.mb = std::stod(value());
-    else if (flag == "--repeats")
-      args.repeats = std::max(1, std::stoi(value()));
-    else if (flag == "--path")
-      args.path = value();
-    else if (flag == "--keep")
-      args.keep = true;
-    else
-      throw std::runtime_error("unknown flag " + flag);
-  }
-  return args;
+bench::Parsed parse_args(int argc, char** argv, Args* args) {
+  bench::po::options_description options("options");
+  options.add_options()
+      ("mb", bench::po::value(&args->mb)->default_value(args->mb), "size of the generated file, MB")
+      ("repeats", bench::po::value(&args->repeats)->default_value(args->repeats), "timed passes per stage (median)")
+      ("path", bench::po::value(&args->path)->default_value(args->path), "where the file is written")
+      ("keep", bench::po::bool_switch(&args->keep), "keep the file afterwards");
+  bench::po::variables_map values;
+  bench::Parsed parsed = bench::parse_command_line(
+      argc, argv, "bench_read_jsonl", "usage: bench_read_jsonl [options]   (tools/bench/text_io.sh)", options, &values);
+  if (parsed == bench::Parsed::Run && (!(args->mb > 0) || args->repeats < 1))
+    return bench::fail("bench_read_jsonl", "--mb must be positive and --repeats >= 1");
+  return parsed;
 }
 
 // Documents that look like news passages: ~1.5 kB of words, 3 questions with 1-3 answers each.
@@ -114,8 +107,10 @@ double median_seconds(int repeats, const std::function<int64_t()>& pass, int64_t
 }  // namespace
 
 int main(int argc, char** argv) {
+  Args args;
+  const bench::Parsed parsed = parse_args(argc, argv, &args);
+  if (parsed != bench::Parsed::Run) return bench::exit_status(parsed);
   try {
-    const Args args = parse_args(argc, argv);
     const int64_t bytes = write_file(args.path, args.mb);
 
     const auto report = [&](const char* stage, const std::function<int64_t()>& pass) {

@@ -26,6 +26,7 @@
 
 #include <fmt/format.h>
 
+#include "bench_options.h"
 #include "core/error.h"
 #include "text/gpt2_bpe.h"
 #include "text/sentencepiece_tokenizer.h"
@@ -116,26 +117,20 @@ int run(int argc, char** argv) {
   std::string gpt2_dir = source + "/tests/fixtures/gpt2_tiny";
   std::string spm_model, text_file;
   double generated_mb = 20;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::printf(
-          "bench_tokenize [--gpt2 DIR] [--spm MODEL] [--text FILE] [--mb N]\n"
-          "Single-thread encode MB/s of GPT-2 BPE (cache cold, warm, off) and SentencePiece; JSON lines.\n"
-          "  --gpt2 DIR    vocab.json + merges.txt (default: tests/fixtures/gpt2_tiny)\n"
-          "  --spm MODEL   SentencePiece .model (default: trained on tests/fixtures/text/corpus.txt)\n"
-          "  --text FILE   text to encode, line by line (default: N MB of generated pseudo-English)\n"
-          "  --mb N        size of the generated text (default 20)\n");
-      return 0;
-    }
-    if (i + 1 >= argc) engram::core::fail("{} needs a value; see the top of tools/bench/tokenize.cpp", arg);
-    const std::string value = argv[++i];
-    if (arg == "--gpt2") gpt2_dir = value;
-    else if (arg == "--spm") spm_model = value;
-    else if (arg == "--text") text_file = value;
-    else if (arg == "--mb") generated_mb = std::stod(value);
-    else engram::core::fail("unknown option '{}'; expected --gpt2, --spm, --text or --mb", arg);
-  }
+  bench::po::options_description options("options");
+  options.add_options()
+      ("gpt2", bench::po::value(&gpt2_dir)->default_value(gpt2_dir), "folder with vocab.json + merges.txt")
+      ("spm", bench::po::value(&spm_model), "SentencePiece .model (default: one trained on tests/fixtures/text/corpus.txt)")
+      ("text", bench::po::value(&text_file), "text to encode, line by line (default: generated pseudo-English)")
+      ("mb", bench::po::value(&generated_mb)->default_value(generated_mb), "size of the generated text, MB");
+  bench::po::variables_map values;
+  bench::Parsed parsed = bench::parse_command_line(
+      argc, argv, "bench_tokenize",
+      "usage: bench_tokenize [options]\nSingle-thread encode MB/s of GPT-2 BPE (cache cold, warm, off) and "
+      "SentencePiece; JSON lines.",
+      options, &values);
+  if (parsed == bench::Parsed::Run && !(generated_mb > 0)) parsed = bench::fail("bench_tokenize", "--mb must be positive");
+  if (parsed != bench::Parsed::Run) return bench::exit_status(parsed);
   if (spm_model.empty()) {
     const std::string dir = "/tmp/engram_bench_tokenize";
     std::filesystem::create_directories(dir);

@@ -5,7 +5,7 @@
 //
 //   mpirun -np R bench_train_step [--layers L] [--d D] [--heads H] [--vocab V] [--seq T]
 //                                 [--batch B] [--threads N] [--steps S] [--warmup W]
-//                                 [--profile FILE] [--loss engram|torch]
+//                                 [--profile FILE] [--loss engram|torch]     (--help: all of them)
 // --batch is per rank. --profile writes a Chrome trace (chrome://tracing, Perfetto) of rank 0's
 // timed steps: where a step spends its time, op by op (profiling slows the steps down). --loss
 // torch uses LibTorch's cross_entropy instead of engram's train::token_cross_entropy. Compare with PyTorch eager on the same LibTorch (DESIGN.md, CPU facts).
@@ -19,6 +19,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include "bench_options.h"
 #include "core/allocator.h"
 #include "dist/grad_reducer.h"
 #include "dist/local_communicator.h"
@@ -52,36 +53,31 @@ int main(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   int64_t layers = 2, d = 128, heads = 4, vocab = 4096, seq = 128, batch = 16, threads = 0, steps = 20, warmup = 3;
   std::string profile, loss_kind = "engram";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i];
-    if (k == "--profile" || k == "--loss") {
-      (k == "--profile" ? profile : loss_kind) = argv[i + 1];
-      continue;
-    }
-    int64_t v = 0;
-    try {
-      v = std::stoll(argv[i + 1]);
-    } catch (const std::exception&) {
-      if (rank == 0) std::fprintf(stderr, "bench_train_step: %s expects an integer, got '%s'\n", k.c_str(), argv[i + 1]);
-      MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    if (k == "--layers") layers = v;
-    else if (k == "--d") d = v;
-    else if (k == "--heads") heads = v;
-    else if (k == "--vocab") vocab = v;
-    else if (k == "--seq") seq = v;
-    else if (k == "--batch") batch = v;
-    else if (k == "--threads") threads = v;
-    else if (k == "--steps") steps = v;
-    else if (k == "--warmup") warmup = v;
-    else {
-      if (rank == 0) std::fprintf(stderr, "bench_train_step: unknown option %s\n", k.c_str());
-      MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-  }
-  if (loss_kind != "engram" && loss_kind != "torch") {
-    if (rank == 0) std::fprintf(stderr, "bench_train_step: --loss expects engram or torch, got '%s'\n", loss_kind.c_str());
-    MPI_Abort(MPI_COMM_WORLD, 2);
+  bench::po::options_description options("options");
+  options.add_options()
+      ("layers", bench::po::value(&layers)->default_value(layers), "decoder blocks")
+      ("d", bench::po::value(&d)->default_value(d), "model width (d_ff = 4d)")
+      ("heads", bench::po::value(&heads)->default_value(heads), "attention heads")
+      ("vocab", bench::po::value(&vocab)->default_value(vocab), "vocabulary size")
+      ("seq", bench::po::value(&seq)->default_value(seq), "tokens per sequence")
+      ("batch", bench::po::value(&batch)->default_value(batch), "sequences per step and rank")
+      ("threads", bench::po::value(&threads)->default_value(threads), "LibTorch threads per rank (0: LibTorch's default)")
+      ("steps", bench::po::value(&steps)->default_value(steps), "timed steps")
+      ("warmup", bench::po::value(&warmup)->default_value(warmup), "untimed steps first")
+      ("profile", bench::po::value(&profile), "write a Chrome trace of rank 0's timed steps to this file")
+      ("loss", bench::po::value(&loss_kind)->default_value(loss_kind), "engram (train::token_cross_entropy) | torch");
+  bench::po::variables_map values;
+  bench::Parsed parsed = bench::parse_command_line(
+      argc, argv, "bench_train_step", "usage: mpirun -np R bench_train_step [options]   (tools/bench/train_step.sh)",
+      options, &values, rank == 0);
+  if (parsed == bench::Parsed::Run && loss_kind != "engram" && loss_kind != "torch")
+    parsed = bench::fail("bench_train_step", "--loss expects engram or torch, got '" + loss_kind + "'", rank == 0);
+  if (parsed == bench::Parsed::Run && (layers < 1 || d < 1 || heads < 1 || vocab < 2 || seq < 1 || batch < 1 ||
+                                       steps < 1 || warmup < 0 || threads < 0 || d % heads != 0))
+    parsed = bench::fail("bench_train_step", "sizes must be positive and --d a multiple of --heads", rank == 0);
+  if (parsed != bench::Parsed::Run) {
+    MPI_Finalize();
+    return bench::exit_status(parsed);
   }
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
   at::globalContext().setFlushDenormal(true);
