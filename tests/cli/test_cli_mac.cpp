@@ -212,13 +212,15 @@ TEST(MacErrors, MissingModelOrBankAreClearErrors) {
 }
 
 TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
-  // 4 steps on 2 ranks with the pool and hard distractors from step 1 and a checkpoint every 2
-  // steps; then the step-4 checkpoint is dropped and the run resumed from step 2. Steps 3-4 use
-  // the pool filled in steps 1-2, so they repeat exactly only if each rank's pool was restored.
+  // 4 steps on 2 ranks with the pool and hard distractors from step 1, context distillation,
+  // and a checkpoint every 2 steps; then the step-4 checkpoint is dropped and the run resumed
+  // from step 2. Steps 3-4 use the pool filled in steps 1-2, so they repeat exactly only if each
+  // rank's pool was restored.
   const std::string out = dir + "/mac_pool";
   const std::string pool_sets = sets + " --set mac.out_dir=" + out + " --set mac.train.steps=4" +
                                 " --set mac.train.save_every=2 --set mac.retriever.from_step=1" +
-                                " --set mac.retriever.pool=8 --set mac.retriever.hard_negatives=2";
+                                " --set mac.retriever.pool=8 --set mac.retriever.hard_negatives=2" +
+                                " --set mac.distill_weight=0.5 --set mac.doc_tokens=400";  // documents whole for the teacher
   Result r = run(kMpirun + "2 " + kEngram + " mac-train" + pool_sets);
   ASSERT_EQ(r.code, 0) << r.output;
   ASSERT_TRUE(fs::remove(out + "/checkpoints/step_00000004.done"));
@@ -228,11 +230,19 @@ TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
   // metrics.jsonl: steps 1-4 of the first run, then 3-4 again.
   const auto metrics = json_lines(out + "/metrics.jsonl");
   ASSERT_EQ(metrics.size(), 6u);
+  EXPECT_TRUE(contains(r.output, "context distillation for")) << r.output;
+  EXPECT_FALSE(contains(r.output, "context distillation for 0 of")) << r.output;
+  for (const auto& line : metrics) {  // the loss: QA + w x retriever (w 0.1 at step 1, then 1) + 0.5 x distillation
+    EXPECT_GT(line["distill_loss"].get<double>(), 0.0) << line;
+    const double w = line["step"].get<int>() == 1 ? 0.1 : 1.0;
+    EXPECT_NEAR(line["loss"].get<double>(), line["qa_loss"].get<double>() + w * line["retriever_loss"].get<double>() +
+                                                0.5 * line["distill_loss"].get<double>(), 1e-4) << line;
+  }
   for (int i : {2, 3}) {
     const auto& first = metrics[static_cast<size_t>(i)];
     const auto& again = metrics[static_cast<size_t>(i + 2)];
     ASSERT_EQ(first["step"], again["step"]);
-    for (const char* key : {"loss", "qa_loss", "retriever_loss", "retriever_top1", "grad_norm"})
+    for (const char* key : {"loss", "qa_loss", "retriever_loss", "retriever_top1", "distill_loss", "grad_norm"})
       EXPECT_EQ(first[key].get<double>(), again[key].get<double>()) << key << " at step " << first["step"];
   }
 }

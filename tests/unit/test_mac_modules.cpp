@@ -468,3 +468,54 @@ TEST(MacMetaTrain, EachQuestionsMemoryHoldsItsOwnDocument) {
   EXPECT_TRUE(torch::equal(own.memory.rows.view({4}), torch::tensor({4.f, 5.f, 6.f, 7.f})));
   EXPECT_THROW(mac::question_memory(bank, 4, 3, 4), std::exception);
 }
+
+TEST(MacMetaTrain, ContextDistillationComparesEachStudentTokenWithTheTeachersSameToken) {
+  // Student batch of 3 rows, right-padded to 4 tokens (lengths 2, 4, 3); teachers for rows 0 and
+  // 2 only, left-padded to 6 columns, so student token j of a row of length n is teacher column
+  // 6 - n + j. Two layers of width 2.
+  at::Tensor mask = torch::tensor({1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0}, torch::kLong).view({3, 4});
+  at::Tensor rows = torch::tensor({0, 2}, torch::kLong);
+  torch::manual_seed(5);
+  std::vector<at::Tensor> student{torch::randn({3, 4, 2}), torch::randn({3, 4, 2})};
+  std::vector<at::Tensor> teacher{torch::randn({2, 6, 2}), torch::randn({2, 6, 2})};
+  for (auto& t : student) t.requires_grad_();
+  // Counted: every real token except row 2's first (as answer-predicting positions would be).
+  at::Tensor counted = mask.to(torch::kBool).clone();
+  counted[2][0] = false;
+  at::Tensor loss = engram::mac::context_distillation_loss(student, mask, teacher, rows, counted);
+  // By hand: per layer, squared error over the pairs, divided by the teachers' squared norms.
+  double expected = 0;
+  for (int l = 0; l < 2; ++l) {
+    double error = 0, scale = 0;
+    const int64_t lengths[] = {2, 3};
+    for (int r = 0; r < 2; ++r) {
+      const int64_t row = rows[r].item<int64_t>(), n = lengths[r];
+      for (int64_t j = row == 2 ? 1 : 0; j < n; ++j) {
+        at::Tensor s = student[l][row][j], t = teacher[l][r][6 - n + j];
+        error += (s - t).pow(2).sum().item<double>();
+        scale += t.pow(2).sum().item<double>();
+      }
+    }
+    expected += error / scale / 2;
+  }
+  EXPECT_NEAR(loss.item<double>(), expected, 1e-5);
+  // Gradient only where a teacher compares: row 1 (no teacher), padding and row 2's uncounted
+  // first token get none.
+  loss.backward();
+  for (const auto& s : student) {
+    EXPECT_EQ(s.grad()[1].abs().sum().item<double>(), 0.0);
+    EXPECT_EQ(s.grad()[2][0].abs().sum().item<double>(), 0.0);
+    EXPECT_EQ(s.grad()[0].narrow(0, 2, 2).abs().sum().item<double>(), 0.0);
+    EXPECT_EQ(s.grad()[2][3].abs().sum().item<double>(), 0.0);
+    EXPECT_GT(s.grad()[2][2].abs().sum().item<double>(), 0.0);
+  }
+  // A student equal to its teacher's tokens costs nothing.
+  std::vector<at::Tensor> copy;
+  for (int l = 0; l < 2; ++l) {
+    at::Tensor c = torch::zeros({3, 4, 2});
+    c[0].narrow(0, 0, 2).copy_(teacher[l][0].narrow(0, 4, 2));
+    c[2].narrow(0, 0, 3).copy_(teacher[l][1].narrow(0, 3, 3));
+    copy.push_back(c);
+  }
+  EXPECT_NEAR(engram::mac::context_distillation_loss(copy, mask, teacher, rows, counted).item<double>(), 0.0, 1e-12);
+}

@@ -1,5 +1,6 @@
 #include "methods/mac/meta_train.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -49,6 +50,31 @@ int64_t documents_with_grad(int64_t bank_size, double ratio) {
   return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(bank_size) * ratio + 1e-9)));
 }
 
+at::Tensor context_distillation_loss(const std::vector<at::Tensor>& student, const at::Tensor& student_mask,
+                                     const std::vector<at::Tensor>& teacher, const at::Tensor& rows,
+                                     const at::Tensor& counted) {
+  ENGRAM_CHECK(!student.empty() && student.size() == teacher.size() && rows.dim() == 1 &&
+                   rows.size(0) == teacher.front().size(0),
+               "context_distillation_loss: one teacher tensor [R, Tt, d] per student layer, R rows");
+  const int64_t R = rows.size(0), Ts = student.front().size(1), Tt = teacher.front().size(1), d = student.front().size(2);
+  at::Tensor lengths = student_mask.index_select(0, rows).sum(1);          // [R] real student tokens
+  at::Tensor column = torch::arange(Ts, torch::kLong).unsqueeze(0);        // [1, Ts]
+  at::Tensor valid = column < lengths.unsqueeze(1);                         // [R, Ts]
+  // Student token j of row r is teacher column Tt - length_r + j (clamped where not valid).
+  at::Tensor teacher_column = (column + (Tt - lengths).unsqueeze(1)).clamp(0, Tt - 1);
+  valid = valid & counted.index_select(0, rows).to(torch::kBool);
+  at::Tensor weight = valid.to(student.front().scalar_type()).unsqueeze(-1);  // [R, Ts, 1]
+  at::Tensor total = torch::zeros({}, student.front().options());
+  for (size_t l = 0; l < student.size(); ++l) {
+    at::Tensor s = student[l].index_select(0, rows);                                          // [R, Ts, d]
+    at::Tensor t = teacher[l].gather(1, teacher_column.unsqueeze(-1).expand({R, Ts, d})).to(s.dtype());
+    at::Tensor error = ((s - t).pow(2) * weight).sum();
+    at::Tensor scale = (t.pow(2) * weight).sum().clamp_min(1e-12);
+    total = total + error / scale;
+  }
+  return total / static_cast<double>(student.size());
+}
+
 namespace {
 
 // One training row: a document (by index) and one of its questions, all tokenized once.
@@ -56,6 +82,9 @@ struct Row {
   int64_t document;
   std::vector<int32_t> question;  // MAC tokens of the question (its last mac.question_tokens)
   data::Example qa;               // LM tokens: "Question: q Answer:" + " a" + EOS, loss on the answer
+  // With mac.distill_weight: "Context: <document> " + the same tokens as qa, whole (empty when the
+  // document does not fit in mac.doc_tokens + mac.qa_tokens or the tokens differ: no teacher).
+  std::vector<int32_t> teacher;
 };
 
 struct TrainSet {
@@ -63,7 +92,7 @@ struct TrainSet {
   std::vector<Row> rows;
 };
 
-TrainSet read_train_set(const config::Config& cfg, const MacSystem& s) {
+TrainSet read_train_set(const config::Config& cfg, const MacSystem& s, bool distill) {
   const data::ReadOptions options = data::read_options_from(cfg);
   TrainSet set;
   const int64_t qa_tokens = cfg.get_int("mac.qa_tokens");
@@ -75,12 +104,28 @@ TrainSet read_train_set(const config::Config& cfg, const MacSystem& s) {
         if (qa.heldout || qa.answers.empty()) continue;
         set.rows.push_back(Row{static_cast<int64_t>(set.documents.size()), s.mac_encode(qa.question, question_tokens, true),
                                data::encode_qa(*s.lm_tokenizer, data::PromptFormat::QuestionAnswer, "", qa.question,
-                                               qa.answers.front(), qa_tokens, answer_end)});
+                                               qa.answers.front(), qa_tokens, answer_end),
+                               {}});
+        if (distill) {
+          const int64_t budget = doc_tokens + qa_tokens;
+          data::Example teacher = data::encode_qa(*s.lm_tokenizer, data::PromptFormat::ContextQuestionAnswer, doc.text,
+                                                  qa.question, qa.answers.front(), budget, answer_end);
+          const auto& student = set.rows.back().qa.ids;
+          const bool whole = static_cast<int64_t>(teacher.ids.size()) < budget;
+          if (whole && teacher.ids.size() > student.size() &&
+              std::equal(student.begin(), student.end(), teacher.ids.end() - static_cast<std::ptrdiff_t>(student.size())))
+            set.rows.back().teacher = std::move(teacher.ids);
+        }
       }
       set.documents.push_back(s.mac_encode(doc.text, doc_tokens, false));
     }
   }
   if (set.rows.empty()) core::fail("mac.train_data: no documents with questions to train on");
+  if (distill) {
+    const auto with_teacher = std::count_if(set.rows.begin(), set.rows.end(), [](const Row& r) { return !r.teacher.empty(); });
+    spdlog::info("mac-train: context distillation for {} of {} questions (the others' documents do not fit in "
+                 "mac.doc_tokens + mac.qa_tokens)", with_teacher, set.rows.size());
+  }
   return set;
 }
 
@@ -129,7 +174,9 @@ RetrieverStep retriever_step(Retriever& retriever, const at::Tensor& question_la
 MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   dist::Communicator& comm = rt.comm();
   MacSystem s = build_mac_system(cfg, /*fresh_modules=*/true);
-  const TrainSet set = read_train_set(cfg, s);
+  const double distill_weight = cfg.get_float("mac.distill_weight");
+  if (distill_weight < 0) core::fail("mac.distill_weight must be >= 0, got {}", distill_weight);
+  const TrainSet set = read_train_set(cfg, s, distill_weight > 0);
   const std::string out_dir = cfg.get_string("mac.out_dir");
   const double ratio = cfg.get_float("mac.backprop_ratio");
   const bool global_bank = cfg.get_bool("mac.global_bank");
@@ -253,7 +300,9 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     model::ForwardOptions forward;
     forward.attention_mask = b.attention_mask;
     forward.prefix = &prefix;
-    at::Tensor logits = s.lm->forward(b.input_ids, forward).logits;
+    forward.output_hidden_states = distill_weight > 0;
+    model::DecoderOutput out = s.lm->forward(b.input_ids, forward);
+    at::Tensor logits = out.logits;
     at::Tensor qa_loss = train::token_cross_entropy(logits, b.labels);
     // Spec check 7: the share of the final block's attention on the gold document.
     train::MicroBatchLoss micro{qa_loss, b.attention_mask.sum().item<int64_t>(), {}};
@@ -265,6 +314,37 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
       at::Tensor retrieval = torch::zeros({}, qa_loss.options());
       for (const auto& share : gold_shares) retrieval = retrieval - torch::log(share + 1e-6).mean();
       micro.loss = micro.loss + retrieval_weight * retrieval / static_cast<double>(gold_shares.size());
+    }
+    if (distill_weight > 0) {  // the LM's states behind the prefix against its states after the document,
+                               // at the tokens that predict the answer
+      std::vector<data::Example> teachers;
+      std::vector<int64_t> rows;
+      for (int64_t i = 0; i < with_grad; ++i) {
+        const Row& row = set.rows[static_cast<size_t>(indices[static_cast<size_t>(i)])];
+        if (row.teacher.empty()) continue;
+        teachers.push_back(data::Example{row.teacher, std::vector<uint8_t>(row.teacher.size(), 0)});
+        rows.push_back(i);
+      }
+      double distill_value = 0;
+      if (!rows.empty()) {
+        data::Batch tb = data::collate(teachers, lm_pad, data::PadSide::Left);
+        model::ForwardOptions teacher_forward;
+        teacher_forward.attention_mask = tb.attention_mask;
+        teacher_forward.output_hidden_states = true;
+        model::DecoderOutput taught;
+        {
+          torch::NoGradGuard no_grad;
+          taught = s.lm->forward(tb.input_ids, teacher_forward);
+        }
+        // States after each block (H[1..L]; H[0], the embeddings, are the same in both).
+        std::vector<at::Tensor> student(out.hidden_states.begin() + 1, out.hidden_states.end());
+        std::vector<at::Tensor> teacher(taught.hidden_states.begin() + 1, taught.hidden_states.end());
+        at::Tensor distill = context_distillation_loss(student, b.attention_mask, teacher, torch::tensor(rows, torch::kLong),
+                                                       b.labels.ne(data::kIgnoreLabel));
+        distill_value = distill.item<double>();
+        micro.loss = micro.loss + distill_weight * distill;
+      }
+      micro.figures["distill_loss"] = distill_value;
     }
     if (retrieved.loss.defined()) {
       micro.figures["retriever_loss"] = retrieved.loss.item<double>();

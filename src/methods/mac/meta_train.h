@@ -78,6 +78,20 @@ RetrieverStep retriever_step(Retriever& retriever, const at::Tensor& question_la
                              at::Tensor keys, at::Tensor key_documents, int64_t own_offset, const SummaryPool& pool,
                              int64_t hard, double temperature);
 
+// Context distillation (mac.distill_weight): what the frozen LM computes where it predicts the
+// answer ("Answer:" and the answer's tokens) when it reads the question behind MAC's prefix
+// (student) should be what it computes there when it reads it right after the document itself
+// (teacher: the LM's own reading, F1 0.9 on the quickstart). Every layer's state is a target,
+// not only the next token. (Matching the question's tokens too, on the quickstart world, slowed
+// the QA loss: eight prefix slots cannot stand in for everything a document changes there.)
+// student: per layer [B, Ts, d], right-padded (student_mask [B, Ts]); teacher: per layer
+// [R, Tt, d] for the student rows `rows` [R], left-padded, so the same tokens end each teacher
+// row; counted [B, Ts]: the student tokens compared (the answer-predicting ones). The loss is
+// the mean over layers of sum |student - teacher|^2 / sum |teacher|^2 over the counted tokens.
+at::Tensor context_distillation_loss(const std::vector<at::Tensor>& student, const at::Tensor& student_mask,
+                                     const std::vector<at::Tensor>& teacher, const at::Tensor& rows,
+                                     const at::Tensor& counted);
+
 // k = floor(B r), at least 1.
 int64_t documents_with_grad(int64_t bank_size, double ratio);
 

@@ -186,6 +186,11 @@ void declare_mac_options(config::Schema& schema) {
                    "meta-training: adds this times -log(the share of each aggregator block's attention on the "
                    "question's own document) to the QA loss; 0 = the reference (the QA loss alone, no "
                    "retrieval label)");
+  schema.add_float("mac.distill_weight", 0.0,
+                   "meta-training: adds this times a context-distillation loss: the frozen LM's states (every "
+                   "layer) where it predicts the answer behind MAC's prefix against its states there when it "
+                   "reads the question right after the document itself (README: MAC); 0 = the reference (the "
+                   "QA loss alone)");
   schema.add_int("mac.retriever.dim", 0,
                  "width of the retriever's keys (a dual encoder on the document summaries and the question's "
                  "first latent); 0 = no retriever (the reference)");
