@@ -111,16 +111,17 @@ void CheckpointStore::save(const CheckpointData& data) {
     // Per-rank state: every rank creates every rank's dataset (HDF5 metadata is collective).
     auto write_per_rank = [&](const std::string& group, const at::Tensor& mine) {
       at::Tensor local = mine.defined() ? mine.detach().cpu().contiguous().reshape(-1) : at::empty({0}, at::kLong);
-      auto sizes = all_sizes(comm_, local.numel());
-      auto dtypes = all_sizes(comm_, static_cast<int64_t>(local.scalar_type()));
-      for (int64_t dtype : dtypes)
-        if (dtype != static_cast<int64_t>(local.scalar_type()))
-          core::fail("checkpoint: per-rank state '{}' has different dtypes on different ranks", group);
+      // Every rank's (size, dtype) in one gather: [W, 2].
+      at::Tensor mine_shape = at::tensor({local.numel(), static_cast<int64_t>(local.scalar_type())}, at::kLong);
+      at::Tensor all = comm_.all_gather(mine_shape).view({world, 2});
+      if (!all.select(1, 1).eq(static_cast<int64_t>(local.scalar_type())).all().item<bool>())
+        core::fail("checkpoint: per-rank state '{}' has different dtypes on different ranks", group);
       for (int r = 0; r < world; ++r) {
         const std::string path = fmt::format("/{}/{}", group, r);
-        file.create_dataset(path, local.scalar_type(), {sizes[static_cast<size_t>(r)]});
+        const int64_t size = all[r][0].item<int64_t>();
+        file.create_dataset(path, local.scalar_type(), {size});
         // An empty dataset takes no write (HDF5 refuses a selection in it); every rank knows.
-        if (sizes[static_cast<size_t>(r)] > 0) file.write_rows(path, 0, r == rank ? local : local.narrow(0, 0, 0));
+        if (size > 0) file.write_rows(path, 0, r == rank ? local : local.narrow(0, 0, 0));
       }
     };
     write_per_rank("rng", data.rng);

@@ -82,9 +82,9 @@ struct Row {
   int64_t document;
   std::vector<int32_t> question;  // MAC tokens of the question (its last mac.question_tokens)
   data::Example qa;               // LM tokens: "Question: q Answer:" + " a" + EOS, loss on the answer
-  // With mac.distill_weight: "Context: <document> " + the same tokens as qa, whole (empty when the
-  // document does not fit in mac.doc_tokens + mac.qa_tokens or the tokens differ: no teacher).
-  std::vector<int32_t> teacher;
+  // With mac.distill_weight: "Context: <document> " + the same tokens as qa, whole (no ids when
+  // the document does not fit in mac.doc_tokens + mac.qa_tokens or the tokens differ: no teacher).
+  data::Example teacher;
 };
 
 struct TrainSet {
@@ -114,7 +114,7 @@ TrainSet read_train_set(const config::Config& cfg, const MacSystem& s, bool dist
           const bool whole = static_cast<int64_t>(teacher.ids.size()) < budget;
           if (whole && teacher.ids.size() > student.size() &&
               std::equal(student.begin(), student.end(), teacher.ids.end() - static_cast<std::ptrdiff_t>(student.size())))
-            set.rows.back().teacher = std::move(teacher.ids);
+            set.rows.back().teacher = std::move(teacher);
         }
       }
       set.documents.push_back(s.mac_encode(doc.text, doc_tokens, false));
@@ -122,7 +122,7 @@ TrainSet read_train_set(const config::Config& cfg, const MacSystem& s, bool dist
   }
   if (set.rows.empty()) core::fail("mac.train_data: no documents with questions to train on");
   if (distill) {
-    const auto with_teacher = std::count_if(set.rows.begin(), set.rows.end(), [](const Row& r) { return !r.teacher.empty(); });
+    const auto with_teacher = std::count_if(set.rows.begin(), set.rows.end(), [](const Row& r) { return !r.teacher.ids.empty(); });
     spdlog::info("mac-train: context distillation for {} of {} questions (the others' documents do not fit in "
                  "mac.doc_tokens + mac.qa_tokens)", with_teacher, set.rows.size());
   }
@@ -321,8 +321,8 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
       std::vector<int64_t> rows;
       for (int64_t i = 0; i < with_grad; ++i) {
         const Row& row = set.rows[static_cast<size_t>(indices[static_cast<size_t>(i)])];
-        if (row.teacher.empty()) continue;
-        teachers.push_back(data::Example{row.teacher, std::vector<uint8_t>(row.teacher.size(), 0)});
+        if (row.teacher.ids.empty()) continue;
+        teachers.push_back(row.teacher);
         rows.push_back(i);
       }
       double distill_value = 0;
@@ -331,6 +331,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
         model::ForwardOptions teacher_forward;
         teacher_forward.attention_mask = tb.attention_mask;
         teacher_forward.output_hidden_states = true;
+        teacher_forward.stop_at_hidden_state = static_cast<int>(s.lm->config().n_layers);  // states only, no head
         model::DecoderOutput taught;
         {
           torch::NoGradGuard no_grad;
