@@ -885,6 +885,22 @@ TEST(Activation, GeluTanhEqualsLibTorchsTanhGeluAndItsGradient) {
     EXPECT_LT((ours - theirs).abs().max().item<double>(), tol);
     EXPECT_LT((ours_in.grad() - theirs_in.grad()).abs().max().item<double>(), tol);
   }
+  // The fused float32 loops on a tensor large enough to be split across threads, given
+  // transposed (not contiguous) and with a transposed upstream gradient; and beyond +-80 in u.
+  {
+    torch::manual_seed(4);
+    at::Tensor x = (torch::randn({70001, 3}) * 4).t();
+    x.select(0, 0).narrow(0, 0, 4).copy_(torch::tensor({-1e6f, -60.0f, 60.0f, 1e6f}));
+    at::Tensor ours_in = x.clone().requires_grad_(), theirs_in = x.clone().requires_grad_();
+    at::Tensor upstream = torch::randn({70001, 3}).t();
+    at::Tensor ours = engram::model::gelu_tanh(ours_in), theirs = at::gelu(theirs_in, "tanh");
+    ours.backward(upstream);
+    theirs.backward(upstream);
+    EXPECT_TRUE(torch::allclose(ours, theirs, 1e-5, 1e-5));
+    EXPECT_TRUE(torch::allclose(ours_in.grad(), theirs_in.grad(), 1e-5, 1e-5));
+    EXPECT_LT(std::abs(ours[0][0].item<float>()), 1e-20f);  // -0 in LibTorch; the clamp leaves 1e-29
+    EXPECT_EQ(ours[0][3].item<float>(), 1e6f);
+  }
   // A hand value: gelu_new(1) = 0.5 (1 + tanh(sqrt(2/pi) 1.044715)) = 0.841192.
   EXPECT_NEAR(engram::model::gelu_tanh(torch::ones({1}, torch::kDouble)).item<double>(), 0.8411919906, 1e-9);
 }
