@@ -450,6 +450,21 @@ TEST(MacMetaTrain, CurriculumGroupsDoubleInEqualStages) {
   EXPECT_EQ(mac::curriculum_group(0, 400, 1), 0);
 }
 
+TEST(MacMetaTrain, ScaleGradientPassesTheValueAndAShareOfTheGradient) {
+  // The retriever's loss reaching the encoders in part (mac.retriever.encoder_grad).
+  for (double share : {0.0, 0.25, 1.0}) {
+    at::Tensor x = torch::tensor({1.0, -2.0, 3.0}, torch::kDouble).requires_grad_();
+    at::Tensor y = mac::scale_gradient(x, share);
+    EXPECT_TRUE(y.equal(x.detach())) << share;
+    if (share == 0.0) {  // cut off: nothing flows back
+      EXPECT_FALSE(y.requires_grad());
+      continue;
+    }
+    (y * torch::tensor({1.0, 2.0, 4.0}, torch::kDouble)).sum().backward();
+    EXPECT_TRUE(x.grad().allclose(torch::tensor({1.0, 2.0, 4.0}, torch::kDouble) * share)) << share;
+  }
+}
+
 TEST(MacMetaTrain, EachQuestionsMemoryHoldsItsOwnDocument) {
   // A global bank of 2 ranks x 4 rows, T = 1, d = 1, row r holding the value r; this is rank 1
   // (rows 4..7), whose first 4 rows are its trained questions' documents.

@@ -45,6 +45,13 @@ QuestionMemory question_memory(const at::Tensor& bank, int64_t questions, int64_
   return QuestionMemory{Memory{groups.repeat_interleave(group, 0), {}}, gold.remainder(group)};
 }
 
+at::Tensor scale_gradient(const at::Tensor& x, double share) {
+  if (share == 1.0) return x;
+  if (share == 0.0) return x.detach();
+  const at::Tensor fixed = x.detach();
+  return fixed + share * (x - fixed);
+}
+
 int64_t documents_with_grad(int64_t bank_size, double ratio) {
   if (!(ratio > 0 && ratio <= 1)) core::fail("mac.backprop_ratio must be in (0, 1], got {}", ratio);
   return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(bank_size) * ratio + 1e-9)));
@@ -188,6 +195,9 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   const double temperature = cfg.get_float("mac.retriever.temperature");
   if (retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", retriever_weight);
   const int64_t retriever_from_step = cfg.get_int("mac.retriever.from_step");
+  const double encoder_grad = cfg.get_float("mac.retriever.encoder_grad");
+  if (!(encoder_grad >= 0 && encoder_grad <= 1))
+    core::fail("mac.retriever.encoder_grad must be in [0, 1], got {}", encoder_grad);
   const double retriever_early_weight = cfg.get_float("mac.retriever.early_weight");
   if (retriever_early_weight < 0) core::fail("mac.retriever.early_weight must be >= 0, got {}", retriever_early_weight);
   if (!(temperature > 0)) core::fail("mac.retriever.temperature must be positive, got {}", temperature);
@@ -277,13 +287,13 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
       // with the pool's negatives and hard distractors (a pool from the start, of summaries from
       // encoders that still change fast, taught the retriever nothing).
       Retriever& retriever = s.mac->retriever();
-      at::Tensor keys = retriever->document_keys(bank);
+      at::Tensor keys = retriever->document_keys(scale_gradient(bank, encoder_grad));
       int64_t own_keys = own_offset;  // where this rank's documents start among the keys
       if (!global_bank && W > 1) {  // the bank is local: gather the keys alone (k numbers a document)
         own_keys = comm.rank() * B;
         keys = with_other_ranks(keys, comm);
       }
-      retrieved = retriever_step(retriever, z0, documents.narrow(0, 0, with_grad), keys,
+      retrieved = retriever_step(retriever, scale_gradient(z0, encoder_grad), documents.narrow(0, 0, with_grad), keys,
                                  all_documents, own_keys, second_phase ? pool : SummaryPool{},
                                  hard_negatives, temperature);
       // After the curriculum, each question's memory also holds the pool documents its key finds

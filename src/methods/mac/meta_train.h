@@ -92,6 +92,10 @@ at::Tensor context_distillation_loss(const std::vector<at::Tensor>& student, con
                                      const std::vector<at::Tensor>& teacher, const at::Tensor& rows,
                                      const at::Tensor& counted);
 
+// x in the forward; in the backward, `share` (in [0, 1]) of the gradient passes to x. Used so
+// that the retriever's loss reaches the encoders only partly (mac.retriever.encoder_grad).
+at::Tensor scale_gradient(const at::Tensor& x, double share);
+
 // k = floor(B r), at least 1.
 int64_t documents_with_grad(int64_t bank_size, double ratio);
 

@@ -198,6 +198,10 @@ void declare_mac_options(config::Schema& schema) {
                    "meta-training: weight of the retriever's contrastive loss (each question against every "
                    "document of the global batch and the pool, its own the label). "
                    "It also trains the amortizer and question encoder");
+  schema.add_float("mac.retriever.encoder_grad", 1.0,
+                   "meta-training: the share of the retriever loss's gradient that reaches the amortizer and the "
+                   "question encoder, in [0, 1]; 0 = the retriever trains its own two maps only, so the summaries "
+                   "and the question's latent serve reading alone");
   schema.add_int("mac.retriever.from_step", 0,
                  "meta-training: the retriever's second phase starts here: before it, its loss has weight "
                  "mac.retriever.early_weight and sees the batch only, while the encoders learn to read; from "
@@ -207,7 +211,7 @@ void declare_mac_options(config::Schema& schema) {
                    "world, weight 1 from the first step kept the QA loss at the closed-book plateau; 0.1 did not)");
   schema.add_int("mac.retriever.pool", 0,
                  "meta-training: the summaries of the last N documents (detached) are kept as more negatives for "
-                 "the retriever (not checkpointed: a resumed run refills it)");
+                 "the retriever (each rank's pool is saved with the checkpoints)");
   schema.add_int("mac.retriever.hard_negatives", 0,
                  "meta-training after the curriculum: each question's memory also holds this many pool documents "
                  "that its retriever key matches best (as answering with mac.retriever.top_k does)");
