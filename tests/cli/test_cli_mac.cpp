@@ -212,15 +212,16 @@ TEST(MacErrors, MissingModelOrBankAreClearErrors) {
 }
 
 TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
-  // 4 steps on 2 ranks with the pool and hard distractors from step 1, context distillation,
-  // and a checkpoint every 2 steps; then the step-4 checkpoint is dropped and the run resumed
+  // 4 steps on 2 ranks with the pool (summarised again every step) and hard distractors from
+  // step 1, context distillation, and a checkpoint every 2 steps; then the step-4 checkpoint is dropped and the run resumed
   // from step 2. Steps 3-4 use the pool filled in steps 1-2, so they repeat exactly only if each
   // rank's pool was restored.
   const std::string out = dir + "/mac_pool";
   const std::string pool_sets = sets + " --set mac.out_dir=" + out + " --set mac.train.steps=4" +
                                 " --set mac.train.save_every=2 --set mac.retriever.from_step=1" +
                                 " --set mac.retriever.pool=8 --set mac.retriever.hard_negatives=2" +
-                                " --set mac.distill_weight=0.5 --set mac.doc_tokens=400";  // documents whole for the teacher
+                                " --set mac.distill_weight=0.5 --set mac.doc_tokens=400" +  // documents whole for the teacher
+                                " --set mac.retriever.refresh_every=1";
   Result r = run(kMpirun + "2 " + kEngram + " mac-train" + pool_sets);
   ASSERT_EQ(r.code, 0) << r.output;
   ASSERT_TRUE(fs::remove(out + "/checkpoints/step_00000004.done"));

@@ -147,6 +147,16 @@ at::Tensor with_other_ranks(const at::Tensor& x, dist::Communicator& comm) {
 
 }  // namespace
 
+void refresh_pool(SummaryPool& pool, const std::function<at::Tensor(const at::Tensor&)>& summarize, int64_t chunk) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> fresh;
+  for (int64_t from = 0; from < pool.size(); from += chunk) {
+    const at::Tensor documents = pool.documents.narrow(0, from, std::min(chunk, pool.size() - from));
+    fresh.push_back(summarize(documents).to(pool.summaries.scalar_type()));
+  }
+  if (!fresh.empty()) pool.summaries = torch::cat(fresh, 0);
+}
+
 void SummaryPool::add(const at::Tensor& more, const at::Tensor& more_documents) {
   if (capacity <= 0) return;
   summaries = size() == 0 ? more.detach() : torch::cat({more.detach(), summaries}, 0);
@@ -195,6 +205,9 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   const double temperature = cfg.get_float("mac.retriever.temperature");
   if (retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", retriever_weight);
   const int64_t retriever_from_step = cfg.get_int("mac.retriever.from_step");
+  const int64_t refresh_every = cfg.get_int("mac.retriever.refresh_every");
+  if (refresh_every < 0) core::fail("mac.retriever.refresh_every must be >= 0, got {}", refresh_every);
+  int64_t refreshed_at = -1;  // the step the pool was last summarised again
   const double encoder_grad = cfg.get_float("mac.retriever.encoder_grad");
   if (!(encoder_grad >= 0 && encoder_grad <= 1))
     core::fail("mac.retriever.encoder_grad must be in [0, 1], got {}", encoder_grad);
@@ -302,6 +315,16 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
         memory.rows = torch::cat({memory.rows.expand({with_grad, -1, -1, -1}), retrieved.distractors}, 1);
     }
     if (retriever_on && second_phase) pool.add(bank, bank_documents);
+    if (refresh_every > 0 && pool.size() > 0 && trainer.step() % refresh_every == 0 && refreshed_at != trainer.step()) {
+      refresh_pool(pool, [&](const at::Tensor& pool_documents) {  // once per step, whatever the micro-batches
+        std::vector<const std::vector<int32_t>*> docs;
+        for (int64_t i = 0; i < pool_documents.numel(); ++i)
+          docs.push_back(&set.documents[static_cast<size_t>(pool_documents[i].item<int64_t>())]);
+        auto [ids, mask] = s.mac_pad(docs);
+        return s.mac->summarize(ids, mask);
+      });
+      refreshed_at = trainer.step();
+    }
 
     std::vector<at::Tensor> attention;
     at::Tensor z = aggregate(s.mac->aggregator(), z0, memory, nullptr, &attention);

@@ -11,6 +11,7 @@
 // mac.global_bank: the banks of all ranks are all-gathered (detached) and each rank's own part
 // is put back with its gradient, so every question searches the whole global batch.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,13 @@ struct SummaryPool {
   int64_t size() const { return summaries.defined() ? summaries.size(0) : 0; }
   void add(const at::Tensor& more, const at::Tensor& more_documents);
 };
+
+// Replaces every pool summary by summarize(documents [n]) -> [n, T, d] of its document, in
+// chunks of at most `chunk` documents, without gradient (mac.retriever.refresh_every). Why:
+// summaries kept from up to capacity / B steps ago differ from fresh ones in a way the retriever
+// learns to use; within the batch and a stale pool it ranked the gold document first for 97% of
+// questions, over 1000 fresh summaries at answer time for 47%.
+void refresh_pool(SummaryPool& pool, const std::function<at::Tensor(const at::Tensor&)>& summarize, int64_t chunk = 64);
 
 // One step of the retriever: its contrastive loss, each question i (latent [Bq, T, d], document
 // index question_documents[i]) against the keys [n, k] (documents key_documents [n]; its own
