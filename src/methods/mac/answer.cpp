@@ -88,16 +88,21 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
     for (size_t i = begin; i < end; ++i) texts.push_back(questions[i].qa->question);
     auto [q_ids, q_mask] = s.mac_tokens(texts, options.question_tokens, true);
     at::Tensor z0 = s.mac->encode_question(q_ids, q_mask);
+    // Generation: rank r takes questions r, r + W, ... of the batch; then everyone gets all answers.
+    std::vector<int64_t> mine;
+    for (int64_t i = rank; i < Bq; i += W) mine.push_back(i);
+    const at::Tensor mine_index = torch::tensor(mine, torch::kInt64);
 
-    at::Tensor z;
+    at::Tensor z;  // [Bq, T, d], or with the gold-only view [mine, T, d]: no other rank needs them
     if (options.view == BankView::GoldOnly) {
       std::vector<at::Tensor> gold;
-      for (size_t i = begin; i < end; ++i) {
+      for (size_t i = begin; i < end; ++i) {  // every rank checks every question: all fail alike
         const int64_t row = questions[i].gold_row;
         if (row < 0 || row >= n) core::fail("question '{}' has no gold document in the bank", questions[i].qa->question);
-        gold.push_back(bank.summaries(row, 1));
       }
-      z = aggregate(s.mac->aggregator(), z0, Memory{torch::stack(gold), {}}, &result.stats);
+      for (int64_t i : mine) gold.push_back(bank.summaries(questions[begin + static_cast<size_t>(i)].gold_row, 1));
+      if (!mine.empty())
+        z = aggregate(s.mac->aggregator(), z0.index_select(0, mine_index), Memory{torch::stack(gold), {}}, &result.stats);
     } else {
       at::Tensor valid;
       if (options.view == BankView::GoldRemoved) {
@@ -133,11 +138,6 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
         }
       }
     }
-    model::Prefix prefix = s.mac->prefix(z);
-
-    // Generation: rank r takes questions r, r + W, ... of the batch; then everyone gets all answers.
-    std::vector<int64_t> mine;
-    for (int64_t i = rank; i < Bq; i += W) mine.push_back(i);
     std::vector<std::string> answers;
     if (!mine.empty()) {
       std::vector<std::vector<int32_t>> prompts;
@@ -147,7 +147,7 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
           ids.erase(ids.begin(), ids.end() - options.prompt_tokens);
         prompts.push_back(std::move(ids));
       }
-      model::Prefix own = select_rows(prefix, torch::tensor(mine, torch::kInt64));
+      model::Prefix own = options.view == BankView::GoldOnly ? s.mac->prefix(z) : select_rows(s.mac->prefix(z), mine_index);
       for (const auto& tokens : model::generate(s.lm, prompts, options.generation, &own))
         answers.push_back(eval::answer_from_generation(s.lm_tokenizer->decode(tokens)));
     }
