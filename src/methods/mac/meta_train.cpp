@@ -206,7 +206,10 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   if (retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", retriever_weight);
   const int64_t retriever_from_step = cfg.get_int("mac.retriever.from_step");
   const int64_t refresh_every = cfg.get_int("mac.retriever.refresh_every");
-  if (refresh_every < 0) core::fail("mac.retriever.refresh_every must be >= 0, got {}", refresh_every);
+  const int64_t refresh_from = cfg.get_int("mac.retriever.refresh_from");
+  if (refresh_every < 0 || refresh_from < 0)
+    core::fail("mac.retriever.refresh_every ({}) and mac.retriever.refresh_from ({}) must be >= 0", refresh_every,
+               refresh_from);
   int64_t refreshed_at = -1;  // the step the pool was last summarised again
   const double encoder_grad = cfg.get_float("mac.retriever.encoder_grad");
   if (!(encoder_grad >= 0 && encoder_grad <= 1))
@@ -315,7 +318,8 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
         memory.rows = torch::cat({memory.rows.expand({with_grad, -1, -1, -1}), retrieved.distractors}, 1);
     }
     if (retriever_on && second_phase) pool.add(bank, bank_documents);
-    if (refresh_every > 0 && pool.size() > 0 && trainer.step() % refresh_every == 0 && refreshed_at != trainer.step()) {
+    if (refresh_every > 0 && pool.size() > 0 && trainer.step() >= refresh_from && trainer.step() % refresh_every == 0 &&
+        refreshed_at != trainer.step()) {
       refresh_pool(pool, [&](const at::Tensor& pool_documents) {  // once per step, whatever the micro-batches
         std::vector<const std::vector<int32_t>*> docs;
         for (int64_t i = 0; i < pool_documents.numel(); ++i)

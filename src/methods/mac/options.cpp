@@ -216,6 +216,9 @@ void declare_mac_options(config::Schema& schema) {
                  "meta-training: every N steps each rank summarises its pool's documents again with the current "
                  "modules (no gradient; costs pool / N document passes a step), so the retriever learns against "
                  "summaries like those it searches at answer time; 0 = never (the pool's summaries stay as made)");
+  schema.add_int("mac.retriever.refresh_from", 0,
+                 "meta-training: the step from which mac.retriever.refresh_every applies (README: refreshing for "
+                 "hundreds of steps broke reading on the quickstart world)");
   schema.add_int("mac.retriever.hard_negatives", 0,
                  "meta-training after the curriculum: each question's memory also holds this many pool documents "
                  "that its retriever key matches best (as answering with mac.retriever.top_k does)");
