@@ -3,7 +3,7 @@
 // the prompt and the training question templates, >= 0.7 with held-out paraphrases — and does
 // not already know: closed-book F1 <= 0.1.
 // The whole quickstart pipeline as the README runs it (synth, tokenizer, pretrain), in a scratch
-// folder: about 13 minutes on a 2-core machine.
+// folder: about 16 minutes on a 2-core machine.
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
