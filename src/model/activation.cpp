@@ -1,7 +1,5 @@
 #include "model/activation.h"
 
-#include <cmath>
-
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
@@ -13,8 +11,8 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-const double kScale = 2.0 * std::sqrt(2.0 / M_PI);  // 2 sqrt(2/pi): the sigmoid form's factor
-constexpr double kCubic = 0.044715;
+constexpr double kScale = kernels::kGeluScale;
+constexpr double kCubic = kernels::kGeluCubic;
 
 // u = kScale (x + kCubic x^3), built in place from x^2 (which the backward reuses).
 at::Tensor sigmoid_argument(const at::Tensor& x, const at::Tensor& x_squared) {

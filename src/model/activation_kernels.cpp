@@ -4,8 +4,8 @@
 
 namespace engram::model::kernels {
 namespace {
-constexpr float kScale = 1.5957691216057308f;  // 2 sqrt(2/pi)
-constexpr float kCubic = 0.044715f;
+constexpr float kScale = static_cast<float>(kGeluScale);
+constexpr float kCubic = static_cast<float>(kGeluCubic);
 
 // sigmoid(u) as 1 / (1 + exp(-u)), u clamped to +-80 first: -ffast-math assumes no infinities,
 // so exp must not overflow (exp(80) = 5.5e34 still fits). The clamp moves sigmoid by < 2e-35.

@@ -7,6 +7,11 @@
 
 namespace engram::model::kernels {
 
+// gelu_new as x sigmoid(kGeluScale (x + kGeluCubic x^3)): the constants of both forms, these
+// loops and the tensor-op form (activation.cpp).
+constexpr double kGeluScale = 1.5957691216057308;  // 2 sqrt(2/pi)
+constexpr double kGeluCubic = 0.044715;
+
 // y[i] = x[i] * sigmoid(2 sqrt(2/pi) (x[i] + 0.044715 x[i]^3)) for i in [0, n).
 void gelu_tanh_forward(const float* x, float* y, int64_t n);
 

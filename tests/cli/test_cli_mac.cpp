@@ -213,9 +213,9 @@ TEST(MacErrors, MissingModelOrBankAreClearErrors) {
 
 TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
   // 4 steps on 2 ranks with the pool (summarised again every step) and hard distractors from
-  // step 1, context distillation, and a checkpoint every 2 steps; then the step-4 checkpoint is dropped and the run resumed
-  // from step 2. Steps 3-4 use the pool filled in steps 1-2, so they repeat exactly only if each
-  // rank's pool was restored.
+  // step 1, context distillation, and a checkpoint every 2 steps; then the step-4 checkpoint is
+  // dropped and the run resumed from step 2. Steps 3-4 use the pool filled in steps 1-2, so they
+  // repeat exactly only if each rank's pool was restored.
   const std::string out = dir + "/mac_pool";
   const std::string pool_sets = sets + " --set mac.out_dir=" + out + " --set mac.train.steps=4" +
                                 " --set mac.train.save_every=2 --set mac.retriever.from_step=1" +
