@@ -1,7 +1,8 @@
 // The MAC commands as a user runs them, on a tiny world: mac-train on 2 ranks (resumed on 3,
 // with backpropagation dropout and global banks), memorize on 2 ranks and --append on 3 with
 // deduplication, a bank refused by another amortizer, answer at 1 and 3 ranks (flat answers
-// agree across world sizes), mac-eval's table and results, and the reference presets.
+// agree across world sizes), mac-eval's table and results, and the reference presets; a bit-exact
+// resume with the retriever's pool and token keys, whose bank then answers alike at 1 and 3 ranks.
 #include <filesystem>
 #include <fstream>
 
@@ -221,7 +222,8 @@ TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
                                 " --set mac.train.save_every=2 --set mac.retriever.from_step=1" +
                                 " --set mac.retriever.pool=8 --set mac.retriever.hard_negatives=2" +
                                 " --set mac.distill_weight=0.5 --set mac.doc_tokens=400" +  // documents whole for the teacher
-                                " --set mac.retriever.refresh_every=1";
+                                " --set mac.retriever.refresh_every=1" +
+                                " --set mac.retriever.keys=tokens --set mac.retriever.token_negatives=6";
   Result r = run(kMpirun + "2 " + kEngram + " mac-train" + pool_sets);
   ASSERT_EQ(r.code, 0) << r.output;
   ASSERT_TRUE(fs::remove(out + "/checkpoints/step_00000004.done"));
@@ -234,16 +236,40 @@ TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
   EXPECT_TRUE(contains(r.output, "context distillation for")) << r.output;
   EXPECT_FALSE(contains(r.output, "context distillation for 0 of")) << r.output;
   for (const auto& line : metrics) {  // the loss: QA + w x retriever (w 0.1 at step 1, then 1) + 0.5 x distillation
+                                      // + the token keys' loss
     EXPECT_GT(line["distill_loss"].get<double>(), 0.0) << line;
+    EXPECT_GT(line["token_retriever_loss"].get<double>(), 0.0) << line;
     const double w = line["step"].get<int>() == 1 ? 0.1 : 1.0;
     EXPECT_NEAR(line["loss"].get<double>(), line["qa_loss"].get<double>() + w * line["retriever_loss"].get<double>() +
-                                                0.5 * line["distill_loss"].get<double>(), 1e-4) << line;
+                                                0.5 * line["distill_loss"].get<double>() +
+                                                line["token_retriever_loss"].get<double>(), 1e-4) << line;
   }
   for (int i : {2, 3}) {
     const auto& first = metrics[static_cast<size_t>(i)];
     const auto& again = metrics[static_cast<size_t>(i + 2)];
     ASSERT_EQ(first["step"], again["step"]);
-    for (const char* key : {"loss", "qa_loss", "retriever_loss", "retriever_top1", "distill_loss", "grad_norm"})
+    for (const char* key : {"loss", "qa_loss", "retriever_loss", "retriever_top1", "distill_loss", "grad_norm",
+                            "token_retriever_loss", "token_retriever_top1"})
       EXPECT_EQ(first[key].get<double>(), again[key].get<double>()) << key << " at step " << first["step"];
   }
+
+  // Its bank stores the token keys (written on 2 ranks, appended on 3), and answering from the
+  // best document by those keys gives the same answers on 1 and 3 ranks.
+  const std::string bank = out + "/bank.h5", model = " --set mac.out_dir=" + out;
+  const std::string questions = questions_file(dir, 6);
+  r = run(kMpirun + "2 " + kEngram + " memorize" + sets + model + " --documents " + questions + " --bank " + bank);
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run(kMpirun + "3 " + kEngram + " memorize" + sets + model + " --documents " + dir + "/data/test.jsonl --bank " +
+          bank + " --append");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "(6 already stored or repeated)")) << r.output;
+  for (int np : {1, 3}) {
+    r = run(kMpirun + std::to_string(np) + " " + kEngram + " answer" + sets + model + " --set mac.retriever.top_k=1" +
+            " --bank " + bank + " --questions " + questions + " --out " + out + "/k" + std::to_string(np) + ".jsonl");
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+  auto k1 = json_lines(out + "/k1.jsonl"), k3 = json_lines(out + "/k3.jsonl");
+  ASSERT_EQ(k1.size(), k3.size());
+  ASSERT_GT(k1.size(), 0u);
+  for (size_t i = 0; i < k1.size(); ++i) EXPECT_EQ(k1[i]["prediction"], k3[i]["prediction"]) << i;
 }

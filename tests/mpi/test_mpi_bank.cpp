@@ -193,6 +193,53 @@ TEST(MpiBank, AppendSkipsKnownIdsAndKeepsStreamOrder) {
   comm->barrier();
 }
 
+TEST(MpiBank, RetrievalKeysAreStoredBesideTheSummariesAndAppendedInOrder) {
+  // A bank of a model with token keys (mac.retriever.keys: tokens): keys [N, K] float32, written
+  // by uneven shares, appended, read back bit-exact; an append without keys or of another width
+  // is refused, and a bank without keys says so when asked for them.
+  auto comm = make_comm();
+  const int world = comm->world_size(), rank = comm->rank();
+  const std::string path = shared_dir(*comm, "keys") + "/bank.h5";
+  const int64_t T = 2, d = 3, K = 4;
+  mac::BankMeta with_keys = meta("amort-k", T, d);
+  with_keys.key_dim = K;
+  at::manual_seed(41);
+  const at::Tensor keys = at::randn({7, K});
+  Stream first = make_stream(5, T, d, 42, "doc-"), more = make_stream(2, T, d, 43, "more-");
+  auto rows_with_keys = [&](const Stream& s, int64_t key_offset, dist::RowRange r) {
+    mac::BankRows rows = rows_of(s, r.begin, r.end);
+    rows.keys = keys.narrow(0, key_offset + r.begin, r.size());
+    return rows;
+  };
+  EXPECT_EQ(mac::write_bank(path, with_keys, rows_with_keys(first, 0, dist::ShardSpec(5, world).range(rank)), false,
+                            *comm, &kWorld), 5);
+  EXPECT_EQ(mac::write_bank(path, with_keys, rows_with_keys(more, 5, dist::ShardSpec(2, world).range(rank)), true,
+                            *comm, &kWorld), 7);
+  {
+    mac::BankReader bank(path);
+    EXPECT_EQ(bank.meta().key_dim, K);
+    expect_rows(bank, concat(first, more), 0, 7);
+    EXPECT_TRUE(bank.keys(0, 7).equal(keys));
+    EXPECT_TRUE(bank.keys(4, 2).equal(keys.narrow(0, 4, 2)));
+  }
+  comm->barrier();
+  dist::RowRange share = dist::ShardSpec(2, world).range(rank);
+  expect_user_error([&] { mac::write_bank(path, meta("amort-k", T, d), rows_of(more, share.begin, share.end), true,
+                                          *comm, &kWorld); }, {path, "retrieval keys of width 4", "width 0"});
+  mac::BankMeta wider = with_keys;
+  wider.key_dim = K + 1;
+  mac::BankRows wrong = rows_of(more, share.begin, share.end);
+  wrong.keys = at::zeros({share.size(), K});
+  expect_user_error([&] { mac::write_bank(path, wider, wrong, true, *comm, &kWorld); },
+                    {path, "keys of shape", "key_dim"});
+  const std::string plain = shared_dir(*comm, "keys") + "/plain.h5";
+  mac::write_bank(plain, meta("amort-k", T, d), rows_of(first, 0, rank == 0 ? 5 : 0), false, *comm, &kWorld);
+  mac::BankReader no_keys(plain);
+  EXPECT_EQ(no_keys.meta().key_dim, 0);
+  expect_user_error([&] { no_keys.keys(0, 1); }, {plain, "stores no retrieval keys"});
+  comm->barrier();
+}
+
 TEST(MpiBank, AnEmptyFirstWriteMakesABankThatAppendsGrow) {
   auto comm = make_comm();
   const int world = comm->world_size(), rank = comm->rank();

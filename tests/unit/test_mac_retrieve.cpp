@@ -172,3 +172,106 @@ TEST(MacRetrieverTraining, ContrastiveLossIgnoresCopiesAndPicksTheBestPoolDistra
   for (const auto& p : retriever->named_parameters()) EXPECT_TRUE(p.value().grad().defined()) << p.key();
   EXPECT_FALSE(pool.summaries.requires_grad());
 }
+
+TEST(MacTokenKeys, AKeyIsTheNormalisedWeightedSumOfItsTokensEmbeddingsPaddingIgnored) {
+  torch::manual_seed(5);
+  mac::TokenKeys keys(11, 6);
+  auto params = keys->named_parameters();
+  at::Tensor ids = torch::tensor({{3, 7, 3, 0}, {10, 2, 0, 0}}, torch::kLong);
+  at::Tensor mask = torch::tensor({{1, 1, 1, 0}, {1, 1, 0, 0}}, torch::kLong);
+  // Both sides start with the same weights: the same tokens give the same key.
+  EXPECT_TRUE(torch::allclose(keys->question_keys(ids, mask), keys->document_keys(ids, mask), 1e-6, 1e-7));
+  {
+    torch::NoGradGuard no_grad;
+    params["document_weight"].uniform_(-0.2, 0.2);
+  }
+  at::Tensor got = keys->document_keys(ids, mask);
+  ASSERT_EQ(got.sizes(), (std::vector<int64_t>{2, 6}));
+  const double s = mac::TokenKeysImpl::kLearningScale;
+  for (int64_t b = 0; b < 2; ++b) {
+    at::Tensor sum = torch::zeros({6});
+    for (int64_t t = 0; t < 4; ++t) {
+      if (mask[b][t].item<int64_t>() == 0) continue;
+      const int64_t id = ids[b][t].item<int64_t>();
+      sum += torch::softplus(params["document_weight"][id] * s) * params["embedding"][id] * s;
+    }
+    EXPECT_TRUE(torch::allclose(got[b], sum / sum.norm(), 1e-5, 1e-6)) << b;
+  }
+  // Padding ids (masked) change nothing; gradient reaches the embedding and the side's weights.
+  at::Tensor padded = torch::tensor({{3, 7, 3, 9, 9}}, torch::kLong);
+  EXPECT_TRUE(torch::allclose(keys->document_keys(padded, torch::tensor({{1, 1, 1, 0, 0}}, torch::kLong)), got[0].unsqueeze(0),
+                              1e-6, 1e-7));
+  EXPECT_NEAR(got.norm(2, 1).sub(1).abs().max().item<double>(), 0.0, 1e-6);
+  got.sum().backward();
+  EXPECT_TRUE(params["embedding"].grad().defined());
+  EXPECT_TRUE(params["document_weight"].grad().defined());
+  EXPECT_GT(params["document_weight"].grad().abs().sum().item<double>(), 0.0);
+  EXPECT_THROW(keys->document_keys(torch::tensor({{11}}, torch::kLong), torch::ones({1, 1}, torch::kLong)),
+               core::InternalError);
+}
+
+TEST(MacTokenKeys, TrainedContrastivelyTheyLearnToIgnoreWordsEveryTextShares) {
+  // 40 documents: a name token of their own among 12 tokens drawn from 6 that every document
+  // uses; questions: 3 shared question words and the name. Untrained, the shared words swamp the
+  // names; after training, each question finds its own document.
+  torch::manual_seed(6);
+  const int64_t n = 40, vocab = 60;
+  mac::TokenKeys keys(vocab, 16);
+  at::Tensor doc_ids = torch::randint(0, 6, {n, 12}, torch::kLong);
+  doc_ids.select(1, 5) = torch::arange(n, torch::kLong) + 20;  // the name
+  at::Tensor q_ids = torch::randint(6, 9, {n, 4}, torch::kLong);
+  q_ids.select(1, 3) = torch::arange(n, torch::kLong) + 20;
+  at::Tensor doc_mask = torch::ones_like(doc_ids), q_mask = torch::ones_like(q_ids);
+  at::Tensor documents = torch::arange(n, torch::kLong);
+  auto top1 = [&] {
+    torch::NoGradGuard no_grad;
+    return mac::contrastive_step(keys->question_keys(q_ids, q_mask), documents, keys->document_keys(doc_ids, doc_mask),
+                                 documents, 0, 0.05).top1;
+  };
+  const double before = top1();
+  torch::optim::Adam adam(keys->parameters(), torch::optim::AdamOptions(2.5e-4));
+  for (int step = 0; step < 200; ++step) {
+    adam.zero_grad();
+    mac::contrastive_step(keys->question_keys(q_ids, q_mask), documents, keys->document_keys(doc_ids, doc_mask),
+                          documents, 0, 0.05).loss.backward();
+    adam.step();
+  }
+  EXPECT_LT(before, 0.5);
+  EXPECT_EQ(top1(), 1.0);
+}
+
+TEST(MacTokenKeys, RandomNegativesAreDistinctDocumentsFixedBySeed) {
+  at::Tensor a = mac::random_documents(50, 20, 3), b = mac::random_documents(50, 20, 3);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_FALSE(torch::equal(a, mac::random_documents(50, 20, 4)));
+  EXPECT_EQ(std::get<0>(at::_unique(a)).numel(), 20);
+  EXPECT_GE(a.min().item<int64_t>(), 0);
+  EXPECT_LT(a.max().item<int64_t>(), 50);
+  EXPECT_EQ(mac::random_documents(5, 20, 3).numel(), 5);  // no more than there are
+  EXPECT_EQ(mac::random_documents(5, 0, 3).numel(), 0);
+}
+
+TEST(MacTokenKeys, TheModelHasThemWithKeysFromTokensAndTheyEnterTheFingerprint) {
+  mac::MacConfig c = config_with_retriever(6);
+  c.retrieval_keys = "tokens";
+  c.retrieval_vocab = 32;
+  torch::manual_seed(7);
+  mac::MacModel m(c);
+  ASSERT_TRUE(m->has_token_keys());
+  EXPECT_TRUE(m->has_retriever());  // the summary retriever still trains beside them
+  EXPECT_EQ(m->token_keys()->dim(), 6);
+  const std::string before = m->amortizer_fingerprint();
+  {
+    torch::NoGradGuard no_grad;
+    m->token_keys()->named_parameters()["document_weight"][3] += 1.0;
+  }
+  EXPECT_NE(m->amortizer_fingerprint(), before);  // a bank's stored keys came from these weights
+  mac::MacModel plain(config_with_retriever(6));
+  EXPECT_FALSE(plain->has_token_keys());
+  EXPECT_THROW(plain->token_keys(), core::UserError);
+  c.retrieval_dim = 0;
+  EXPECT_THROW(c.validate(), core::UserError);  // tokens need a retriever width
+  c.retrieval_dim = 6;
+  c.retrieval_keys = "words";
+  EXPECT_THROW(c.validate(), core::UserError);
+}

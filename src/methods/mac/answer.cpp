@@ -69,7 +69,12 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
   const int64_t M = options.hierarchical ? options.group_size : kFlat;
   const bool retrieving = options.top_k > 0 && options.view != BankView::GoldOnly;
   std::optional<ShardIndex> shard_index;  // the retriever's keys of this rank's shard, searchable
-  if (retrieving) shard_index.emplace(shard_rows[0], s.mac->retriever()->document_keys(shard_rows[0]), shard.begin);
+  const bool token_keys = s.mac->has_token_keys();  // keys from the texts, stored in the bank
+  if (retrieving)
+    shard_index.emplace(shard_rows[0],
+                        token_keys ? bank.keys(shard.begin, shard.size())
+                                   : s.mac->retriever()->document_keys(shard_rows[0]),
+                        shard.begin);
 
   AnswerResult result;
   const bool measure_attention = !retrieving && !options.hierarchical && options.view == BankView::Full;
@@ -113,7 +118,9 @@ AnswerResult answer_questions(MacSystem& s, const BankReader& bank, const std::v
         }
       }
       if (retrieving) {
-        Retrieved found = retrieve_top_k(s.mac->retriever()->question_keys(z0), *shard_index, valid, options.top_k, comm);
+        at::Tensor question_keys = token_keys ? s.mac->token_keys()->question_keys(q_ids, q_mask)
+                                              : s.mac->retriever()->question_keys(z0);
+        Retrieved found = retrieve_top_k(question_keys, *shard_index, valid, options.top_k, comm);
         z = aggregate_hierarchical(s.mac->aggregator(), z0, found.memory, M, &result.stats, nullptr, options.carry);
         for (size_t i = begin; measure_retrieval && i < end; ++i) {
           if (gold_of(i) < 0) continue;

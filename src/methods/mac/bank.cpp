@@ -35,6 +35,7 @@ constexpr int64_t kVersion = 1;
 constexpr const char* kSummaries = "/summaries";
 constexpr const char* kDocIds = "/doc_ids";
 constexpr const char* kTimes = "/times";
+constexpr const char* kKeys = "/keys";
 
 // Bounds a reader accepts before it allocates anything from sizes found in a file.
 constexpr int64_t kMaxDim = int64_t{1} << 20;      // T and d
@@ -120,7 +121,8 @@ struct Contribution {
 };
 
 std::string meta_key(const BankMeta& meta) {
-  return fmt::format("T {}, d {}, dtype {}, fingerprint {}", meta.T, meta.d, meta.dtype, meta.fingerprint);
+  return fmt::format("T {}, d {}, dtype {}, key_dim {}, fingerprint {}", meta.T, meta.d, meta.dtype, meta.key_dim,
+                     meta.fingerprint);
 }
 
 // This rank's rows, checked against the bank's meta; throws UserError naming the bank.
@@ -140,6 +142,12 @@ Contribution check_rows(const std::string& path, const BankMeta& meta, const Ban
     if (s.dim() != 3 || s.size(0) != c.rows || s.size(1) != meta.T || s.size(2) != meta.d)
       core::fail("bank {}: rank {} offers summaries of shape {}, expected [{}, {}, {}] (rows, T, d)", path, rank,
                  shape_text(s), c.rows, meta.T, meta.d);
+  }
+  if (meta.key_dim > 0 && c.rows > 0) {
+    const at::Tensor& k = rows.keys;
+    if (!k.defined() || !k.is_floating_point() || k.dim() != 2 || k.size(0) != c.rows || k.size(1) != meta.key_dim)
+      core::fail("bank {}: rank {} offers keys of shape {}, expected floating-point [{}, {}] (rows, key_dim)", path,
+                 rank, k.defined() ? shape_text(k) : "none", c.rows, meta.key_dim);
   }
   for (const std::string& id : rows.doc_ids) {
     if (id.find('\0') != std::string::npos) core::fail("bank {}: a document id holds a NUL byte", path);
@@ -215,10 +223,14 @@ void create_datasets(io::H5File& file, const BankMeta& meta, const Layout& l) {
   file.set_attr("/", "T", meta.T);
   file.set_attr("/", "d", meta.d);
   file.set_attr("/", "dtype", meta.dtype);
+  file.set_attr("/", "key_dim", meta.key_dim);
   file.create_dataset(kSummaries, stored, {l.total_rows, meta.T, meta.d}, chunk_rows(row_bytes, kSummaryChunkBytes),
                       /*extendible=*/true, /*checksum=*/true);
   file.create_string_dataset(kDocIds, l.total_rows, l.id_width, chunk_rows(l.id_width, kColumnChunkBytes), true, true);
   file.create_dataset(kTimes, at::kLong, {l.total_rows}, chunk_rows(8, kColumnChunkBytes), true, true);
+  if (meta.key_dim > 0)
+    file.create_dataset(kKeys, at::kFloat, {l.total_rows, meta.key_dim}, chunk_rows(meta.key_dim * 4, kSummaryChunkBytes),
+                        true, true);
 }
 
 // The id dataset cannot change its string width in place: when new ids are longer than the
@@ -231,8 +243,9 @@ void widen_ids(io::H5File& file, const Layout& l, int rank) {
   file.write_string_rows(kDocIds, 0, old_ids);
 }
 
-void grow_datasets(io::H5File& file, const Layout& l, int rank) {
+void grow_datasets(io::H5File& file, const BankMeta& meta, const Layout& l, int rank) {
   file.extend(kSummaries, l.total_rows);
+  if (meta.key_dim > 0) file.extend(kKeys, l.total_rows);
   file.extend(kTimes, l.total_rows);
   if (l.id_width > l.existing_width) widen_ids(file, l, rank);
   else file.extend(kDocIds, l.total_rows);
@@ -245,6 +258,8 @@ void write_my_rows(io::H5File& file, const BankMeta& meta, const BankRows& rows,
   at::Tensor summaries = n == 0 ? at::empty({0, meta.T, meta.d}, at::TensorOptions().dtype(stored))
                                 : rows.summaries.to(at::kCPU).to(stored).contiguous();
   file.write_rows(kSummaries, l.offset, summaries);
+  if (meta.key_dim > 0)
+    file.write_rows(kKeys, l.offset, n == 0 ? at::empty({0, meta.key_dim}) : rows.keys.to(at::kCPU).to(at::kFloat).contiguous());
   file.write_string_rows(kDocIds, l.offset, rows.doc_ids);
   file.write_rows(kTimes, l.offset, at::tensor(at::ArrayRef<int64_t>(rows.times), at::kLong));
 }
@@ -267,6 +282,9 @@ std::string prepare_append(const std::string& path, const std::string& temp, con
     if (have.dtype != meta.dtype)
       core::fail("cannot append to bank {}: it stores {}, the new summaries are to be stored as {}", path,
                  have.dtype, meta.dtype);
+    if (have.key_dim != meta.key_dim)
+      core::fail("cannot append to bank {}: it stores retrieval keys of width {}, the new rows have width {}", path,
+                 have.key_dim, meta.key_dim);
     rows = reader.rows();
     width = io::H5File(path, io::H5File::Mode::Read).string_width(kDocIds);
   }
@@ -320,7 +338,7 @@ int64_t write_bank(const std::string& path, const BankMeta& meta, const BankRows
 
   try {
     io::H5File file(temp, append ? io::H5File::Mode::ReadWrite : io::H5File::Mode::Create, mpi_comm);
-    if (append) grow_datasets(file, layout, comm.rank());
+    if (append) grow_datasets(file, meta, layout, comm.rank());
     else create_datasets(file, meta, layout);
     write_my_rows(file, meta, rows, layout);
     file.close();
@@ -414,6 +432,16 @@ BankReader::BankReader(const std::string& path) : path_(path) {
   if (width < 1 || width > kMaxIdBytes)
     core::fail("bank {}: document ids are {} bytes wide, at most {} are allowed", path, width, kMaxIdBytes);
   if (h5.dtype(kTimes) != at::kLong) core::fail("bank {}: times are not int64", path);
+  meta_.key_dim = h5.has_attr("/", "key_dim") ? h5.attr_int("/", "key_dim") : 0;  // banks before keys have none
+  if (meta_.key_dim < 0 || meta_.key_dim > kMaxDim)
+    core::fail("bank {}: root attribute key_dim = {} is outside [0, {}]", path, meta_.key_dim, kMaxDim);
+  if (meta_.key_dim > 0) {
+    std::vector<int64_t> keys = dataset_shape(h5, kKeys, 2);
+    if (keys[0] != rows_ || keys[1] != meta_.key_dim)
+      core::fail("bank {}: keys are [{}, {}], expected [{}, {}] (rows, key_dim)", path, keys[0], keys[1], rows_,
+                 meta_.key_dim);
+    if (h5.dtype(kKeys) != at::kFloat) core::fail("bank {}: keys are not float32", path);
+  }
   file_ = file.release();
 }
 
@@ -428,6 +456,13 @@ void BankReader::require_fingerprint(const std::string& fingerprint) const {
 at::Tensor BankReader::summaries(int64_t begin, int64_t count) const {
   // read_rows checks the range against the dataset and names the file.
   return file_->h5.read_rows(kSummaries, begin, count).to(at::kFloat);
+}
+
+at::Tensor BankReader::keys(int64_t begin, int64_t count) const {
+  if (meta_.key_dim == 0)
+    core::fail("bank {} stores no retrieval keys: it was built by a model without token keys (mac.retriever.keys)",
+               path_);
+  return file_->h5.read_rows(kKeys, begin, count).to(at::kFloat);
 }
 
 std::vector<std::string> BankReader::doc_ids(int64_t begin, int64_t count) const {

@@ -5,6 +5,8 @@
 //   summaries [N, T, d]   chunked, extendible (new documents append), fletcher32 on chunks
 //   doc_ids   [N]         fixed-length strings (documents are deduplicated by id)
 //   times     [N]         int64 (the document's time, 0 when unknown)
+//   keys      [N, K]      float32, only in banks of models with token keys (root attribute
+//                         key_dim = K; mac.retriever.keys: tokens); absent (key_dim 0) otherwise
 // Rows are in stream order: the documents of the first write, then those of each append.
 //
 // Writing is collective: every rank encodes its share of the documents (ShardSpec over the new,
@@ -29,12 +31,14 @@ struct BankMeta {
   int64_t T = 0;            // summary tokens per document
   int64_t d = 0;            // width of each summary token (the base LM's d_model)
   std::string dtype = "float32";  // on disk: float32 | bfloat16
+  int64_t key_dim = 0;      // width of the stored retrieval keys; 0 = the bank stores none
 };
 
 // The rows one rank contributes to a write: summaries [n, T, d] (any float dtype; converted to
-// meta.dtype), and n ids and times. n may be 0.
+// meta.dtype), keys [n, meta.key_dim] when meta.key_dim > 0, and n ids and times. n may be 0.
 struct BankRows {
   at::Tensor summaries;
+  at::Tensor keys;
   std::vector<std::string> doc_ids;
   std::vector<int64_t> times;
 };
@@ -48,7 +52,7 @@ struct BankRows {
 std::vector<int64_t> new_document_indices(const std::string& path, bool append, const std::vector<std::string>& ids);
 
 // Collective. Creates `path` (append = false; an existing file is replaced) or appends to it
-// (append = true; the file must exist, with the same fingerprint, T, d and dtype, else
+// (append = true; the file must exist, with the same fingerprint, T, d, dtype and key_dim, else
 // core::UserError naming the file and the mismatch). `rows` are this rank's rows; the global row
 // order is rank 0's rows, then rank 1's, ... after any existing rows. `mpi_comm`: the job's MPI
 // communicator handle (null for one process). Returns the total row count after the write.
@@ -72,6 +76,9 @@ class BankReader {
   void require_fingerprint(const std::string& fingerprint) const;
   // Rows [begin, begin + count) as float32 [count, T, d].
   at::Tensor summaries(int64_t begin, int64_t count) const;
+  // Rows [begin, begin + count) of the keys as float32 [count, key_dim]; core::UserError when the
+  // bank stores none.
+  at::Tensor keys(int64_t begin, int64_t count) const;
   std::vector<std::string> doc_ids(int64_t begin, int64_t count) const;
   std::vector<int64_t> times(int64_t begin, int64_t count) const;
 

@@ -24,7 +24,8 @@ MemorizeReport memorize(MacSystem& s, const std::vector<data::Document>& documen
   // This rank's contiguous share of the new documents.
   dist::RowRange mine = dist::ShardSpec(report.added, comm.world_size()).range(comm.rank());
   BankRows rows;
-  std::vector<at::Tensor> parts;
+  std::vector<at::Tensor> parts, key_parts;
+  const bool keys = s.mac->has_token_keys();
   {
     torch::NoGradGuard no_grad;
     const bool was_training = s.mac->is_training();
@@ -41,12 +42,14 @@ MemorizeReport memorize(MacSystem& s, const std::vector<data::Document>& documen
       }
       auto [tokens, mask] = s.mac_tokens(texts, options.doc_tokens, false);
       parts.push_back(s.mac->summarize(tokens, mask));
+      if (keys) key_parts.push_back(s.mac->token_keys()->document_keys(tokens, mask));
       progress.update(end - mine.begin);
     }
     if (was_training) s.mac->train();
   }
   const MacConfig& c = s.mac->config();
   rows.summaries = parts.empty() ? torch::zeros({0, c.T, c.d}) : torch::cat(parts, 0);
+  if (keys) rows.keys = key_parts.empty() ? torch::zeros({0, c.retrieval_dim}) : torch::cat(key_parts, 0);
   at::Tensor encode = torch::tensor({clock.seconds()}, torch::kFloat64);
   comm.all_reduce(encode, dist::ReduceOp::Max);
   report.encode_seconds = encode.item<double>();
@@ -56,6 +59,7 @@ MemorizeReport memorize(MacSystem& s, const std::vector<data::Document>& documen
   meta.T = c.T;
   meta.d = c.d;
   meta.dtype = options.dtype;
+  meta.key_dim = keys ? c.retrieval_dim : 0;
   report.total_rows = write_bank(options.bank_path, meta, rows, options.append, comm, mpi_comm);
   report.seconds = clock.seconds();
   return report;

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <numeric>
+#include <random>
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -147,6 +149,19 @@ at::Tensor with_other_ranks(const at::Tensor& x, dist::Communicator& comm) {
 
 }  // namespace
 
+at::Tensor random_documents(int64_t documents, int64_t count, int64_t seed) {
+  count = std::min(count, documents);
+  if (count <= 0) return torch::empty({0}, torch::kLong);
+  std::mt19937_64 rng(static_cast<uint64_t>(seed));
+  std::vector<int64_t> all(static_cast<size_t>(documents));
+  std::iota(all.begin(), all.end(), int64_t{0});
+  for (int64_t i = 0; i < count; ++i) {  // a partial Fisher-Yates shuffle: `count` distinct documents
+    std::uniform_int_distribution<int64_t> pick(i, documents - 1);
+    std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(pick(rng))]);
+  }
+  return torch::tensor(std::vector<int64_t>(all.begin(), all.begin() + count), torch::kLong);
+}
+
 void refresh_pool(SummaryPool& pool, const std::function<at::Tensor(const at::Tensor&)>& summarize, int64_t chunk) {
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> fresh;
@@ -164,6 +179,21 @@ void SummaryPool::add(const at::Tensor& more, const at::Tensor& more_documents) 
   if (size() > capacity) summaries = summaries.narrow(0, 0, capacity), documents = documents.narrow(0, 0, capacity);
 }
 
+ContrastiveStep contrastive_step(const at::Tensor& question_keys, const at::Tensor& question_documents,
+                                 const at::Tensor& keys, const at::Tensor& key_documents, int64_t own_offset,
+                                 double temperature) {
+  const int64_t Bq = question_keys.size(0);
+  at::Tensor scores = torch::matmul(question_keys, keys.t());  // [Bq, keys]
+  at::Tensor own = torch::arange(Bq, torch::kLong) + own_offset;
+  at::Tensor copies = key_documents.unsqueeze(0) == question_documents.unsqueeze(1);
+  copies.scatter_(1, own.unsqueeze(1), false);
+  ContrastiveStep step;
+  step.scores = scores.masked_fill(copies, -std::numeric_limits<float>::infinity());
+  step.loss = torch::nll_loss(torch::log_softmax(step.scores / temperature, 1), own);
+  step.top1 = (step.scores.argmax(1) == own).to(torch::kFloat64).mean().item<double>();
+  return step;
+}
+
 RetrieverStep retriever_step(Retriever& retriever, const at::Tensor& question_latents, const at::Tensor& question_documents,
                              at::Tensor keys, at::Tensor key_documents, int64_t own_offset, const SummaryPool& pool,
                              int64_t hard, double temperature) {
@@ -172,14 +202,12 @@ RetrieverStep retriever_step(Retriever& retriever, const at::Tensor& question_la
     keys = torch::cat({keys, retriever->document_keys(pool.summaries)}, 0);
     key_documents = torch::cat({key_documents, pool.documents}, 0);
   }
-  at::Tensor scores = torch::matmul(retriever->question_keys(question_latents), keys.t());  // [Bq, keys]
-  at::Tensor own = torch::arange(Bq, torch::kLong) + own_offset;
-  at::Tensor copies = key_documents.unsqueeze(0) == question_documents.unsqueeze(1);
-  copies.scatter_(1, own.unsqueeze(1), false);
-  scores = scores.masked_fill(copies, -std::numeric_limits<float>::infinity());
+  ContrastiveStep scored = contrastive_step(retriever->question_keys(question_latents), question_documents, keys,
+                                            key_documents, own_offset, temperature);
+  const at::Tensor& scores = scored.scores;
   RetrieverStep step;
-  step.loss = torch::nll_loss(torch::log_softmax(scores / temperature, 1), own);
-  step.top1 = (scores.argmax(1) == own).to(torch::kFloat64).mean().item<double>();
+  step.loss = scored.loss;
+  step.top1 = scored.top1;
   if (hard > 0 && pool.size() >= hard) {
     at::Tensor best = std::get<1>(scores.detach().narrow(1, in_batch, pool.size()).topk(hard, 1));  // [Bq, hard]
     step.distractors = pool.summaries.index_select(0, best.flatten()).view({Bq, hard, pool.summaries.size(1),
@@ -211,6 +239,9 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     core::fail("mac.retriever.refresh_every ({}) and mac.retriever.refresh_from ({}) must be >= 0", refresh_every,
                refresh_from);
   int64_t refreshed_at = -1;  // the step the pool was last summarised again
+  const int64_t token_negatives = cfg.get_int("mac.retriever.token_negatives");
+  if (token_negatives < 0) core::fail("mac.retriever.token_negatives must be >= 0, got {}", token_negatives);
+  const int64_t seed = cfg.get_int("run.seed");
   const double encoder_grad = cfg.get_float("mac.retriever.encoder_grad");
   if (!(encoder_grad >= 0 && encoder_grad <= 1))
     core::fail("mac.retriever.encoder_grad must be in [0, 1], got {}", encoder_grad);
@@ -317,6 +348,24 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
       if (retrieved.distractors.defined() && group == 0)
         memory.rows = torch::cat({memory.rows.expand({with_grad, -1, -1, -1}), retrieved.distractors}, 1);
     }
+    ContrastiveStep token_step;
+    if (s.mac->has_token_keys()) {  // keys from tokens: every rank's batch and fresh random negatives
+      TokenKeys& token_keys = s.mac->token_keys();
+      at::Tensor keys = token_keys->document_keys(doc_ids, doc_mask);
+      const int64_t own_keys = W > 1 ? comm.rank() * B : 0;
+      if (W > 1) keys = with_other_ranks(keys, comm);
+      at::Tensor negatives = random_documents(static_cast<int64_t>(set.documents.size()), token_negatives,
+                                              seed + 7919 * trainer.step() + 104729 * comm.rank());
+      if (negatives.numel() > 0) {
+        std::vector<const std::vector<int32_t>*> negative_docs;
+        for (int64_t i = 0; i < negatives.numel(); ++i)
+          negative_docs.push_back(&set.documents[static_cast<size_t>(negatives[i].item<int64_t>())]);
+        auto [n_ids, n_mask] = s.mac_pad(negative_docs);
+        keys = torch::cat({keys, token_keys->document_keys(n_ids, n_mask)}, 0);
+      }
+      token_step = contrastive_step(token_keys->question_keys(q_ids, q_mask), documents.narrow(0, 0, with_grad), keys,
+                                    torch::cat({all_documents, negatives}, 0), own_keys, temperature);
+    }
     if (retriever_on && second_phase) pool.add(bank, bank_documents);
     if (refresh_every > 0 && pool.size() > 0 && trainer.step() >= refresh_from && trainer.step() % refresh_every == 0 &&
         refreshed_at != trainer.step()) {
@@ -383,6 +432,11 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
         micro.loss = micro.loss + distill_weight * distill;
       }
       micro.figures["distill_loss"] = distill_value;
+    }
+    if (token_step.loss.defined()) {  // its own parameters only: weight 1
+      micro.figures["token_retriever_loss"] = token_step.loss.item<double>();
+      micro.figures["token_retriever_top1"] = token_step.top1;
+      micro.loss = micro.loss + token_step.loss;
     }
     if (retrieved.loss.defined()) {
       micro.figures["retriever_loss"] = retrieved.loss.item<double>();

@@ -72,6 +72,23 @@ struct SummaryPool {
 // questions, over 1000 fresh summaries at answer time for 47%.
 void refresh_pool(SummaryPool& pool, const std::function<at::Tensor(const at::Tensor&)>& summarize, int64_t chunk = 64);
 
+// A contrastive step over unit keys: each question i (keys [Bq, k], document index
+// question_documents[i]) against the keys [n, k] (documents key_documents [n]; its own document's
+// key at row own_offset + i), cross-entropy of the scores / temperature; other copies of its own
+// document are no negatives (their scores are -inf in `scores`).
+struct ContrastiveStep {
+  at::Tensor loss;
+  double top1 = 0;    // share of questions whose own document scores highest
+  at::Tensor scores;  // [Bq, n]
+};
+ContrastiveStep contrastive_step(const at::Tensor& question_keys, const at::Tensor& question_documents,
+                                 const at::Tensor& keys, const at::Tensor& key_documents, int64_t own_offset,
+                                 double temperature);
+
+// `count` distinct document indices of [0, documents), drawn with `seed` (the token keys'
+// negatives: seeded by step and rank, so a resumed run draws the same).
+at::Tensor random_documents(int64_t documents, int64_t count, int64_t seed);
+
 // One step of the retriever: its contrastive loss, each question i (latent [Bq, T, d], document
 // index question_documents[i]) against the keys [n, k] (documents key_documents [n]; its own
 // document's key at row own_offset + i) and the pool's; other copies of its own document are no

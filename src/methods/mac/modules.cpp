@@ -23,6 +23,11 @@ void MacConfig::validate() const {
   if (aggregator_ff < 0) core::fail("mac.aggregator.ff must be >= 0 (0 = automatic), got {}", aggregator_ff);
   if (!(prefix_scale > 0)) core::fail("mac.prefix_scale must be positive, got {}", prefix_scale);
   if (retrieval_dim < 0) core::fail("mac.retriever.dim must be >= 0 (0 = no retriever), got {}", retrieval_dim);
+  if (retrieval_keys != "summary" && retrieval_keys != "tokens")
+    core::fail("mac.retriever.keys must be summary or tokens, got '{}'", retrieval_keys);
+  if (retrieval_keys == "tokens" && retrieval_dim == 0)
+    core::fail("mac.retriever.keys: tokens needs a retriever: set mac.retriever.dim > 0");
+  ENGRAM_CHECK(retrieval_keys != "tokens" || retrieval_vocab > 0, "MacConfig: the token keys' vocabulary is not set");
   if (!(slot_dropout >= 0 && slot_dropout < 1)) core::fail("mac.slot_dropout must be in [0, 1), got {}", slot_dropout);
   ENGRAM_CHECK(d > 0 && L > 0 && H > 0 && d % H == 0, "MacConfig: base LM shape not set");
   if (slots() < T)
@@ -298,6 +303,13 @@ MacModelImpl::MacModelImpl(const MacConfig& config) : config_(config) {
   aggregator_ = register_module("aggregator", Aggregator(config_));
   prefix_head_ = register_module("prefix", PrefixHead(config_));
   if (config_.retrieval_dim > 0) retriever_ = register_module("retriever", Retriever(config_));
+  if (config_.retrieval_keys == "tokens")
+    token_keys_ = register_module("token_keys", TokenKeys(config_.retrieval_vocab, config_.retrieval_dim));
+}
+
+TokenKeys& MacModelImpl::token_keys() {
+  if (token_keys_.is_empty()) core::fail("this MAC model has no token keys: train it with mac.retriever.keys: tokens");
+  return token_keys_;
 }
 
 Retriever& MacModelImpl::retriever() {
@@ -346,6 +358,7 @@ std::string MacModelImpl::amortizer_fingerprint() const {
   };
   mix(shape, sizeof(shape));
   mix_weights(*amortizer_);
+  if (!token_keys_.is_empty()) mix_weights(*token_keys_);  // the bank stores their document keys too
   // Summaries read with the LM change with the LM: its weights are part of the amortizer then.
   if (config_.read_with_lm && !lm_.is_empty()) mix_weights(*lm_);
   return fmt::format("{:016x}", hash);

@@ -18,6 +18,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "model/decoder.h"
+#include "methods/mac/token_keys.h"
 #include "model/t5.h"
 
 namespace engram::mac {
@@ -51,6 +52,10 @@ struct MacConfig {
   double prefix_scale = 1.0;
   // Width of the retrieval keys (Retriever); 0 = no retriever (the reference).
   int64_t retrieval_dim = 0;
+  // What answering retrieves with: "summary" (Retriever, keys from the summaries) or "tokens"
+  // (TokenKeys, keys from the texts' tokens, stored in the bank; the Retriever still trains).
+  std::string retrieval_keys = "summary";
+  int64_t retrieval_vocab = 0;  // the token table's size with "tokens" (the MAC tokenizer's vocabulary)
   // The frozen LM's shape (filled from its DecoderConfig).
   int64_t d = 0, L = 0, H = 0;
 
@@ -157,7 +162,7 @@ class RetrieverImpl : public torch::nn::Module {
 TORCH_MODULE(Retriever);
 
 // Everything MAC trains. Parameter names: amortizer.*, question_encoder.*, aggregator.*, prefix.*,
-// and retriever.* when config().retrieval_dim > 0
+// retriever.* when config().retrieval_dim > 0, and token_keys.* with retrieval_keys "tokens"
 class MacModelImpl : public torch::nn::Module {
  public:
   explicit MacModelImpl(const MacConfig& config);
@@ -176,9 +181,13 @@ class MacModelImpl : public torch::nn::Module {
   PrefixHead& prefix_head() { return prefix_head_; }
   bool has_retriever() const { return !retriever_.is_empty(); }
   Retriever& retriever();  // core::UserError when the model has none
+  // Keys from tokens (config().retrieval_keys == "tokens"): answering retrieves with these.
+  bool has_token_keys() const { return !token_keys_.is_empty(); }
+  TokenKeys& token_keys();  // core::UserError when the model has none
 
   // A hash of the amortizer's configuration and weights (and the attached LM's with
-  // read_with_lm): a bank records it, and a model whose summaries would differ refuses the bank.
+  // read_with_lm, and the token keys' when the model has them): a bank records it, and a model
+  // whose summaries or document keys would differ refuses the bank.
   std::string amortizer_fingerprint() const;
   int64_t num_parameters() const;
 
@@ -188,6 +197,7 @@ class MacModelImpl : public torch::nn::Module {
   Aggregator aggregator_{nullptr};
   PrefixHead prefix_head_{nullptr};
   Retriever retriever_{nullptr};
+  TokenKeys token_keys_{nullptr};
   model::Decoder lm_{nullptr};
   // The LM's hidden states of ids at read_layer (no grad), or undefined when read_with_lm is off.
   at::Tensor lm_features(const at::Tensor& ids, const at::Tensor& mask);

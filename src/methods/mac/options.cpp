@@ -91,6 +91,8 @@ std::string mac_config_to_json(const MacConfig& c) {
                    {"slot_dropout", c.slot_dropout},
                    {"prefix_scale", c.prefix_scale},
                    {"retrieval_dim", c.retrieval_dim},
+                   {"retrieval_keys", c.retrieval_keys},
+                   {"retrieval_vocab", c.retrieval_vocab},
                    {"d", c.d},
                    {"L", c.L},
                    {"H", c.H}};
@@ -117,6 +119,8 @@ MacConfig mac_config_from_json(const std::string& text, const std::string& origi
     c.slot_dropout = j.at("slot_dropout");
     c.prefix_scale = j.at("prefix_scale");
     c.retrieval_dim = j.value("retrieval_dim", int64_t{0});
+    c.retrieval_keys = j.value("retrieval_keys", std::string("summary"));
+    c.retrieval_vocab = j.value("retrieval_vocab", int64_t{0});
     c.d = j.at("d");
     c.L = j.at("L");
     c.H = j.at("H");
@@ -194,6 +198,13 @@ void declare_mac_options(config::Schema& schema) {
   schema.add_int("mac.retriever.dim", 0,
                  "width of the retriever's keys (a dual encoder on the document summaries and the question's "
                  "first latent); 0 = no retriever (the reference)");
+  schema.add_string("mac.retriever.keys", "summary",
+                    "what answering retrieves with: summary (keys from the document summaries and the question's "
+                    "first latent) or tokens (a learned bag of tokens over the texts, trained beside MAC on fresh "
+                    "keys of the batch and mac.retriever.token_negatives documents; the bank stores the keys)");
+  schema.add_int("mac.retriever.token_negatives", 1024,
+                 "meta-training with mac.retriever.keys: tokens: training documents drawn at random each step as "
+                 "the token keys' negatives, besides the global batch");
   schema.add_float("mac.retriever.weight", 1.0,
                    "meta-training: weight of the retriever's contrastive loss (each question against every "
                    "document of the global batch and the pool, its own the label). "
@@ -282,6 +293,8 @@ MacConfig mac_config_from(const config::Config& cfg, const model::DecoderConfig&
   c.slot_dropout = cfg.get_float("mac.slot_dropout");
   c.prefix_scale = cfg.get_float("mac.prefix_scale");
   c.retrieval_dim = cfg.get_int("mac.retriever.dim");
+  c.retrieval_keys = cfg.get_string("mac.retriever.keys");
+  if (c.retrieval_keys == "tokens") c.retrieval_vocab = vocab;
   c.d = lm.d_model;
   c.L = lm.n_layers;
   c.H = lm.n_heads;
