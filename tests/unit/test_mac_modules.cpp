@@ -450,6 +450,21 @@ TEST(MacMetaTrain, CurriculumGroupsDoubleInEqualStages) {
   EXPECT_EQ(mac::curriculum_group(0, 400, 1), 0);
 }
 
+TEST(MacMetaTrain, MemoryGroupCapsTheCurriculumAndTheBank) {
+  // No cap: the curriculum's groups, then the whole bank.
+  EXPECT_EQ(mac::memory_group(250, 400, 16, 0), 4);
+  EXPECT_EQ(mac::memory_group(400, 400, 16, 0), 0);
+  // Cap 1: every question reads its own document alone, during the curriculum and after it.
+  for (int64_t step : {0, 150, 399, 400, 5000}) EXPECT_EQ(mac::memory_group(step, 400, 16, 1), 1) << step;
+  EXPECT_EQ(mac::memory_group(0, 0, 16, 1), 1);  // no curriculum at all
+  // Cap 4: the curriculum grows to 4 and stays; with 12 questions a cap of 5 becomes 4 (whole groups).
+  EXPECT_EQ(mac::memory_group(50, 400, 16, 4), 1);
+  EXPECT_EQ(mac::memory_group(399, 400, 16, 4), 4);
+  EXPECT_EQ(mac::memory_group(400, 400, 16, 4), 4);
+  EXPECT_EQ(mac::memory_group(1000, 400, 12, 5), 4);
+  EXPECT_EQ(mac::memory_group(1000, 400, 3, 8), 3);  // no more than the questions
+}
+
 TEST(MacMetaTrain, ScaleGradientPassesTheValueAndAShareOfTheGradient) {
   // The retriever's loss reaching the encoders in part (mac.retriever.encoder_grad).
   for (double share : {0.0, 0.25, 1.0}) {

@@ -25,6 +25,14 @@ namespace fs = std::filesystem;
 
 namespace engram::mac {
 
+int64_t memory_group(int64_t step, int64_t curriculum_steps, int64_t questions, int64_t largest) {
+  int64_t group = curriculum_group(step, curriculum_steps, questions);
+  if (largest <= 0 || (group > 0 && group <= largest)) return group;
+  group = std::min(largest, questions);
+  while (questions % group != 0) --group;  // whole groups only
+  return group;
+}
+
 int64_t curriculum_group(int64_t step, int64_t curriculum_steps, int64_t questions) {
   if (step >= curriculum_steps || questions <= 1) return 0;
   // S stages of equal length, stage j with groups of 2^j documents, S = floor(log2(questions)):
@@ -227,6 +235,8 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   const bool global_bank = cfg.get_bool("mac.global_bank");
   const bool lm_dropout = cfg.get_bool("mac.lm_dropout");
   const int64_t curriculum_steps = cfg.get_int("mac.curriculum_steps");
+  const int64_t largest_group = cfg.get_int("mac.memory_group");
+  if (largest_group < 0) core::fail("mac.memory_group must be >= 0 (0 = the whole bank), got {}", largest_group);
   const double retrieval_weight = cfg.get_float("mac.retrieval_weight");
   if (retrieval_weight < 0) core::fail("mac.retrieval_weight must be >= 0, got {}", retrieval_weight);
   const double retriever_weight = cfg.get_float("mac.retriever.weight");
@@ -320,7 +330,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     // Curriculum: at first each question's memory is its own document only, so the modules learn
     // to encode and read a document; then groups of 2, 4, ... documents, so they learn to find it
     // among others while the needle is still easy to find.
-    const int64_t group = curriculum_group(trainer.step(), curriculum_steps, with_grad);
+    const int64_t group = memory_group(trainer.step(), curriculum_steps, with_grad, largest_group);
     auto [memory, gold] = question_memory(bank, with_grad, group, own_offset);
 
     RetrieverStep retrieved;

@@ -42,6 +42,12 @@ MetaTrainReport meta_train(const config::Config& config, dist::Runtime& runtime)
 // 0 once the curriculum is over (the whole bank).
 int64_t curriculum_group(int64_t step, int64_t curriculum_steps, int64_t questions);
 
+// The memory size at `step` with mac.memory_group `largest`: the curriculum's, but never more
+// than `largest` documents (the largest divisor of `questions` up to it) once it is > 0; 0 (the
+// whole bank) only with largest 0. largest 1: each question reads its own document alone, the
+// memory that answering with the retriever's best document (mac.retriever.top_k 1) gives.
+int64_t memory_group(int64_t step, int64_t curriculum_steps, int64_t questions, int64_t largest);
+
 // Each trained question's memory and the place of its own document in it. bank [N, T, d]: this
 // rank's bank, or with mac.global_bank every rank's with this rank's rows from own_offset on; the
 // trained questions are those of rows own_offset .. own_offset + questions - 1. group 0: the

@@ -182,6 +182,10 @@ void declare_mac_options(config::Schema& schema) {
   schema.add_bool("mac.global_bank", false,
                   "during meta-training each question sees the summaries of every rank's batch as its memory "
                   "(all-gathered; gradient through the local part)");
+  schema.add_int("mac.memory_group", 0,
+                 "meta-training: at most this many documents of its batch in each question's memory, its own among "
+                 "them (0 = the whole bank after mac.curriculum_steps, the reference; 1 = its own document alone, "
+                 "what answering with mac.retriever.top_k 1 reads)");
   schema.add_int("mac.curriculum_steps", 0,
                  "meta-training: during the first N steps each question's memory is a group of its batch's "
                  "documents (its own among them) that doubles in equal stages from 1 (encode and read first, "
