@@ -1,0 +1,104 @@
+// The quickstart's quality bars, on the quickstart world with the quickstart config, 2 ranks, CPU,
+// through the real binary as the README runs it, in a scratch folder (about 30 minutes on a
+// 2-core machine). Two tests in order, the second on the first's base LM:
+//  1. The base LM (issue: models and training): on valid entities (never seen in pretraining) it
+//     reads — F1 >= 0.9 with the context in the prompt and the training question templates,
+//     >= 0.7 with held-out paraphrases — and does not already know: closed-book F1 <= 0.1.
+//  2. MAC (issue: MAC end to end): with a bank of >= 1,000 test documents and held-out question
+//     paraphrases, MAC F1 >= 0.6, >= 5x closed-book F1 and above FT(C); without the gold document
+//     F1 falls to within 0.05 of closed book; hierarchical (M=16) within 0.05 F1 of flat.
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "../cli/cli_util.h"
+
+using namespace cli;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string& scratch() {
+  static const std::string dir = ::testing::TempDir() + "e2e_quickstart";
+  return dir;
+}
+
+std::string quickstart_sets() {
+  const std::string dir = scratch(), config = std::string(ENGRAM_SOURCE_DIR) + "/configs/quickstart.yaml";
+  return " --config " + config + " --set synth.out_dir=" + dir + "/data --set tokenizer.input=" + dir +
+         "/data/corpus.txt --set tokenizer.model=" + dir + "/tokenizer.model --set pretrain.data=[" + dir +
+         "/data/pretrain.jsonl] --set pretrain.eval_data=" + dir + "/data/valid.jsonl --set pretrain.out_dir=" + dir +
+         "/base --set mac.base=" + dir + "/base --set mac.out_dir=" + dir + "/mac --set mac.train_data=[" + dir +
+         "/data/train.jsonl] --set mac.test_data=" + dir + "/data/test.jsonl --set mac.eval.out_dir=" + dir + "/eval";
+}
+
+// synth, tokenizer and pretraining of the base LM, as tools/quickstart.sh runs them.
+void pretrain_base() {
+  fs::remove_all(scratch());
+  const std::string sets = quickstart_sets();
+  Result r = run(kEngram + " synth" + sets);
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run(kEngram + " tokenizer" + sets);
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run(kMpirun + "2 " + kEngram + " pretrain" + sets);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const size_t summary = r.output.find("pretrained ");
+  ASSERT_NE(summary, std::string::npos) << r.output;
+  std::cout << r.output.substr(summary) << std::flush;  // time, loss and the evaluation table
+}
+
+const nlohmann::json& row(const nlohmann::json& results, const std::string& method_prefix) {
+  for (const auto& r : results["rows"])
+    if (r["method"].get<std::string>().rfind(method_prefix, 0) == 0) return r;
+  ADD_FAILURE() << "no row " << method_prefix;
+  static const nlohmann::json none = {{"scores", {{"heldout", {{"f1", -1.0}}}}}};
+  return none;
+}
+
+double heldout_f1(const nlohmann::json& results, const std::string& method_prefix) {
+  return row(results, method_prefix)["scores"]["heldout"]["f1"].get<double>();
+}
+
+}  // namespace
+
+TEST(E2E, PretrainedBaseModelReadsButDoesNotKnow) {
+  pretrain_base();
+  if (HasFatalFailure()) return;
+  auto report = nlohmann::json::parse(std::ifstream(scratch() + "/base/eval.json"));
+  const auto& in_context = report["context_in_prompt"];
+  const auto& closed = report["closed_book"];
+  EXPECT_GE(in_context["training_templates"]["questions"].get<int>(), 100);
+  EXPECT_GE(in_context["heldout"]["questions"].get<int>(), 100);
+  EXPECT_GE(in_context["training_templates"]["f1"].get<double>(), 0.9);
+  EXPECT_GE(in_context["heldout"]["f1"].get<double>(), 0.7);
+  EXPECT_LE(closed["all"]["f1"].get<double>(), 0.1);
+}
+
+TEST(E2E, MacAnswersFromItsMemoryBank) {
+  if (!fs::exists(scratch() + "/base/model.h5")) {  // run alone (--gtest_filter): pretrain first
+    pretrain_base();
+    if (HasFatalFailure()) return;
+  }
+  const std::string sets = quickstart_sets();
+  for (const char* step : {"mac-train", "mac-eval"}) {
+    Result r = run(kMpirun + "2 " + kEngram + " " + step + sets);
+    ASSERT_EQ(r.code, 0) << r.output;
+    if (std::string(step) == "mac-eval") std::cout << r.output.substr(r.output.find("| method")) << std::flush;
+  }
+  auto results = nlohmann::json::parse(std::ifstream(scratch() + "/eval/results.json"));
+  EXPECT_GE(results["documents"].get<int>(), 1000);
+  // The headline rows are MAC through the retriever (the quickstart answers with mac.retriever.top_k).
+  const std::string mac_row = "MAC (retriever top-", flat_row = "MAC (retriever top-1, flat)";
+  ASSERT_EQ(row(results, mac_row)["method"].get<std::string>().rfind("MAC (retriever top-1, hierarchical, M=16)", 0), 0u);
+  const double closed = heldout_f1(results, "base LM, closed book");
+  const double ft = heldout_f1(results, "FT(C)");
+  const double mac = heldout_f1(results, mac_row);
+  const double flat = heldout_f1(results, flat_row);
+  const double removed = heldout_f1(results, "MAC, gold document removed");
+  EXPECT_GE(row(results, mac_row)["scores"]["heldout"]["questions"].get<int>(), 100);
+  EXPECT_GE(mac, 0.6);
+  EXPECT_GE(mac, 5 * closed);
+  EXPECT_GT(mac, ft);
+  EXPECT_LE(std::abs(removed - closed), 0.05);
+  EXPECT_LE(std::abs(mac - flat), 0.05);
+}
