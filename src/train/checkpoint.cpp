@@ -159,7 +159,10 @@ void CheckpointStore::save(const CheckpointData& data) {
 CheckpointData CheckpointStore::load(int64_t step) const {
   const int world = comm_.world_size(), rank = comm_.rank();
   const std::string path = file_of(step);
-  io::H5File file(path, io::H5File::Mode::Read, world > 1 ? mpi_comm_ : nullptr);
+  // Each rank opens the file on its own (serial HDF5, read only), as a bank is read: it reads
+  // its own per-rank datasets, which a collective transfer cannot do when one of them is empty
+  // (an empty retriever pool failed with "corrupt file or checksum mismatch" on resume).
+  io::H5File file(path, io::H5File::Mode::Read);
   if (!file.has_attr("/meta", "format") || file.attr_string("/meta", "format") != kFormat)
     core::fail("{}: not an engram checkpoint (no /meta format = {})", path, kFormat);
   if (file.attr_int("/meta", "version") != kVersion)

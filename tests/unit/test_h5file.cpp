@@ -44,6 +44,24 @@ TEST(H5File, TensorsOfEveryDtypeRoundTrip) {
   EXPECT_FALSE(file.exists("/zz/nothing"));
 }
 
+TEST(H5File, EmptyDatasetsReadBackEmpty) {
+  // A dataset of no rows, created and never written (as a checkpoint stores a rank's empty
+  // state), reads back as an empty tensor of its type, whole or as rows.
+  const std::string path = temp("empty.h5");
+  {
+    H5File file(path, H5File::Mode::Create);
+    file.create_dataset("/state/i64", at::kLong, {0});
+    file.create_dataset("/state/f32", at::kFloat, {0, 3});
+  }
+  H5File file(path, H5File::Mode::Read);
+  at::Tensor ids = file.read_tensor("/state/i64");
+  EXPECT_EQ(ids.scalar_type(), at::kLong);
+  EXPECT_EQ(ids.numel(), 0);
+  at::Tensor rows = file.read_rows("/state/f32", 0, 0);
+  EXPECT_EQ(rows.sizes(), (std::vector<int64_t>{0, 3}));
+  EXPECT_THROW(file.read_rows("/state/f32", 0, 1), engram::core::UserError);
+}
+
 TEST(H5File, RowsExtendAndChecksum) {
   const std::string path = temp("rows.h5");
   {
