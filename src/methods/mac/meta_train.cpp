@@ -109,6 +109,15 @@ struct TrainSet {
   std::vector<Row> rows;
 };
 
+// The MAC tokens of the training documents `indices` [n] (int64), padded into [n, S] ids and mask.
+std::pair<at::Tensor, at::Tensor> padded_documents(const MacSystem& s, const TrainSet& set, const at::Tensor& indices) {
+  const at::Tensor flat = indices.to(torch::kLong).contiguous();
+  const int64_t* index = flat.data_ptr<int64_t>();
+  std::vector<const std::vector<int32_t>*> docs;
+  for (int64_t i = 0; i < flat.numel(); ++i) docs.push_back(&set.documents[static_cast<size_t>(index[i])]);
+  return s.mac_pad(docs);
+}
+
 TrainSet read_train_set(const config::Config& cfg, const MacSystem& s, bool distill) {
   const data::ReadOptions options = data::read_options_from(cfg);
   TrainSet set;
@@ -367,10 +376,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
       at::Tensor negatives = random_documents(static_cast<int64_t>(set.documents.size()), token_negatives,
                                               seed + 7919 * trainer.step() + 104729 * comm.rank());
       if (negatives.numel() > 0) {
-        std::vector<const std::vector<int32_t>*> negative_docs;
-        for (int64_t i = 0; i < negatives.numel(); ++i)
-          negative_docs.push_back(&set.documents[static_cast<size_t>(negatives[i].item<int64_t>())]);
-        auto [n_ids, n_mask] = s.mac_pad(negative_docs);
+        auto [n_ids, n_mask] = padded_documents(s, set, negatives);
         keys = torch::cat({keys, token_keys->document_keys(n_ids, n_mask)}, 0);
       }
       token_step = contrastive_step(token_keys->question_keys(q_ids, q_mask), documents.narrow(0, 0, with_grad), keys,
@@ -380,10 +386,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     if (refresh_every > 0 && pool.size() > 0 && trainer.step() >= refresh_from && trainer.step() % refresh_every == 0 &&
         refreshed_at != trainer.step()) {
       refresh_pool(pool, [&](const at::Tensor& pool_documents) {  // once per step, whatever the micro-batches
-        std::vector<const std::vector<int32_t>*> docs;
-        for (int64_t i = 0; i < pool_documents.numel(); ++i)
-          docs.push_back(&set.documents[static_cast<size_t>(pool_documents[i].item<int64_t>())]);
-        auto [ids, mask] = s.mac_pad(docs);
+        auto [ids, mask] = padded_documents(s, set, pool_documents);
         return s.mac->summarize(ids, mask);
       });
       refreshed_at = trainer.step();
