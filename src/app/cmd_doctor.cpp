@@ -32,9 +32,9 @@ std::string blas_in_use() {
   return found.empty() ? "unknown" : found + " (reference BLAS? install libopenblas0-openmp)";
 }
 
-double matmul_gflops(int n) {
+double matmul_gflops(int n, at::ScalarType dtype = at::kFloat) {
   at::NoGradGuard no_grad;
-  at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
+  at::Tensor a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
   at::mm(a, b);  // warm-up
   int reps = 3;
   core::Stopwatch clock;
@@ -109,10 +109,15 @@ int run_doctor(CommandContext& ctx) {
   dist::Communicator& comm = rt.comm();
   const bool rank0 = comm.rank() == 0;
   double gflops = matmul_gflops(1024);
+  // bf16 autocast (train.bf16) pays on CPUs that multiply bf16 natively (AMX, AVX512-BF16: several
+  // times float32's rate through oneDNN); elsewhere it is emulated and can be slower than float32.
+  double bf16_gflops = matmul_gflops(1024, at::kBFloat16);
   std::string blas = blas_in_use();
   if (rank0) {
     std::cout << version_text() << "BLAS     " << blas << "\n"
-              << fmt::format("matmul   {:.1f} GFLOP/s (1024^3 float32, {} thread(s), rank 0)\n\n", gflops, rt.threads());
+              << fmt::format("matmul   {:.1f} GFLOP/s (1024^3 float32, {} thread(s), rank 0)\n", gflops, rt.threads())
+              << fmt::format("matmul   {:.1f} GFLOP/s in bf16 ({:.1f}x float32: train.bf16 {})\n\n", bf16_gflops,
+                             bf16_gflops / gflops, bf16_gflops > 1.5 * gflops ? "pays here" : "does not pay here");
   }
   auto table = rt.rank_table();
   if (rank0) {

@@ -121,9 +121,12 @@ struct AttentionImpl : torch::nn::Module {
     auto vh = v->forward(kv).view({B, Tk, n_heads, d_kv}).transpose(1, 2);
     auto scores = torch::matmul(qh, kh.transpose(-1, -2));  // no 1/sqrt(d_kv) in T5
     if (bias.defined()) scores = scores + bias;
+    // Masked and normalised in float32: under bf16 autocast the scores are bf16, which float's
+    // lowest value overflows (and T5's softmax is float32 in the reference too).
+    at::Tensor scores32 = scores.to(torch::kFloat);
     if (allowed.defined())
-      scores = scores.masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest());
-    auto weights = torch::softmax(scores.to(torch::kFloat), -1).to(scores.scalar_type());
+      scores32 = scores32.masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest());
+    auto weights = torch::softmax(scores32, -1).to(scores.scalar_type());
     weights = torch::dropout(weights, dropout_p, is_training());
     auto out = torch::matmul(weights, vh).transpose(1, 2).reshape({B, Tq, n_heads * d_kv});
     return o->forward(out);

@@ -83,19 +83,23 @@ TrainOptions train_options_from(const config::Config& c, const std::string& sect
 
 namespace {
 
-// bf16 autocast of CPU ops for the lifetime of the guard.
+// bf16 autocast of CPU and CUDA ops for the lifetime of the guard (the two are separate switches
+// in LibTorch: CPU's alone left a model on a GPU in float32).
 class AutocastGuard {
  public:
   explicit AutocastGuard(bool on) : on_(on) {
     if (!on_) return;
     at::autocast::set_cpu_enabled(true);
     at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
     at::autocast::increment_nesting();
   }
   ~AutocastGuard() {
     if (!on_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
     at::autocast::set_cpu_enabled(false);
+    at::autocast::set_enabled(false);
   }
 
  private:

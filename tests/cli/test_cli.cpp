@@ -87,6 +87,8 @@ TEST(Cli, DoctorOnOneProcess) {
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "backend  local (auto: world size 1)")) << r.output;
   EXPECT_TRUE(contains(r.output, "health   all collectives correct on all 1 rank(s)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "GFLOP/s (1024^3 float32")) << r.output;
+  EXPECT_TRUE(contains(r.output, "GFLOP/s in bf16 (")) << r.output;  // and whether train.bf16 pays
 }
 
 TEST(Cli, DoctorOnTwoRanksPrintsBothRanks) {

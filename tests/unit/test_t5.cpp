@@ -3,6 +3,7 @@
 #include <set>
 #include <string>
 
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -209,6 +210,39 @@ TEST(T5, NoEncoderMaskQuirkAttendsToPads) {
   // The masked path equals decoding over the real positions only.
   auto trimmed = m->decode(q, enc.slice(1, 0, 3));
   EXPECT_TRUE(torch::allclose(masked, trimmed, 1e-5, 1e-5));
+}
+
+TEST(T5, Bf16AutocastKeepsThePaddingMaskAndTheFloat32Values) {
+  // mac.train.bf16: under CPU bf16 autocast the cross-attention's scores are bf16; masking them
+  // once threw ("cannot be converted to type at::BFloat16 without overflow").
+  auto m = tiny_model(7);
+  torch::NoGradGuard ng;
+  auto ids = torch::tensor({{5, 9, 13, 2, 7, 0, 0}, {11, 3, 4, 17, 17, 17, 17}}, torch::kLong);
+  auto mask = torch::tensor({{1, 1, 1, 1, 1, 0, 0}, {1, 1, 1, 0, 0, 0, 0}}, torch::kLong);
+  auto q = torch::randn({2, 4, 32});
+  auto reference = m->decode(q, m->encode(ids, mask), mask);
+  at::autocast::set_cpu_enabled(true);
+  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  at::Tensor low;
+  try {
+    low = m->decode(q, m->encode(ids, mask), mask);
+  } catch (...) {
+    at::autocast::set_cpu_enabled(false);
+    throw;
+  }
+  at::autocast::set_cpu_enabled(false);
+  at::autocast::clear_cache();
+  EXPECT_FALSE(torch::equal(low.to(at::kFloat), reference));  // autocast did run the linears in bf16
+  const double scale = reference.abs().max().item<double>();
+  EXPECT_LT((low.to(at::kFloat) - reference).abs().max().item<double>(), 0.05 * scale);
+  // The pads stay hidden: changing them leaves the bf16 result unchanged.
+  auto other = ids.clone();
+  other[1].slice(0, 3, 7).fill_(42);
+  at::autocast::set_cpu_enabled(true);
+  auto again = m->decode(q, m->encode(other, mask), mask);
+  at::autocast::set_cpu_enabled(false);
+  at::autocast::clear_cache();
+  EXPECT_TRUE(torch::equal(again, low));
 }
 
 TEST(T5, TiedLmHeadScalesByInverseSqrtDModel) {

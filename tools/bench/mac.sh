@@ -7,6 +7,8 @@
 #      ~80 tokens, alternating batch by batch; mac_adapt_speedup.ratio = MAC docs/s / FT(C) docs/s
 #      (goal >= 20). When the thread count is not 1 it runs again at 1 thread: on a loaded machine
 #      FT(C)'s many small batch-1 ops suffer far more from a second thread than MAC's batches do.
+#      Then the same at the reference's scales (bench_mac --scale distilgpt2 | gpt2-large): those
+#      base LMs' sizes around configs/mac/*.yaml's MAC, T5-base amortizer (32 and 16 documents).
 #   2. meta-training peak RSS at backprop ratio r = 1, 0.5, 0.25, bank B' = 32 documents of 256
 #      tokens, 5 steps each; mac_train_memory_ratio: peak(r) / peak(1) (goal: r = 0.25 <= 0.6).
 #   3. answering (question encoder + aggregation + prefix + greedy generation of 8 tokens) over
@@ -64,6 +66,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "null" || b == "null" || b =
 bench --mode adapt --docs 500 --doc-tokens 80 --batch 16 --reps 3
 if [ "${threads[1]:-0}" != 1 ] && [ "$(nproc)" != 1 ]; then
   nice -n 0 "$bin" --threads 1 --mode adapt --docs 500 --doc-tokens 80 --batch 16 --reps 3 | grep -v '"mac_meta"'
+fi
+
+# 1b. Adaptation at the reference's scales (configs/mac/*.yaml): distilgpt2 (82M) and gpt2-large
+# (774M) around a T5-base amortizer (223M), documents of ~128 tokens. With gpt2-large, FT(C)'s
+# weights, gradients and AdamW moments and the MAC model reach a peak RSS of 18.2 GiB (3 minutes).
+bench --scale distilgpt2 --mode adapt --docs 32 --doc-tokens 128 --batch 8 --reps 1
+if [ "$avail_kib" -ge $((20 * 1048576)) ]; then
+  bench --scale gpt2-large --mode adapt --docs 16 --doc-tokens 128 --batch 8 --reps 1
+else
+  printf '{"bench":"mac_adapt_speedup","scale":"gpt2-large","skipped":"needs 20 GiB available (peak RSS 18.2 GiB)"}\n'
 fi
 
 # 2. Meta-training memory, one process per ratio.

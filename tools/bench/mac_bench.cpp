@@ -5,6 +5,10 @@
 //   MAC:     T 8, P 2; amortizer and question encoder T5 d_model 128, d_kv 32, d_ff 256, 2+2
 //            layers, 4 heads (vocab 2048, 32 buckets, max distance 128, dropout 0); aggregator 2
 //            blocks x 4 heads x 32; slot_hidden 128 (configs/quickstart.yaml, mac:)
+//   adapt mode, --scale: quickstart (the above as configs/quickstart.yaml has it: rotary LM, P 4,
+//            the encoders reading the LM's states, keys from tokens), or distilgpt2 / gpt2-large
+//            (that model's sizes and configs/mac/<name>.yaml's MAC around it: T5-base amortizer,
+//            T 12 / 24), where the cost of FT(C) against MAC's is the reference's
 //
 // One mode per process (tools/bench/mac.sh runs them), one JSON object per line on stdout:
 //
@@ -73,6 +77,7 @@ const char* kUsage =
 
 struct Options {
   std::string mode;
+  std::string scale = "quickstart";  // adapt: which models (adapt_setup)
   int threads = 0;
   int64_t seed = 1;
   int64_t docs = -1;
@@ -102,6 +107,9 @@ bench::Parsed parse(int argc, char** argv, Options* o) {
   options.add_options()
       ("mode", po::value(&o->mode)->required(), "adapt | train | answer")
       ("threads", po::value(&o->threads)->default_value(o->threads), "LibTorch threads (0: all cores)")
+      ("scale", po::value(&o->scale)->default_value(o->scale),
+       "(adapt) quickstart: configs/quickstart.yaml's base LM and MAC; distilgpt2 | gpt2-large: the base LM's "
+       "sizes with configs/mac/<name>.yaml's MAC (T5-base amortizer), randomly initialised")
       ("seed", po::value(&o->seed)->default_value(o->seed), "random seed")
       ("docs", po::value(&o->docs)->default_value(o->docs), "documents (adapt: 500, answer: 1000)")
       ("doc-tokens", po::value(&o->doc_tokens)->default_value(o->doc_tokens),
@@ -135,6 +143,8 @@ bench::Parsed parse(int argc, char** argv, Options* o) {
   auto fail = [](const std::string& reason) { return bench::fail("bench_mac", reason); };
   if (o->mode != "adapt" && o->mode != "train" && o->mode != "answer") return fail("--mode must be adapt, train or answer");
   if (o->aggregation != "hierarchical" && o->aggregation != "flat") return fail("--aggregation: hierarchical or flat");
+  if (o->scale != "quickstart" && o->scale != "distilgpt2" && o->scale != "gpt2-large")
+    return fail("--scale must be quickstart, distilgpt2 or gpt2-large");
   // Mode-dependent defaults.
   const bool adapt = o->mode == "adapt", answer = o->mode == "answer";
   if (o->docs < 0) o->docs = adapt ? 500 : 1000;
@@ -233,23 +243,89 @@ at::Tensor random_ids(int64_t rows, int64_t length, int64_t vocab) {
 }
 
 std::string models_json(const model::Decoder& lm, const mac::MacModel& m) {
+  const model::DecoderConfig& l = lm->config();
+  const mac::MacConfig& c = m->config();
+  const model::T5Config& t = c.amortizer;
   return fmt::format(
-      "\"base_lm\":{{\"d\":128,\"layers\":2,\"heads\":4,\"d_ff\":512,\"vocab\":2048,\"parameters\":{}}},"
-      "\"mac\":{{\"T\":8,\"P\":2,\"t5\":{{\"d_model\":128,\"d_kv\":32,\"d_ff\":256,\"layers\":\"2+2\",\"heads\":4}},"
-      "\"aggregator\":\"2x4x32\",\"slot_hidden\":128,\"parameters\":{}}}",
-      lm->num_parameters(), m->num_parameters());
+      "\"base_lm\":{{\"d\":{},\"layers\":{},\"heads\":{},\"d_ff\":{},\"vocab\":{},\"parameters\":{}}},"
+      "\"mac\":{{\"T\":{},\"P\":{},\"t5\":{{\"d_model\":{},\"d_kv\":{},\"d_ff\":{},\"layers\":\"{}+{}\",\"heads\":{},"
+      "\"vocab\":{}}},\"read_with_lm\":{},\"prefix_via\":\"{}\",\"keys\":\"{}\",\"aggregator\":\"{}x{}x{}\","
+      "\"slot_hidden\":{},\"parameters\":{}}}",
+      l.d_model, l.n_layers, l.n_heads, l.d_ff, l.vocab_size, lm->num_parameters(), c.T, c.P, t.d_model, t.d_kv, t.d_ff,
+      t.n_layers, t.n_decoder_layers, t.n_heads, t.vocab_size, c.read_with_lm, c.prefix_via, c.retrieval_keys,
+      c.aggregator_blocks, c.aggregator_heads, c.aggregator_head_dim, c.slot_hidden, m->num_parameters());
+}
+
+// The models of one adaptation scale. quickstart: configs/quickstart.yaml's base LM (rotary
+// positions) and MAC as memorize runs it there (the encoders read the LM's states, keys from
+// tokens are computed beside the summaries). distilgpt2 / gpt2-large: Hugging Face's sizes of that
+// model and configs/mac/<name>.yaml's MAC (T5-base amortizer over T5's vocabulary, T 12 / 24).
+struct AdaptSetup {
+  model::DecoderConfig lm;
+  mac::MacConfig mac;
+  int64_t mac_vocab = 0;  // token ids the amortizer reads (the LM reads its own vocabulary's)
+};
+
+AdaptSetup adapt_setup(const std::string& scale) {
+  AdaptSetup s;
+  if (scale == "quickstart") {
+    s.lm = base_config();
+    s.lm.positions = "rope";
+    s.lm.validate();
+    s.mac = mac_config(s.lm, 128);
+    s.mac.P = 4;
+    s.mac.read_with_lm = true;
+    s.mac.prefix_via = "lm";
+    s.mac.retrieval_keys = "tokens";
+    s.mac.retrieval_vocab = s.lm.vocab_size;
+    s.mac.validate();
+    s.mac_vocab = s.lm.vocab_size;
+    return s;
+  }
+  const bool large = scale == "gpt2-large";
+  model::DecoderConfig sizes;  // HF config.json of distilgpt2 / gpt2-large
+  sizes.vocab_size = 50257;
+  sizes.d_model = large ? 1280 : 768;
+  sizes.n_layers = large ? 36 : 6;
+  sizes.n_heads = large ? 20 : 12;
+  sizes.d_ff = 4 * sizes.d_model;
+  sizes.max_positions = 1024;
+  s.lm = model::DecoderConfig::preset("gpt2", sizes);
+  s.lm.validate();
+  mac::MacConfig& c = s.mac;
+  c.T = large ? 24 : 12;
+  c.P = 2;
+  c.amortizer = model::T5Config::preset("t5-base");
+  c.amortizer.dropout = 0.0;  // memorize runs in eval mode
+  c.question = c.amortizer;
+  c.mask_encoder_padding = false;
+  c.aggregator_blocks = 4;
+  c.aggregator_heads = 8;
+  c.aggregator_head_dim = 96;
+  c.aggregator_ff = 0;
+  c.slot_hidden = 768;
+  c.slot_dropout = 0.0;
+  c.d = s.lm.d_model;
+  c.L = s.lm.n_layers;
+  c.H = s.lm.n_heads;
+  c.validate();
+  s.mac_vocab = 32100;  // T5's SentencePiece pieces (the embedding table has 32128 rows)
+  return s;
 }
 
 // ---- adapt ----
 
 int run_adapt(const Options& o) {
-  const model::DecoderConfig lm_config = base_config();
+  const AdaptSetup setup = adapt_setup(o.scale);
+  const model::DecoderConfig& lm_config = setup.lm;
   torch::manual_seed(o.seed);
-  mac::MacModel m(mac_config(lm_config));
+  mac::MacModel m(setup.mac);
+  if (setup.mac.read_with_lm || setup.mac.prefix_via == "lm") m->attach_lm(frozen_lm(lm_config));
   model::Decoder ft(lm_config);  // FT(C) trains every weight of the base LM
   const int64_t vocab = lm_config.vocab_size;
 
-  // The stream: lengths uniform in [L-16, L+16], ids random; plus a few warm-up documents.
+  // The stream: lengths uniform in [L-16, L+16], ids random; plus a few warm-up documents. MAC
+  // reads the same documents as ids of its own vocabulary (made before timing).
   std::mt19937 rng(static_cast<uint32_t>(o.seed));
   std::uniform_int_distribution<int64_t> length(o.doc_tokens - 16, o.doc_tokens + 16);
   auto make_docs = [&](int64_t n) {
@@ -257,11 +333,19 @@ int run_adapt(const Options& o) {
     for (int64_t i = 0; i < n; ++i) docs.push_back(random_ids(1, length(rng), vocab));
     return docs;
   };
+  auto in_mac_vocab = [&](const std::vector<at::Tensor>& stream) {
+    std::vector<at::Tensor> ids;
+    for (const auto& d : stream) ids.push_back(d % (setup.mac_vocab - 1) + 1);
+    return ids;
+  };
   const std::vector<at::Tensor> docs = make_docs(o.docs), warm = make_docs(o.batch);
+  const std::vector<at::Tensor> mac_docs = in_mac_vocab(docs), mac_warm = in_mac_vocab(warm);
   int64_t tokens = 0;
   for (const auto& d : docs) tokens += d.size(1);
 
-  // MAC memorize, one batch: as mac::memorize after tokenisation (right-padded ids + mask).
+  // MAC memorize, one batch: as mac::memorize after tokenisation (right-padded ids + mask), the
+  // summaries and, where the model has them, the keys from tokens.
+  std::vector<at::Tensor> keys;
   auto mac_batch = [&](const std::vector<at::Tensor>& stream, int64_t begin, int64_t end) {
     torch::NoGradGuard no_grad;
     int64_t longest = 0;
@@ -273,6 +357,7 @@ int run_adapt(const Options& o) {
       ids[i - begin].narrow(0, 0, len).copy_(stream[static_cast<size_t>(i)][0]);
       mask[i - begin].narrow(0, 0, len).fill_(1);
     }
+    if (m->has_token_keys()) keys.push_back(m->token_keys()->document_keys(ids, mask));
     return m->summarize(ids, mask);  // [end - begin, T, d]
   };
   m->eval();
@@ -295,14 +380,16 @@ int run_adapt(const Options& o) {
 
   // The two methods alternate batch by batch (MAC on 16 documents, FT(C) on the same 16, ...), so
   // that the load of anything else on the machine hits both alike; each keeps its own clock.
-  auto adapt = [&](const std::vector<at::Tensor>& stream, double* mac_seconds, double* ft_seconds) {
+  auto adapt = [&](const std::vector<at::Tensor>& stream, const std::vector<at::Tensor>& mac_stream,
+                   double* mac_seconds, double* ft_seconds) {
     const int64_t n = static_cast<int64_t>(stream.size());
     std::vector<at::Tensor> parts;
+    keys.clear();
     double mac_t = 0, ft_t = 0;
     for (int64_t begin = 0; begin < n; begin += o.batch) {
       const int64_t end = std::min(n, begin + o.batch);
       auto t0 = std::chrono::steady_clock::now();
-      parts.push_back(mac_batch(stream, begin, end));
+      parts.push_back(mac_batch(mac_stream, begin, end));
       mac_t += seconds_since(t0);
       t0 = std::chrono::steady_clock::now();
       ft_docs(stream, begin, end);
@@ -310,6 +397,7 @@ int run_adapt(const Options& o) {
     }
     auto t0 = std::chrono::steady_clock::now();
     at::Tensor bank = torch::cat(parts, 0);  // [n, T, d]: the bank's rows
+    if (!keys.empty()) torch::cat(keys, 0);  // [n, K]: their keys
     mac_t += seconds_since(t0);
     *mac_seconds = mac_t;
     *ft_seconds = ft_t;
@@ -317,37 +405,37 @@ int run_adapt(const Options& o) {
   };
 
   double ignored_mac = 0, ignored_ft = 0;
-  adapt(warm, &ignored_mac, &ignored_ft);
+  adapt(warm, mac_warm, &ignored_mac, &ignored_ft);
   std::vector<double> mac_s(static_cast<size_t>(o.reps)), ft_s(static_cast<size_t>(o.reps)), ratios;
   at::Tensor bank;
   for (int rep = 0; rep < o.reps; ++rep) {
-    bank = adapt(docs, &mac_s[static_cast<size_t>(rep)], &ft_s[static_cast<size_t>(rep)]);
+    bank = adapt(docs, mac_docs, &mac_s[static_cast<size_t>(rep)], &ft_s[static_cast<size_t>(rep)]);
     ratios.push_back(ft_s[static_cast<size_t>(rep)] / mac_s[static_cast<size_t>(rep)]);
   }
-  if (bank.size(0) != o.docs || bank.size(1) != 8 || bank.size(2) != 128)
+  if (bank.size(0) != o.docs || bank.size(1) != setup.mac.T || bank.size(2) != lm_config.d_model)
     throw std::runtime_error("memorize produced a bank of the wrong shape");
 
   const double mac_rate = o.docs / median(mac_s), ft_rate = o.docs / median(ft_s);
-  emit(fmt::format("{{\"bench\":\"mac_meta\",\"mode\":\"adapt\",\"threads\":{},{},\"docs\":{},\"doc_tokens\":"
-                   "\"uniform [{}, {}], mean {}\",\"reps\":{},\"timing\":\"MAC and FT(C) alternate batch by batch (16 "
+  emit(fmt::format("{{\"bench\":\"mac_meta\",\"mode\":\"adapt\",\"scale\":\"{}\",\"threads\":{},{},\"docs\":{},\"doc_tokens\":"
+                   "\"uniform [{}, {}], mean {}\",\"reps\":{},\"timing\":\"MAC and FT(C) alternate batch by batch ({} "
                    "documents each); medians over reps, after one untimed warm-up on {} other documents\"}}",
-                   at::get_num_threads(), models_json(ft, m), o.docs, o.doc_tokens - 16, o.doc_tokens + 16,
-                   num(static_cast<double>(tokens) / o.docs), o.reps, o.batch));
-  emit(fmt::format("{{\"bench\":\"mac_adapt\",\"method\":\"mac_memorize\",\"threads\":{},\"docs\":{},\"batch\":{},\"docs_per_s\":{},"
+                   o.scale, at::get_num_threads(), models_json(ft, m), o.docs, o.doc_tokens - 16, o.doc_tokens + 16,
+                   num(static_cast<double>(tokens) / o.docs), o.reps, o.batch, o.batch));
+  emit(fmt::format("{{\"bench\":\"mac_adapt\",\"method\":\"mac_memorize\",\"scale\":\"{}\",\"threads\":{},\"docs\":{},\"batch\":{},\"docs_per_s\":{},"
                    "\"seconds\":{},\"min_s\":{},\"max_s\":{},\"what\":\"amortizer forward under NoGradGuard, "
-                   "summaries into one [N, T, d] tensor\"}}",
-                   at::get_num_threads(), o.docs, o.batch, num(mac_rate), num(median(mac_s)),
+                   "summaries (and keys from tokens) into one [N, T, d] tensor\"}}",
+                   o.scale, at::get_num_threads(), o.docs, o.batch, num(mac_rate), num(median(mac_s)),
                    num(*std::min_element(mac_s.begin(), mac_s.end())), num(*std::max_element(mac_s.begin(), mac_s.end()))));
-  emit(fmt::format("{{\"bench\":\"mac_adapt\",\"method\":\"ft_uniform\",\"threads\":{},\"docs\":{},\"batch\":1,\"docs_per_s\":{},"
+  emit(fmt::format("{{\"bench\":\"mac_adapt\",\"method\":\"ft_uniform\",\"scale\":\"{}\",\"threads\":{},\"docs\":{},\"batch\":1,\"docs_per_s\":{},"
                    "\"seconds\":{},\"min_s\":{},\"max_s\":{},\"lr\":{},\"what\":\"one AdamW step per document on the "
                    "base LM's next-token loss, in order\"}}",
-                   at::get_num_threads(), o.docs, num(ft_rate), num(median(ft_s)), num(*std::min_element(ft_s.begin(), ft_s.end())),
+                   o.scale, at::get_num_threads(), o.docs, num(ft_rate), num(median(ft_s)), num(*std::min_element(ft_s.begin(), ft_s.end())),
                    num(*std::max_element(ft_s.begin(), ft_s.end())), num(o.lr)));
   const double ratio = median(ratios);
-  emit(fmt::format("{{\"bench\":\"mac_adapt_speedup\",\"threads\":{},\"ratio\":{},\"min\":{},\"max\":{},"
+  emit(fmt::format("{{\"bench\":\"mac_adapt_speedup\",\"scale\":\"{}\",\"threads\":{},\"ratio\":{},\"min\":{},\"max\":{},"
                    "\"what\":\"MAC docs/s / FT(C) docs/s, median over reps of the per-rep ratio\",\"goal\":\">= 20\","
                    "\"met\":{}}}",
-                   at::get_num_threads(), num(ratio), num(*std::min_element(ratios.begin(), ratios.end())),
+                   o.scale, at::get_num_threads(), num(ratio), num(*std::min_element(ratios.begin(), ratios.end())),
                    num(*std::max_element(ratios.begin(), ratios.end())), ratio >= 20 ? "true" : "false"));
   return 0;
 }
