@@ -292,9 +292,9 @@ AdaptSetup adapt_setup(const std::string& scale) {
   sizes.max_positions = 1024;
   s.lm = model::DecoderConfig::preset("gpt2", sizes);
   s.lm.validate();
+  s.mac = mac_config(s.lm);  // the LM's d, L, H; then the reference's sizes
   mac::MacConfig& c = s.mac;
   c.T = large ? 24 : 12;
-  c.P = 2;
   c.amortizer = model::T5Config::preset("t5-base");
   c.amortizer.dropout = 0.0;  // memorize runs in eval mode
   c.question = c.amortizer;
@@ -302,12 +302,7 @@ AdaptSetup adapt_setup(const std::string& scale) {
   c.aggregator_blocks = 4;
   c.aggregator_heads = 8;
   c.aggregator_head_dim = 96;
-  c.aggregator_ff = 0;
   c.slot_hidden = 768;
-  c.slot_dropout = 0.0;
-  c.d = s.lm.d_model;
-  c.L = s.lm.n_layers;
-  c.H = s.lm.n_heads;
   c.validate();
   s.mac_vocab = 32100;  // T5's SentencePiece pieces (the embedding table has 32128 rows)
   return s;
