@@ -1,6 +1,5 @@
 #include "train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 #include "core/timer.h"
 #include "dist/communicator.h"
 #include "dist/grad_reducer.h"
+#include "train/autocast.h"
 #include "train/checkpoint.h"
 #include "train/schedule.h"
 
@@ -82,29 +82,6 @@ TrainOptions train_options_from(const config::Config& c, const std::string& sect
 }
 
 namespace {
-
-// bf16 autocast of CPU and CUDA ops for the lifetime of the guard (the two are separate switches
-// in LibTorch: CPU's alone left a model on a GPU in float32).
-class AutocastGuard {
- public:
-  explicit AutocastGuard(bool on) : on_(on) {
-    if (!on_) return;
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_enabled(true);
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~AutocastGuard() {
-    if (!on_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_cpu_enabled(false);
-    at::autocast::set_enabled(false);
-  }
-
- private:
-  bool on_;
-};
 
 std::string optimizer_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
@@ -321,7 +298,7 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
     for (int64_t m = 0; m < o.accumulation; ++m) {
       MicroBatchLoss micro;
       {
-        AutocastGuard autocast(o.bf16);
+        Bf16Autocast autocast(o.bf16);
         micro = loss_fn(s.micro_batch_indices(m));
       }
       (micro.loss / static_cast<double>(o.accumulation)).backward();

@@ -3,12 +3,12 @@
 #include <set>
 #include <string>
 
-#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "core/error.h"
 #include "model/t5.h"
+#include "train/autocast.h"
 
 using engram::model::T5;
 using engram::model::T5Config;
@@ -221,27 +221,21 @@ TEST(T5, Bf16AutocastKeepsThePaddingMaskAndTheFloat32Values) {
   auto mask = torch::tensor({{1, 1, 1, 1, 1, 0, 0}, {1, 1, 1, 0, 0, 0, 0}}, torch::kLong);
   auto q = torch::randn({2, 4, 32});
   auto reference = m->decode(q, m->encode(ids, mask), mask);
-  at::autocast::set_cpu_enabled(true);
-  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-  at::Tensor low;
-  try {
+  at::Tensor low, again;
+  {
+    engram::train::Bf16Autocast autocast(true);
     low = m->decode(q, m->encode(ids, mask), mask);
-  } catch (...) {
-    at::autocast::set_cpu_enabled(false);
-    throw;
   }
-  at::autocast::set_cpu_enabled(false);
-  at::autocast::clear_cache();
   EXPECT_FALSE(torch::equal(low.to(at::kFloat), reference));  // autocast did run the linears in bf16
   const double scale = reference.abs().max().item<double>();
   EXPECT_LT((low.to(at::kFloat) - reference).abs().max().item<double>(), 0.05 * scale);
   // The pads stay hidden: changing them leaves the bf16 result unchanged.
   auto other = ids.clone();
   other[1].slice(0, 3, 7).fill_(42);
-  at::autocast::set_cpu_enabled(true);
-  auto again = m->decode(q, m->encode(other, mask), mask);
-  at::autocast::set_cpu_enabled(false);
-  at::autocast::clear_cache();
+  {
+    engram::train::Bf16Autocast autocast(true);
+    again = m->decode(q, m->encode(other, mask), mask);
+  }
   EXPECT_TRUE(torch::equal(again, low));
 }
 
