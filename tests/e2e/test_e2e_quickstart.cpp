@@ -1,5 +1,5 @@
 // The quickstart's quality bars, on the quickstart world with the quickstart config, 2 ranks, CPU,
-// through the real binary as the README runs it, in a scratch folder (about 30 minutes on a
+// through the real binary as the README runs it, in a scratch folder (about 20 minutes on a
 // 2-core machine). Two tests in order, the second on the first's base LM:
 //  1. The base LM (issue: models and training): on valid entities (never seen in pretraining) it
 //     reads — F1 >= 0.9 with the context in the prompt and the training question templates,
