@@ -252,7 +252,8 @@ std::string models_json(const model::Decoder& lm, const mac::MacModel& m) {
       "\"vocab\":{}}},\"read_with_lm\":{},\"prefix_via\":\"{}\",\"keys\":\"{}\",\"aggregator\":\"{}x{}x{}\","
       "\"slot_hidden\":{},\"parameters\":{}}}",
       l.d_model, l.n_layers, l.n_heads, l.d_ff, l.vocab_size, lm->num_parameters(), c.T, c.P, t.d_model, t.d_kv, t.d_ff,
-      t.n_layers, t.n_decoder_layers, t.n_heads, t.vocab_size, c.read_with_lm, c.prefix_via, c.retrieval_keys,
+      t.n_layers, t.n_decoder_layers, t.n_heads, t.vocab_size, c.read_with_lm, c.prefix_via,
+      c.retrieval_dim > 0 ? c.retrieval_keys : "none",
       c.aggregator_blocks, c.aggregator_heads, c.aggregator_head_dim, c.slot_hidden, m->num_parameters());
 }
 
