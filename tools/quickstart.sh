@@ -15,16 +15,8 @@ RUN=runs/quickstart
 start=$(date +%s)
 step() { echo; echo "== $* ($(( $(date +%s) - start )) s)"; }
 
-doctor=$(launch/local.sh -np "$NP" build/engram doctor --config "$CONFIG" "$@")
-tail -n 4 <<<"$doctor"
-# The config pretrains in bf16, 1.24x faster where the CPU multiplies bf16 natively (AMX); where
-# doctor finds bf16 matmuls under 1.5x float32's rate, pretrain in float32 (a --set given wins).
-precision=()
-if grep -q "train.bf16 does not pay here" <<<"$doctor"; then
-  grep "GFLOP/s in bf16" <<<"$doctor"
-  echo "quickstart: bf16 does not pay on this CPU: pretraining in float32 (--set train.bf16=false)"
-  precision=(--set train.bf16=false)
-fi
+# The machine in brief: ranks, threads, matmul rates, and whether bf16 autocast pays (train.bf16: auto).
+launch/local.sh -np "$NP" build/engram doctor --config "$CONFIG" "$@" | grep -E "^(matmul|BLAS)"
 if [ ! -f "$RUN/data/world.json" ]; then
   step "synthetic world"
   build/engram synth --config "$CONFIG" "$@"
@@ -35,7 +27,7 @@ if [ ! -f "$RUN/tokenizer.model" ]; then
 fi
 if [ ! -f "$RUN/base/model.h5" ]; then
   step "pretraining the base LM"
-  launch/local.sh -np "$NP" build/engram pretrain --config "$CONFIG" "${precision[@]}" "$@"
+  launch/local.sh -np "$NP" build/engram pretrain --config "$CONFIG" "$@"
 fi
 if [ ! -f "$RUN/mac/mac.h5" ]; then
   step "MAC meta-training"

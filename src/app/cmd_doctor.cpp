@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "dist/runtime.h"
+#include "train/precision.h"
 
 namespace engram::app {
 namespace {
@@ -30,16 +31,6 @@ std::string blas_in_use() {
     if (found.empty() && file.rfind("libblas", 0) == 0) found = line.substr(line.find('/'));
   }
   return found.empty() ? "unknown" : found + " (reference BLAS? install libopenblas0-openmp)";
-}
-
-double matmul_gflops(int n, at::ScalarType dtype = at::kFloat) {
-  at::NoGradGuard no_grad;
-  at::Tensor a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
-  at::mm(a, b);  // warm-up
-  int reps = 3;
-  core::Stopwatch clock;
-  for (int i = 0; i < reps; ++i) at::mm(a, b);
-  return 2.0 * n * n * n * reps / clock.seconds() / 1e9;
 }
 
 // Every collective and dtype, checked against values every rank can compute for itself.
@@ -108,16 +99,16 @@ int run_doctor(CommandContext& ctx) {
   dist::Runtime& rt = *ctx.runtime;
   dist::Communicator& comm = rt.comm();
   const bool rank0 = comm.rank() == 0;
-  double gflops = matmul_gflops(1024);
-  // bf16 autocast (train.bf16) pays on CPUs that multiply bf16 natively (AMX, AVX512-BF16: several
-  // times float32's rate through oneDNN); elsewhere it is emulated and can be slower than float32.
-  double bf16_gflops = matmul_gflops(1024, at::kBFloat16);
+  double gflops = train::cpu_matmul_gflops(1024);
+  // What train.bf16 = auto decides from (train/precision.h), at the same size.
+  train::Bf16Probe bf16 = train::probe_cpu_bf16();
   std::string blas = blas_in_use();
   if (rank0) {
     std::cout << version_text() << "BLAS     " << blas << "\n"
               << fmt::format("matmul   {:.1f} GFLOP/s (1024^3 float32, {} thread(s), rank 0)\n", gflops, rt.threads())
-              << fmt::format("matmul   {:.1f} GFLOP/s in bf16 ({:.1f}x float32: train.bf16 {})\n\n", bf16_gflops,
-                             bf16_gflops / gflops, bf16_gflops > 1.5 * gflops ? "pays here" : "does not pay here");
+              << fmt::format("matmul   {:.1f} GFLOP/s in bf16 against {:.1f} in float32 (512^3: {:.2f}x; train.bf16 auto: {})\n\n",
+                             bf16.bf16_gflops, bf16.float32_gflops, bf16.bf16_gflops / bf16.float32_gflops,
+                             bf16.pays ? "on here" : "off here");
   }
   auto table = rt.rank_table();
   if (rank0) {

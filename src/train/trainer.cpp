@@ -23,6 +23,7 @@
 #include "dist/grad_reducer.h"
 #include "train/autocast.h"
 #include "train/checkpoint.h"
+#include "train/precision.h"
 #include "train/schedule.h"
 
 namespace engram::train {
@@ -41,7 +42,10 @@ void declare_train_options(config::Schema& schema, const std::string& section, c
   schema.add_float(p + "beta1", d.beta1, "AdamW beta1");
   schema.add_float(p + "beta2", d.beta2, "AdamW beta2");
   schema.add_float(p + "clip_norm", d.clip_norm, "clip the global gradient norm to this; 0 = no clipping");
-  schema.add_bool(p + "bf16", d.bf16, "bf16 autocast for the forward pass");
+  schema.add_string(p + "bf16", d.bf16 == Bf16::Auto ? "auto" : d.bf16 == Bf16::On ? "true" : "false",
+                    "bf16 autocast for the forward pass; auto: on CUDA, and on CPUs whose bf16 matmuls reach 1.5x "
+                    "float32's rate (AMX), off where bf16 is emulated (can be 20x slower)",
+                    {"auto", "true", "false"});
   schema.add_bool(p + "activation_checkpointing", false, "recompute decoder blocks in backward to save memory");
   schema.add_int(p + "log_every", d.log_every, "log and print every N steps");
   schema.add_int(p + "save_every", d.save_every,
@@ -64,7 +68,8 @@ TrainOptions train_options_from(const config::Config& c, const std::string& sect
   o.beta1 = c.get_float(p + "beta1");
   o.beta2 = c.get_float(p + "beta2");
   o.clip_norm = c.get_float(p + "clip_norm");
-  o.bf16 = c.get_bool(p + "bf16");
+  const std::string& bf16 = c.get_string(p + "bf16");
+  o.bf16 = bf16 == "auto" ? Bf16::Auto : bf16 == "true" ? Bf16::On : Bf16::Off;
   o.log_every = c.get_int(p + "log_every");
   o.save_every = c.get_int(p + "save_every");
   o.keep_checkpoints = static_cast<int>(c.get_int(p + "keep_checkpoints"));
@@ -104,6 +109,7 @@ struct Trainer::State {
   std::unique_ptr<dist::GradReducer> reducer;
   std::unique_ptr<CheckpointStore> store;
   Schedule schedule;
+  bool bf16 = false;  // options.bf16 resolved for this device
   int64_t step = 0;
   int64_t examples_seen = 0;  // global data cursor
   double tokens_seen = 0;
@@ -180,6 +186,10 @@ Trainer::Trainer(TrainOptions options, std::vector<std::pair<std::string, at::Te
     (p.dim() >= 2 ? decay : no_decay).push_back(p);
   }
   if (all.empty()) core::fail("nothing to train: no parameter requires a gradient");
+  s_->bf16 = o.bf16 == Bf16::On || (o.bf16 == Bf16::Auto && bf16_pays_on(all.front().device(), comm));
+  if (o.bf16 == Bf16::Auto)
+    spdlog::info("bf16 auto: {}", s_->bf16 ? "on (bf16 matmuls pay on this device)"
+                                            : "off (bf16 matmuls are under 1.5x float32's rate here)");
   auto defaults = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(defaults));
@@ -264,6 +274,7 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
   auto& s = *s_;
   auto& o = s.options;
   TrainResult result;
+  result.bf16 = s.bf16;
   result.first_step = s.step;
   const bool rank0 = s.comm.rank() == 0;
   std::ofstream metrics;
@@ -298,7 +309,7 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
     for (int64_t m = 0; m < o.accumulation; ++m) {
       MicroBatchLoss micro;
       {
-        Bf16Autocast autocast(o.bf16);
+        Bf16Autocast autocast(s.bf16);
         micro = loss_fn(s.micro_batch_indices(m));
       }
       (micro.loss / static_cast<double>(o.accumulation)).backward();

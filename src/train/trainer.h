@@ -37,6 +37,9 @@ class Communicator;
 
 namespace engram::train {
 
+// bf16 autocast of the forward passes: off, on, or where it pays (train/precision.h).
+enum class Bf16 { Off, On, Auto };
+
 struct TrainOptions {
   int64_t steps = 1000;
   int64_t micro_batch = 16;
@@ -48,7 +51,7 @@ struct TrainOptions {
   double weight_decay = 0.01;
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double clip_norm = 1.0;  // 0: no clipping (the norm is still logged)
-  bool bf16 = false;       // bf16 autocast of the forward pass
+  Bf16 bf16 = Bf16::Off;   // bf16 autocast of the forward pass
   int64_t log_every = 10;
   int64_t save_every = 0;  // 0: only at the end and on a stop signal
   int keep_checkpoints = 2;
@@ -83,6 +86,7 @@ struct TrainResult {
   double seconds = 0;
   double tokens_per_s = 0;
   double gflops = 0;
+  bool bf16 = false;  // the forward passes ran under bf16 autocast (TrainOptions::bf16 resolved)
 };
 
 class Trainer {

@@ -14,6 +14,7 @@
 #include "core/signals.h"
 #include "dist/local_communicator.h"
 #include "train/checkpoint.h"
+#include "train/precision.h"
 #include "train/trainer.h"
 #include "../common/regression_problem.h"
 
@@ -279,19 +280,42 @@ TEST(Trainer, Bf16AutocastTrainsAndKeepsFloat32Weights) {
   Problem p(1);
   p.model->eval();
   auto o = options(fresh_dir("train_bf16"), 60);
-  o.bf16 = true;
+  o.bf16 = train::Bf16::On;
   train::Trainer trainer(o, p.parameters(), *comm, nullptr, 37, "", 1.0);
   at::Tensor before = torch::mse_loss(p.model->forward(p.x), p.y);
   bool saw_bf16 = false;
   auto loss = p.loss();
-  trainer.run([&](const std::vector<int64_t>& indices) {
+  auto result = trainer.run([&](const std::vector<int64_t>& indices) {
     auto out = loss(indices);
     // Under autocast the linear layers compute in bf16; the loss is promoted back to float.
     saw_bf16 = saw_bf16 || p.model->forward(p.x.narrow(0, 0, 2)).scalar_type() == at::kBFloat16;
     return out;
   });
   EXPECT_TRUE(saw_bf16);
+  EXPECT_TRUE(result.bf16);
   for (auto& [name, param] : p.parameters()) EXPECT_EQ(param.scalar_type(), at::kFloat) << name;
   at::Tensor after = torch::mse_loss(p.model->forward(p.x), p.y);
   EXPECT_LT(after.item<double>(), 0.8 * before.item<double>());
+}
+
+// bf16 = auto: autocast exactly where the matmul probe finds bf16 paying on this CPU (on an AMX
+// Xeon 6.8x float32's rate, on an AVX2-only EPYC 1/20 of it: far from the 1.5x line on both).
+TEST(Trainer, Bf16AutoFollowsTheMatmulProbe) {
+  const train::Bf16Probe probe = train::probe_cpu_bf16();
+  EXPECT_GT(probe.float32_gflops, 0);
+  EXPECT_GT(probe.bf16_gflops, 0);
+  EXPECT_EQ(probe.pays, probe.bf16_gflops >= train::kBf16PaysRatio * probe.float32_gflops);
+  auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
+  Problem p(1);
+  auto o = options(fresh_dir("train_bf16_auto"), 2);
+  o.bf16 = train::Bf16::Auto;
+  train::Trainer trainer(o, p.parameters(), *comm, nullptr, 37, "", 1.0);
+  at::ScalarType seen = at::kDouble;
+  auto loss = p.loss();
+  auto result = trainer.run([&](const std::vector<int64_t>& indices) {
+    seen = p.model->forward(p.x.narrow(0, 0, 2)).scalar_type();
+    return loss(indices);
+  });
+  EXPECT_EQ(result.bf16, probe.pays) << probe.bf16_gflops << " vs " << probe.float32_gflops << " GFLOP/s";
+  EXPECT_EQ(seen, result.bf16 ? at::kBFloat16 : at::kFloat);
 }

@@ -25,6 +25,7 @@
 #include "dist/local_communicator.h"
 #include "dist/mpi_communicator.h"
 #include "model/decoder.h"
+#include "train/autocast.h"
 #include "train/cross_entropy.h"
 
 namespace {
@@ -52,7 +53,8 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   int64_t layers = 2, d = 128, heads = 4, vocab = 4096, seq = 128, batch = 16, threads = 0, steps = 20, warmup = 3;
-  std::string profile, loss_kind = "engram";
+  std::string profile, loss_kind = "engram", positions = "learned";
+  bool bf16 = false;
   bench::po::options_description options("options");
   options.add_options()
       ("layers", bench::po::value(&layers)->default_value(layers), "decoder blocks")
@@ -65,7 +67,9 @@ int main(int argc, char** argv) {
       ("steps", bench::po::value(&steps)->default_value(steps), "timed steps")
       ("warmup", bench::po::value(&warmup)->default_value(warmup), "untimed steps first")
       ("profile", bench::po::value(&profile), "write a Chrome trace of rank 0's timed steps to this file")
-      ("loss", bench::po::value(&loss_kind)->default_value(loss_kind), "engram (train::token_cross_entropy) | torch");
+      ("loss", bench::po::value(&loss_kind)->default_value(loss_kind), "engram (train::token_cross_entropy) | torch")
+      ("positions", bench::po::value(&positions)->default_value(positions), "learned | rope | alibi (model.positions)")
+      ("bf16", bench::po::bool_switch(&bf16), "bf16 autocast, as train.bf16");
   bench::po::variables_map values;
   bench::Parsed parsed = bench::parse_command_line(
       argc, argv, "bench_train_step", "usage: mpirun -np R bench_train_step [options]   (tools/bench/train_step.sh)",
@@ -90,6 +94,7 @@ int main(int argc, char** argv) {
   config.n_heads = heads;
   config.d_ff = 4 * d;
   config.max_positions = seq;
+  config.positions = positions;
   engram::model::Decoder model(config);
   model->train();
   auto comm = world > 1 ? engram::dist::make_mpi_communicator(MPI_COMM_WORLD, std::chrono::seconds(600))
@@ -106,6 +111,7 @@ int main(int argc, char** argv) {
     for (auto& p : params)
       if (p.grad().defined()) p.mutable_grad().zero_();
     auto t0 = std::chrono::steady_clock::now();
+    engram::train::Bf16Autocast autocast(bf16);
     auto logits = model->forward(inputs).logits;
     auto loss = loss_kind == "torch"
                     ? torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}), targets)
