@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "model/activation.h"
+#include "model/batched_matmul.h"
 #include "model/linear.h"
 
 namespace engram::model {
@@ -235,12 +236,12 @@ class AttentionImpl : public torch::nn::Module {
     }
     // scores [B, H, T, S] = q k^T / sqrt(hd) (+ bias), one batched matmul.
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
-    at::Tensor raw = at::matmul(qh, kh.transpose(-2, -1));
+    at::Tensor raw = batched_matmul(qh, kh.transpose(-2, -1));
     at::Tensor scores = ctx.bias.defined() ? at::add(ctx.bias, raw, scale) : raw * scale;
     at::Tensor probs = at::softmax(scores, -1, torch::kFloat);  // float32 softmax
     if (probs.scalar_type() != vh.scalar_type()) probs = probs.to(vh.scalar_type());
     if (dropout_ > 0.0 && is_training()) probs = at::dropout(probs, dropout_, true);
-    at::Tensor out = at::matmul(probs, vh);                   // [B, H, T, hd]
+    at::Tensor out = batched_matmul(probs, vh);                 // [B, H, T, hd]
     return o(out.transpose(1, 2).reshape({B, T, d}));          // [B, T, d]
   }
 

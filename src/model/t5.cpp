@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "model/activation.h"
+#include "model/batched_matmul.h"
 
 namespace engram::model {
 
@@ -112,23 +113,21 @@ struct AttentionImpl : torch::nn::Module {
     return relative_attention_bias->forward(buckets).permute({2, 0, 1}).unsqueeze(0);  // [1, H, Tq, Tk]
   }
 
-  // x [B, Tq, d], kv [B, Tk, d]; bias broadcastable to [B, H, Tq, Tk] (undefined: none); allowed: bool
-  // broadcastable to [B, H, Tq, Tk] (undefined: all allowed).
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& bias, const at::Tensor& allowed) {
+  // x [B, Tq, d], kv [B, Tk, d]; bias: float32, broadcastable to [B, H, Tq, Tk], the position bias and
+  // the mask in one (additive_bias; undefined: none).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& kv, const at::Tensor& bias) {
     const int64_t B = x.size(0), Tq = x.size(1), Tk = kv.size(1);
     auto qh = q->forward(x).view({B, Tq, n_heads, d_kv}).transpose(1, 2);
     auto kh = k->forward(kv).view({B, Tk, n_heads, d_kv}).transpose(1, 2);
     auto vh = v->forward(kv).view({B, Tk, n_heads, d_kv}).transpose(1, 2);
-    auto scores = torch::matmul(qh, kh.transpose(-1, -2));  // no 1/sqrt(d_kv) in T5
-    if (bias.defined()) scores = scores + bias;
-    // Masked and normalised in float32: under bf16 autocast the scores are bf16, which float's
-    // lowest value overflows (and T5's softmax is float32 in the reference too).
+    auto scores = batched_matmul(qh, kh.transpose(-1, -2));  // no 1/sqrt(d_kv) in T5
+    // Masked and normalised in float32: under bf16 autocast the scores are bf16, which cannot hold
+    // the mask's float lowest (and T5's softmax is float32 in the reference too).
     at::Tensor scores32 = scores.to(torch::kFloat);
-    if (allowed.defined())
-      scores32 = scores32.masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest());
+    if (bias.defined()) scores32 = scores32 + bias;
     auto weights = torch::softmax(scores32, -1).to(scores.scalar_type());
     weights = torch::dropout(weights, dropout_p, is_training());
-    auto out = torch::matmul(weights, vh).transpose(1, 2).reshape({B, Tq, n_heads * d_kv});
+    auto out = batched_matmul(weights, vh).transpose(1, 2).reshape({B, Tq, n_heads * d_kv});
     return o->forward(out);
   }
 
@@ -173,9 +172,9 @@ struct EncoderBlockImpl : torch::nn::Module {
     ln_ff = register_module("ln_ff", LayerNorm(c.d_model, c.layer_norm_eps));
     ff = register_module("ff", FeedForward(c));
   }
-  at::Tensor forward(at::Tensor h, const at::Tensor& bias, const at::Tensor& allowed) {
+  at::Tensor forward(at::Tensor h, const at::Tensor& bias) {
     auto n = ln_attn->forward(h);
-    h = h + torch::dropout(attn->forward(n, n, bias, allowed), dropout_p, is_training());
+    h = h + torch::dropout(attn->forward(n, n, bias), dropout_p, is_training());
     h = h + torch::dropout(ff->forward(ln_ff->forward(h)), dropout_p, is_training());
     return h;
   }
@@ -195,12 +194,11 @@ struct DecoderBlockImpl : torch::nn::Module {
     ln_ff = register_module("ln_ff", LayerNorm(c.d_model, c.layer_norm_eps));
     ff = register_module("ff", FeedForward(c));
   }
-  at::Tensor forward(at::Tensor h, const at::Tensor& self_bias, const at::Tensor& self_allowed,
-                     const at::Tensor& enc, const at::Tensor& cross_allowed) {
+  at::Tensor forward(at::Tensor h, const at::Tensor& self_bias, const at::Tensor& enc, const at::Tensor& cross_bias) {
     auto n = ln_self_attn->forward(h);
-    h = h + torch::dropout(self_attn->forward(n, n, self_bias, self_allowed), dropout_p, is_training());
+    h = h + torch::dropout(self_attn->forward(n, n, self_bias), dropout_p, is_training());
     n = ln_cross_attn->forward(h);
-    h = h + torch::dropout(cross_attn->forward(n, enc, {}, cross_allowed), dropout_p, is_training());
+    h = h + torch::dropout(cross_attn->forward(n, enc, cross_bias), dropout_p, is_training());
     h = h + torch::dropout(ff->forward(ln_ff->forward(h)), dropout_p, is_training());
     return h;
   }
@@ -251,6 +249,17 @@ namespace {
 at::Tensor key_mask(const at::Tensor& mask) {
   if (!mask.defined()) return {};
   return mask.to(torch::kBool).unsqueeze(1).unsqueeze(1);
+}
+
+// The float32 bias every layer of a stack adds to its attention scores, computed once per forward:
+// the position bias (undefined: none) plus float's lowest for the keys `allowed` (bool, broadcastable;
+// undefined: all) forbids. One add per layer instead of a masked_fill, whose backward cost as much.
+at::Tensor additive_bias(const at::Tensor& position_bias, const at::Tensor& allowed) {
+  at::Tensor bias = position_bias.defined() ? position_bias.to(torch::kFloat) : at::Tensor();
+  if (!allowed.defined()) return bias;
+  at::Tensor mask = torch::zeros(allowed.sizes(), torch::TensorOptions().dtype(torch::kFloat).device(allowed.device()))
+                        .masked_fill_(allowed.logical_not(), std::numeric_limits<float>::lowest());
+  return bias.defined() ? bias + mask : mask;
 }
 
 void check_mask(const at::Tensor& mask, int64_t B, int64_t S, const char* what) {
@@ -304,9 +313,8 @@ at::Tensor T5Impl::encode(const at::Tensor& input_ids, const at::Tensor& attenti
     h = h + added_embeds.to(h.scalar_type());
   }
   h = torch::dropout(h, config_.dropout, is_training());
-  auto bias = enc->typed[0]->attn->compute_bias(S, S).to(h.scalar_type());
-  auto allowed = key_mask(attention_mask);
-  for (auto& block : enc->typed) h = block->forward(h, bias, allowed);
+  auto bias = additive_bias(enc->typed[0]->attn->compute_bias(S, S), key_mask(attention_mask));
+  for (auto& block : enc->typed) h = block->forward(h, bias);
   return torch::dropout(enc->final_ln->forward(h), config_.dropout, is_training());
 }
 
@@ -322,11 +330,11 @@ at::Tensor T5Impl::decode(const at::Tensor& decoder_inputs_embeds, const at::Ten
   check_mask(decoder_mask, B, T, "decoder_mask");
   auto& dec = parts_->decoder;
   auto h = torch::dropout(decoder_inputs_embeds, config_.dropout, is_training());
-  auto bias = dec->typed[0]->self_attn->compute_bias(T, T).to(h.scalar_type());
   auto causal = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(h.device())).tril().view({1, 1, T, T});
   auto self_allowed = decoder_mask.defined() ? causal.logical_and(key_mask(decoder_mask)) : causal;
-  auto cross_allowed = key_mask(encoder_mask);  // undefined: the MAC quirk, pads are attended
-  for (auto& block : dec->typed) h = block->forward(h, bias, self_allowed, encoder_states, cross_allowed);
+  auto self_bias = additive_bias(dec->typed[0]->self_attn->compute_bias(T, T), self_allowed);
+  auto cross_bias = additive_bias({}, key_mask(encoder_mask));  // undefined: the MAC quirk, pads are attended
+  for (auto& block : dec->typed) h = block->forward(h, self_bias, encoder_states, cross_bias);
   return torch::dropout(dec->final_ln->forward(h), config_.dropout, is_training());
 }
 

@@ -24,6 +24,7 @@
 #include "train/autocast.h"
 #include "train/checkpoint.h"
 #include "train/precision.h"
+#include "train/profile.h"
 #include "train/schedule.h"
 
 namespace engram::train {
@@ -48,6 +49,9 @@ void declare_train_options(config::Schema& schema, const std::string& section, c
                     {"auto", "true", "false"});
   schema.add_bool(p + "activation_checkpointing", false, "recompute decoder blocks in backward to save memory");
   schema.add_int(p + "log_every", d.log_every, "log and print every N steps");
+  schema.add_int(p + "profile_steps", d.profile_steps,
+                 "profile rank 0's steps 4 to 3+N: a Chrome trace (chrome://tracing, Perfetto) in "
+                 "<out_dir>/profile.json and a table of time per op and input shapes in profile_ops.txt; 0: none");
   schema.add_int(p + "save_every", d.save_every,
                  "checkpoint every N steps (0: at the end and on SIGTERM/SIGUSR1 only)");
   schema.add_int(p + "keep_checkpoints", d.keep_checkpoints, "committed checkpoints to keep");
@@ -71,6 +75,8 @@ TrainOptions train_options_from(const config::Config& c, const std::string& sect
   const std::string& bf16 = c.get_string(p + "bf16");
   o.bf16 = bf16 == "auto" ? Bf16::Auto : bf16 == "true" ? Bf16::On : Bf16::Off;
   o.log_every = c.get_int(p + "log_every");
+  o.profile_steps = c.get_int(p + "profile_steps");
+  if (o.profile_steps < 0) core::fail("{}profile_steps: expected >= 0, got {}", p, o.profile_steps);
   o.save_every = c.get_int(p + "save_every");
   o.keep_checkpoints = static_cast<int>(c.get_int(p + "keep_checkpoints"));
   o.resume = c.get_bool(p + "resume");
@@ -291,7 +297,17 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
   std::vector<at::Tensor> trainable;
   for (const auto& [name, p] : s.trainable) trainable.push_back(p);
 
+  // train.profile_steps: LibTorch's profiler over a window of steps (slows those steps down).
+  std::unique_ptr<StepProfile> profile;
+  const int64_t profile_from = s.step + 3, profile_to = profile_from + o.profile_steps;
+  auto write_profile = [&] {
+    const std::string trace = profile->write(o.out_dir, s.step - profile_from);
+    spdlog::info("wrote {} and profile_ops.txt beside it (steps {} to {})", trace, profile_from + 1, s.step);
+    profile.reset();
+  };
   while (s.step < o.steps) {
+    if (rank0 && o.profile_steps > 0 && s.step == profile_from) profile = std::make_unique<StepProfile>();
+    if (profile && s.step == profile_to) write_profile();
     // Stop signals: every rank learns whether any rank got one, so all save the same step.
     at::Tensor stop = at::full({1}, core::stop_requested() ? 1 : 0, at::kInt);
     s.comm.all_reduce(stop, dist::ReduceOp::Max);
@@ -372,6 +388,7 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
     if (after_step) after_step(s.step);
     if (o.save_every > 0 && s.step % o.save_every == 0 && s.step < o.steps) save();
   }
+  if (profile) write_profile();
   if (!result.stopped) save();
   result.last_step = s.step;
   result.seconds = run_clock.seconds();

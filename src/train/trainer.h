@@ -53,6 +53,7 @@ struct TrainOptions {
   double clip_norm = 1.0;  // 0: no clipping (the norm is still logged)
   Bf16 bf16 = Bf16::Off;   // bf16 autocast of the forward pass
   int64_t log_every = 10;
+  int64_t profile_steps = 0;  // Chrome trace of this many steps on rank 0 (out_dir/profile.json)
   int64_t save_every = 0;  // 0: only at the end and on a stop signal
   int keep_checkpoints = 2;
   std::string out_dir = "runs/quickstart/train";

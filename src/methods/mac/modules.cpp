@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "model/batched_matmul.h"
 
 namespace engram::mac {
 
@@ -59,7 +60,7 @@ at::Tensor linear_biases(int64_t tokens, int64_t in, int64_t out) {
 // x [B, n, in] times per-position weights w [n, in, out] -> [B, n, out]: one batched matmul
 // over positions.
 at::Tensor per_position(const at::Tensor& x, const at::Tensor& w) {
-  return torch::bmm(x.transpose(0, 1), w).transpose(0, 1);
+  return model::batched_matmul(x.transpose(0, 1), w).transpose(0, 1);
 }
 
 // LayerNorm over the last dim with per-position affine weights [n, dim].
@@ -199,7 +200,7 @@ at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& mem
     at::Tensor q = split_heads(fold ? fold_rows(queries) : queries);
     at::Tensor k = split_heads(b->to_k(context));
     at::Tensor v = split_heads(b->to_v(context));
-    at::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * scale;  // [..., H, rows, S]
+    at::Tensor scores = model::batched_matmul(q, k.transpose(-1, -2)) * scale;  // [..., H, rows, S]
     // A large finite value rather than -inf: a fully masked row stays finite (see header).
     if (blocked.defined()) scores = scores.masked_fill(blocked, -1e9);
     at::Tensor weights = torch::softmax(scores, -1);
@@ -213,7 +214,7 @@ at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& mem
         attention->push_back(weights);
       }
     }
-    at::Tensor attended = torch::matmul(weights, v).transpose(-2, -3);  // [..., rows, H, hd]
+    at::Tensor attended = model::batched_matmul(weights, v).transpose(-2, -3);  // [..., rows, H, hd]
     auto sizes = attended.sizes().vec();
     sizes.pop_back();
     sizes.back() = heads_ * head_dim_;
