@@ -238,7 +238,8 @@ class AttentionImpl : public torch::nn::Module {
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
     at::Tensor raw = batched_matmul(qh, kh.transpose(-2, -1));
     at::Tensor scores = ctx.bias.defined() ? at::add(ctx.bias, raw, scale) : raw * scale;
-    at::Tensor probs = at::softmax(scores, -1, torch::kFloat);  // float32 softmax
+    // float32 softmax; LibTorch's softmax with a dtype argument takes twice as long on float input.
+    at::Tensor probs = scores.scalar_type() == torch::kFloat ? at::softmax(scores, -1) : at::softmax(scores, -1, torch::kFloat);
     if (probs.scalar_type() != vh.scalar_type()) probs = probs.to(vh.scalar_type());
     if (dropout_ > 0.0 && is_training()) probs = at::dropout(probs, dropout_, true);
     at::Tensor out = batched_matmul(probs, vh);                 // [B, H, T, hd]
@@ -442,7 +443,15 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
     if (T_past > 0) ENGRAM_CHECK(cache->keys[0].size(0) == B, "cache batch != input batch");
   }
   const int64_t S_real = T_past + T;  // keys: P prefix slots + S_real cached and new tokens
-  const at::Tensor& mask = options.attention_mask;
+  // A mask without padding (every row of a pretraining batch, say) is no mask: the attention bias
+  // then broadcasts over the batch, and adding a [1, 1, T, S] bias to the scores took 1/6 of the
+  // time a [B, 1, T, S] one did.
+  const bool padded = options.attention_mask.defined() && options.attention_mask.eq(0).any().item<bool>();
+  const at::Tensor mask = padded ? options.attention_mask : at::Tensor();
+  if (options.attention_mask.defined() && !padded)
+    ENGRAM_CHECK(options.attention_mask.dim() == 2 && options.attention_mask.size(0) == B &&
+                     options.attention_mask.size(1) == S_real,
+                 "attention_mask must be [B, T_past + T] = [{}, {}]", B, S_real);
   const auto dev = input_ids.device();
   const auto i64 = torch::TensorOptions().dtype(torch::kLong).device(dev);
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(dev);
