@@ -513,6 +513,21 @@ TEST(Decoder, LeftPaddingMatchesUnpaddedPrompt) {
   }
 }
 
+// A mask of ones takes the unmasked path (a bias shared by the batch): the same logits exactly; a
+// wrongly shaped one is still refused.
+TEST(Decoder, MaskOfOnesEqualsNoMask) {
+  for (const char* preset : {"gpt2", "alibi-parallel", "llama"}) {
+    Decoder m = make_model(small(preset), 5);
+    torch::NoGradGuard no_grad;
+    at::Tensor batch = torch::tensor({{1, 2, 3, 4, 5, 6}, {6, 5, 4, 3, 2, 1}}, torch::kLong);
+    ForwardOptions opt;
+    opt.attention_mask = torch::ones({2, 6}, torch::kLong);
+    EXPECT_TRUE(m->forward(batch, opt).logits.equal(m->forward(batch).logits)) << preset;
+    opt.attention_mask = torch::ones({2, 5}, torch::kLong);
+    EXPECT_THROW(m->forward(batch, opt), std::exception) << preset;
+  }
+}
+
 TEST(Decoder, LearnedPositionsBeyondTheTableFail) {
   DecoderConfig c = small("gpt2");
   c.max_positions = 8;
