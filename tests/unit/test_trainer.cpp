@@ -319,3 +319,35 @@ TEST(Trainer, Bf16AutoFollowsTheMatmulProbe) {
   EXPECT_EQ(result.bf16, probe.pays) << probe.bf16_gflops << " vs " << probe.float32_gflops << " GFLOP/s";
   EXPECT_EQ(seen, result.bf16 ? at::kBFloat16 : at::kFloat);
 }
+
+// train.profile_steps: steps 4 and 5 of 7 profiled into a Chrome trace and a table of ms per step
+// by op and input shapes, biggest first.
+TEST(Trainer, ProfileStepsWritesATraceAndAnOpTable) {
+  auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
+  Problem p(1);
+  const std::string dir = fresh_dir("train_profile");
+  auto o = options(dir, 7);
+  o.profile_steps = 2;
+  train::Trainer trainer(o, p.parameters(), *comm, nullptr, 37, "", 1.0);
+  trainer.run(p.loss());
+  std::ifstream trace_file(dir + "/profile.json");
+  ASSERT_TRUE(trace_file.good());
+  const auto trace = nlohmann::json::parse(trace_file);
+  const auto& events = trace.is_array() ? trace : trace.at("traceEvents");
+  EXPECT_GT(events.size(), 10u);
+  std::ifstream table_file(dir + "/profile_ops.txt");
+  std::string header, first, line, all;
+  std::getline(table_file, header);
+  EXPECT_NE(header.find("2 profiled steps"), std::string::npos) << header;
+  std::getline(table_file, first);
+  double previous = std::stod(first);
+  bool shapes_of_the_model = false;
+  while (std::getline(table_file, line)) {
+    EXPECT_LE(std::stod(line), previous) << line;  // sorted by time
+    previous = std::stod(line);
+    // An op of the model's forward, with its input shapes.
+    shapes_of_the_model = shapes_of_the_model || (line.find("aten::") != std::string::npos &&
+                                                  line.find(" [5,") != std::string::npos);
+  }
+  EXPECT_TRUE(shapes_of_the_model);
+}
