@@ -446,12 +446,11 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
   // A mask without padding (every row of a pretraining batch, say) is no mask: the attention bias
   // then broadcasts over the batch, and adding a [1, 1, T, S] bias to the scores took 1/6 of the
   // time a [B, 1, T, S] one did.
-  const bool padded = options.attention_mask.defined() && options.attention_mask.eq(0).any().item<bool>();
-  const at::Tensor mask = padded ? options.attention_mask : at::Tensor();
-  if (options.attention_mask.defined() && !padded)
-    ENGRAM_CHECK(options.attention_mask.dim() == 2 && options.attention_mask.size(0) == B &&
-                     options.attention_mask.size(1) == S_real,
+  const at::Tensor& given = options.attention_mask;
+  if (given.defined())
+    ENGRAM_CHECK(given.dim() == 2 && given.size(0) == B && given.size(1) == S_real,
                  "attention_mask must be [B, T_past + T] = [{}, {}]", B, S_real);
+  const at::Tensor mask = given.defined() && given.eq(0).any().item<bool>() ? given : at::Tensor();
   const auto dev = input_ids.device();
   const auto i64 = torch::TensorOptions().dtype(torch::kLong).device(dev);
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(dev);
@@ -459,8 +458,6 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
   // Positions of cached + new tokens [Bp, S_real]: P + (number of real tokens before).
   at::Tensor pos_all;
   if (mask.defined()) {
-    ENGRAM_CHECK(mask.dim() == 2 && mask.size(0) == B && mask.size(1) == S_real,
-                 "attention_mask must be [B, T_past + T] = [{}, {}]", B, S_real);
     pos_all = (at::cumsum(mask.to(torch::kLong), 1) - 1).clamp_min(0) + P;
   } else {
     pos_all = at::arange(P, P + S_real, i64).unsqueeze(0);

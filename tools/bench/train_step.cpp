@@ -27,20 +27,12 @@
 #include "model/decoder.h"
 #include "train/autocast.h"
 #include "train/cross_entropy.h"
+#include "train/precision.h"
 
 namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-double matmul_gflops() {
-  torch::NoGradGuard no_grad;
-  auto a = torch::randn({2048, 2048}), b = torch::randn({2048, 2048});
-  torch::mm(a, b);
-  auto t = std::chrono::steady_clock::now();
-  for (int i = 0; i < 3; ++i) torch::mm(a, b);
-  return 3 * 2.0 * 2048.0 * 2048.0 * 2048.0 / seconds_since(t) / 1e9;
 }
 
 }  // namespace
@@ -140,7 +132,7 @@ int main(int argc, char** argv) {
   MPI_Allreduce(&elapsed, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   const double tokens_per_s = static_cast<double>(batch * seq * world * steps) / slowest;
   const double gflops = 6.0 * static_cast<double>(model->num_parameters()) * tokens_per_s / 1e9;
-  const double peak = matmul_gflops();
+  const double peak = engram::train::cpu_matmul_gflops(2048);  // the same probe as engram doctor's
   if (rank == 0)
     std::printf(
         "{\"bench\":\"train_step\",\"loss\":\"%s\",\"layers\":%ld,\"d\":%ld,\"heads\":%ld,\"vocab\":%ld,\"seq\":%ld,\"batch_per_rank\":%ld,"
