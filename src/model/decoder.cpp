@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "model/activation.h"
 #include "model/batched_matmul.h"
+#include "model/causal_attention.h"
 #include "model/linear.h"
 
 namespace engram::model {
@@ -189,6 +190,8 @@ TORCH_MODULE(Norm);
 // What the decoder computes once per forward and every layer shares.
 struct AttnContext {
   at::Tensor bias;           // additive [Bp, Hp, T, S] float (0 / -inf, + ALiBi), or undefined
+  bool fused = false;        // causal_attention (CPU, no ALiBi, no attention dropout) instead of bias
+  at::Tensor key_real;       // fused: [B, S] keys padding does not hide, or undefined (none hidden)
   at::Tensor cos, sin;       // rope: [Bp, 1, T, hd]
   at::Tensor prefix_k, prefix_v;  // [B, H, P, hd] of this layer, or undefined
   at::Tensor* cache_k = nullptr;  // [B, H, T_past, hd] of this layer (grown in place)
@@ -218,7 +221,10 @@ class AttentionImpl : public torch::nn::Module {
       return t.view({B, T, n_heads_, hd_}).transpose(1, 2);
     };
     at::Tensor qh = heads(qp), kh = heads(kp), vh = heads(vp);
-    if (ctx.cos.defined()) {
+    // The fused attention rotates q and k itself while it packs them, unless a KV cache must keep
+    // rotated keys.
+    const bool rope_inside = ctx.fused && ctx.cos.defined() && !ctx.cache_k;
+    if (ctx.cos.defined() && !rope_inside) {
       qh = rope_with(qh, ctx.cos, ctx.sin);
       kh = rope_with(kh, ctx.cos, ctx.sin);
     }
@@ -231,11 +237,19 @@ class AttentionImpl : public torch::nn::Module {
       *ctx.cache_v = vh;
     }
     if (ctx.prefix_k.defined()) {  // [B, H, P + T_past + T, hd]
-      kh = at::cat({ctx.prefix_k.to(kh.dtype()), kh}, 2);
-      vh = at::cat({ctx.prefix_v.to(vh.dtype()), vh}, 2);
+      // The fused form computes in float32: keep the prefix's precision where kh is bf16 (autocast).
+      const auto dt = ctx.fused ? at::promote_types(ctx.prefix_k.scalar_type(), kh.scalar_type()) : kh.scalar_type();
+      kh = at::cat({ctx.prefix_k.to(dt), kh.to(dt)}, 2);
+      vh = at::cat({ctx.prefix_v.to(dt), vh.to(dt)}, 2);
+    }
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
+    if (ctx.fused) {  // [B, T, H, hd]: the heads already side by side
+      at::Tensor out = rope_inside ? causal_attention(qh, kh, vh, ctx.key_real, scale, ctx.cos, ctx.sin)
+                                   : causal_attention(qh, kh, vh, ctx.key_real, scale);
+      out = out.to(qh.scalar_type());
+      return o(out.view({B, T, d}));
     }
     // scores [B, H, T, S] = q k^T / sqrt(hd) (+ bias), one batched matmul.
-    const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
     at::Tensor raw = batched_matmul(qh, kh.transpose(-2, -1));
     at::Tensor scores = ctx.bias.defined() ? at::add(ctx.bias, raw, scale) : raw * scale;
     // float32 softmax; LibTorch's softmax with a dtype argument takes twice as long on float input.
@@ -369,24 +383,32 @@ namespace {
 // tracks only x).
 struct BlockCall {
   detail::BlockImpl* block;
-  at::Tensor bias, cos, sin;
+  const detail::AttnContext& ctx;  // its bias, fused, key_real, cos and sin
 };
+
+detail::AttnContext saved_context(torch::autograd::AutogradContext* ctx) {
+  detail::AttnContext actx;
+  actx.bias = ctx->saved_data["bias"].toTensor();
+  actx.fused = ctx->saved_data["fused"].toBool();
+  actx.key_real = ctx->saved_data["key_real"].toTensor();
+  actx.cos = ctx->saved_data["cos"].toTensor();
+  actx.sin = ctx->saved_data["sin"].toTensor();
+  return actx;
+}
 
 struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x,
                                                 const BlockCall& call) {
     ctx->saved_data["block"] = reinterpret_cast<int64_t>(call.block);
     ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().get_state();
-    ctx->saved_data["bias"] = call.bias;
-    ctx->saved_data["cos"] = call.cos;
-    ctx->saved_data["sin"] = call.sin;
+    ctx->saved_data["bias"] = call.ctx.bias;
+    ctx->saved_data["fused"] = call.ctx.fused;
+    ctx->saved_data["key_real"] = call.ctx.key_real;
+    ctx->saved_data["cos"] = call.ctx.cos;
+    ctx->saved_data["sin"] = call.ctx.sin;
     ctx->save_for_backward({x});
     torch::NoGradGuard no_grad;
-    detail::AttnContext actx;
-    actx.bias = call.bias;
-    actx.cos = call.cos;
-    actx.sin = call.sin;
-    return {call.block->forward(x, actx)};
+    return {call.block->forward(x, saved_context(ctx))};
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -396,10 +418,7 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     at::Tensor now = gen.get_state();
     gen.set_state(ctx->saved_data["rng"].toTensor());
-    detail::AttnContext actx;
-    actx.bias = ctx->saved_data["bias"].toTensor();
-    actx.cos = ctx->saved_data["cos"].toTensor();
-    actx.sin = ctx->saved_data["sin"].toTensor();
+    const detail::AttnContext actx = saved_context(ctx);
     at::Tensor y;
     {
       torch::AutoGradMode enable(true);
@@ -484,7 +503,15 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
     ctx.sin = tables.second;
   }
   const bool alibi = c.positions == "alibi";
-  if (T > 1 || mask.defined() || alibi) {
+  // The fused CPU attention (causal_attention.h) masks causally and by key_real itself; ALiBi's
+  // per-head bias and attention dropout take the op-by-op form and its additive bias.
+  ctx.fused = dev.is_cpu() && !alibi && !(c.dropout > 0.0 && is_training());
+  if (ctx.fused) {
+    if (mask.defined()) {
+      ctx.key_real = mask.ne(0);
+      if (P > 0) ctx.key_real = at::cat({at::ones({B, P}, ctx.key_real.options()), ctx.key_real}, 1);
+    }
+  } else if (T > 1 || mask.defined() || alibi) {
     // allowed [Bp, 1, T, S_real]: causal over cached + new tokens, no padding keys (a padding
     // query still sees itself, so no row is empty and no NaN appears).
     at::Tensor key_idx = at::arange(S_real, i64).unsqueeze(0);          // [1, S_real]
@@ -528,7 +555,7 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
     ctx.capture = l == capture ? &out : nullptr;
     const bool checkpoint = checkpointing_ && is_training() && torch::GradMode::is_enabled() && P == 0 && !cache &&
                             ctx.capture == nullptr;
-    x = checkpoint ? CheckpointedBlock::apply(x, BlockCall{p.block_list[l].get(), ctx.bias, ctx.cos, ctx.sin})[0]
+    x = checkpoint ? CheckpointedBlock::apply(x, BlockCall{p.block_list[l].get(), ctx})[0]
                    : p.block_list[l]->forward(x, ctx);
   }
   x = p.ln_f(x);
