@@ -505,7 +505,7 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
   const bool alibi = c.positions == "alibi";
   // The fused CPU attention (causal_attention.h) masks causally and by key_real itself; ALiBi's
   // per-head bias and attention dropout take the op-by-op form and its additive bias.
-  ctx.fused = dev.is_cpu() && !alibi && !(c.dropout > 0.0 && is_training());
+  ctx.fused = fused_attention_ && dev.is_cpu() && !alibi && !(c.dropout > 0.0 && is_training());
   if (ctx.fused) {
     if (mask.defined()) {
       ctx.key_real = mask.ne(0);

@@ -154,6 +154,10 @@ class DecoderImpl : public torch::nn::Module {
   // activations in backward (with the same dropout masks), trading compute for memory. It applies
   // to plain forward passes (no prefix, cache or q/k/v capture); others run normally.
   void set_activation_checkpointing(bool on) { checkpointing_ = on; }
+  // On the CPU, attention without ALiBi or attention dropout runs as one fused op
+  // (causal_attention.h); off: the op-by-op form (scores, additive mask, softmax), for comparison
+  // (bench_train_step --attention ops). Same values up to float rounding.
+  void set_fused_attention(bool on) { fused_attention_ = on; }
 
  private:
   struct Parts;  // the submodules (registered with this module), defined in decoder.cpp
@@ -161,6 +165,7 @@ class DecoderImpl : public torch::nn::Module {
   std::shared_ptr<Parts> parts_;
   std::vector<std::pair<std::string, bool>> requires_grad_before_lora_;  // restored by remove_lora
   bool checkpointing_ = false;
+  bool fused_attention_ = true;
 };
 TORCH_MODULE(Decoder);
 

@@ -64,3 +64,21 @@ TEST(TokenCrossEntropy, Bf16LogitsGetBf16GradientOfTheFloatLoss) {
   EXPECT_NEAR(ours.loss.item<double>(), theirs.loss.item<double>(), 1e-5);
   EXPECT_TRUE(torch::allclose(ours.grad.to(torch::kFloat), theirs.grad.to(torch::kFloat), 1e-2, 1e-3));
 }
+
+TEST(TokenCrossEntropy, WithoutGradientTheSameLossAndABadLabelIsAnError) {
+  torch::manual_seed(5);
+  at::Tensor logits = torch::randn({2, 6, 9}) * 3.0;
+  at::Tensor labels = torch::randint(9, {2, 6}, torch::kLong);
+  labels.index_put_({1, 2}, data::kIgnoreLabel);
+  {
+    torch::NoGradGuard no_grad;  // evaluation: no gradient rows are kept
+    EXPECT_NEAR(train::token_cross_entropy(logits, labels).item<double>(), reference(logits, labels).item<double>(), 1e-5);
+    EXPECT_NEAR(train::token_cross_entropy(logits.to(torch::kBFloat16), labels).item<double>(),
+                reference(logits.to(torch::kBFloat16), labels).item<double>(), 1e-5);
+  }
+  labels.index_put_({0, 0}, 9);  // outside the vocabulary
+  EXPECT_ANY_THROW(train::token_cross_entropy(logits, labels));
+  // Nothing counted: NaN, as LibTorch's mean over no rows.
+  at::Tensor none = torch::full({1, 3}, data::kIgnoreLabel, torch::kLong);
+  EXPECT_TRUE(std::isnan(train::token_cross_entropy(torch::randn({1, 3, 4}), none).item<double>()));
+}

@@ -5,10 +5,14 @@
 //
 //   mpirun -np R bench_train_step [--layers L] [--d D] [--heads H] [--vocab V] [--seq T]
 //                                 [--batch B] [--threads N] [--steps S] [--warmup W]
-//                                 [--profile FILE] [--loss engram|torch]     (--help: all of them)
+//                                 [--profile FILE] [--loss engram|torch] [--attention fused|ops]
+//                                 [--d-ff F] [--positions P] [--bf16]      (--help: all of them)
 // --batch is per rank. --profile writes a Chrome trace (chrome://tracing, Perfetto) of rank 0's
 // timed steps: where a step spends its time, op by op (profiling slows the steps down). --loss
-// torch uses LibTorch's cross_entropy instead of engram's train::token_cross_entropy. Compare with PyTorch eager on the same LibTorch (DESIGN.md, CPU facts).
+// torch uses LibTorch's cross_entropy instead of engram's train::token_cross_entropy, --attention ops
+// the op-by-op attention instead of the fused one (model::causal_attention): with both, the step as
+// it ran before those kernels, for a baseline in the same run (tools/bench/kernels.sh). Compare
+// with PyTorch eager on the same LibTorch (DESIGN.md, CPU facts).
 #include <mpi.h>
 
 #include <chrono>
@@ -45,12 +49,14 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   int64_t layers = 2, d = 128, heads = 4, vocab = 4096, seq = 128, batch = 16, threads = 0, steps = 20, warmup = 3;
-  std::string profile, loss_kind = "engram", positions = "learned";
+  int64_t d_ff = 0;
+  std::string profile, loss_kind = "engram", positions = "learned", attention = "fused";
   bool bf16 = false;
   bench::po::options_description options("options");
   options.add_options()
       ("layers", bench::po::value(&layers)->default_value(layers), "decoder blocks")
-      ("d", bench::po::value(&d)->default_value(d), "model width (d_ff = 4d)")
+      ("d", bench::po::value(&d)->default_value(d), "model width")
+      ("d-ff", bench::po::value(&d_ff)->default_value(d_ff), "MLP width (0: 4d)")
       ("heads", bench::po::value(&heads)->default_value(heads), "attention heads")
       ("vocab", bench::po::value(&vocab)->default_value(vocab), "vocabulary size")
       ("seq", bench::po::value(&seq)->default_value(seq), "tokens per sequence")
@@ -60,6 +66,8 @@ int main(int argc, char** argv) {
       ("warmup", bench::po::value(&warmup)->default_value(warmup), "untimed steps first")
       ("profile", bench::po::value(&profile), "write a Chrome trace of rank 0's timed steps to this file")
       ("loss", bench::po::value(&loss_kind)->default_value(loss_kind), "engram (train::token_cross_entropy) | torch")
+      ("attention", bench::po::value(&attention)->default_value(attention),
+       "fused (model::causal_attention, engram's default on CPU) | ops (the op-by-op form)")
       ("positions", bench::po::value(&positions)->default_value(positions), "learned | rope | alibi (model.positions)")
       ("bf16", bench::po::bool_switch(&bf16), "bf16 autocast, as train.bf16");
   bench::po::variables_map values;
@@ -68,7 +76,9 @@ int main(int argc, char** argv) {
       options, &values, rank == 0);
   if (parsed == bench::Parsed::Run && loss_kind != "engram" && loss_kind != "torch")
     parsed = bench::fail("bench_train_step", "--loss expects engram or torch, got '" + loss_kind + "'", rank == 0);
-  if (parsed == bench::Parsed::Run && (layers < 1 || d < 1 || heads < 1 || vocab < 2 || seq < 1 || batch < 1 ||
+  if (parsed == bench::Parsed::Run && attention != "fused" && attention != "ops")
+    parsed = bench::fail("bench_train_step", "--attention expects fused or ops, got '" + attention + "'", rank == 0);
+  if (parsed == bench::Parsed::Run && (d_ff < 0 || layers < 1 || d < 1 || heads < 1 || vocab < 2 || seq < 1 || batch < 1 ||
                                        steps < 1 || warmup < 0 || threads < 0 || d % heads != 0))
     parsed = bench::fail("bench_train_step", "sizes must be positive and --d a multiple of --heads", rank == 0);
   if (parsed != bench::Parsed::Run) {
@@ -84,11 +94,12 @@ int main(int argc, char** argv) {
   config.d_model = d;
   config.n_layers = layers;
   config.n_heads = heads;
-  config.d_ff = 4 * d;
+  config.d_ff = d_ff > 0 ? d_ff : 4 * d;
   config.max_positions = seq;
   config.positions = positions;
   engram::model::Decoder model(config);
   model->train();
+  model->set_fused_attention(attention == "fused");
   auto comm = world > 1 ? engram::dist::make_mpi_communicator(MPI_COMM_WORLD, std::chrono::seconds(600))
                         : engram::dist::make_local_communicator(std::chrono::seconds(600));
   std::vector<at::Tensor> params = model->parameters();
@@ -135,11 +146,11 @@ int main(int argc, char** argv) {
   const double peak = engram::train::cpu_matmul_gflops(2048);  // the same probe as engram doctor's
   if (rank == 0)
     std::printf(
-        "{\"bench\":\"train_step\",\"loss\":\"%s\",\"layers\":%ld,\"d\":%ld,\"heads\":%ld,\"vocab\":%ld,\"seq\":%ld,\"batch_per_rank\":%ld,"
+        "{\"bench\":\"train_step\",\"loss\":\"%s\",\"attention\":\"%s\",\"bf16\":%s,\"layers\":%ld,\"d\":%ld,\"d_ff\":%ld,\"heads\":%ld,\"vocab\":%ld,\"seq\":%ld,\"batch_per_rank\":%ld,"
         "\"ranks\":%d,\"threads_per_rank\":%d,\"parameters\":%ld,\"steps\":%ld,\"tokens_per_s\":%.0f,\"gflops\":%.2f,"
         "\"matmul_gflops\":%.1f,\"ms_per_step\":{\"forward\":%.1f,\"backward\":%.1f,\"reduce\":%.1f,"
         "\"optimizer\":%.1f}}\n",
-        loss_kind.c_str(), layers, d, heads, vocab, seq, batch, world, at::get_num_threads(), model->num_parameters(), steps, tokens_per_s,
+        loss_kind.c_str(), attention.c_str(), bf16 ? "true" : "false", layers, d, config.d_ff, heads, vocab, seq, batch, world, at::get_num_threads(), model->num_parameters(), steps, tokens_per_s,
         gflops, peak, 1e3 * t_forward / steps, 1e3 * t_backward / steps, 1e3 * t_reduce / steps,
         1e3 * t_optimizer / steps);
   MPI_Finalize();
