@@ -1,7 +1,7 @@
 // bench_mac: speed and memory of MAC (src/methods/mac/) at the quickstart sizes, on CPU, with
 // randomly initialised models (trained weights do not change speed or memory) and random token ids.
 //
-//   base LM: GPT-2-style model::Decoder, d 128, 2 layers, 4 heads, d_ff 512, vocab 2048
+//   base LM: GPT-2-style model::Decoder, d 128, 2 layers, 4 heads, d_ff 256, vocab 2048
 //   MAC:     T 8, P 2; amortizer and question encoder T5 d_model 128, d_kv 32, d_ff 256, 2+2
 //            layers, 4 heads (vocab 2048, 32 buckets, max distance 128, dropout 0); aggregator 2
 //            blocks x 4 heads x 32; slot_hidden 128 (configs/quickstart.yaml, mac:)
@@ -186,7 +186,7 @@ model::DecoderConfig base_config() {
   c.d_model = 128;
   c.n_layers = 2;
   c.n_heads = 4;
-  c.d_ff = 512;
+  c.d_ff = 256;  // configs/quickstart.yaml (model.d_ff)
   c.max_positions = 512;
   c.validate();
   return c;
