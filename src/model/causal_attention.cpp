@@ -35,12 +35,19 @@ Shape shape_of(const at::Tensor& q, const at::Tensor& k) {
   return {q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), k.size(2) - q.size(2)};
 }
 
-// Rotary position tables [Bp, 1, T, hd] (float32 contiguous; Bp 1 or B): row t of entry b.
+// Rotary position tables [Bp, 1, T, hd] (float32 contiguous; Bp 1 or B): row t of entry b. They
+// rotate the last `roped` rows (T of them; 0 = no rotation) of q and k.
 struct RopeTables {
   const float *cos = nullptr, *sin = nullptr;
-  int64_t Bp = 0, T = 0, hd = 0;
+  int64_t Bp = 0, T = 0, hd = 0, roped = 0;
   const float* row(const float* table, int64_t b, int64_t t) const { return table + ((Bp == 1 ? 0 : b) * T + t) * hd; }
 };
+
+// The call's tables, from the cos and sin arguments (empty: none).
+RopeTables rope_of(const at::Tensor& cos, const at::Tensor& sin, const Shape& s) {
+  if (cos.numel() == 0) return {};
+  return {cos.data_ptr<float>(), sin.data_ptr<float>(), cos.size(0), s.T, s.hd, s.T};
+}
 
 // One row of hd values, rotated (rotate-half convention, rope_with in decoder.cpp):
 // out[j] = x[j] cos[j] - x[j + hd/2] sin[j], out[j + hd/2] = x[j + hd/2] cos[j + hd/2] + x[j] sin[j + hd/2].
@@ -65,7 +72,8 @@ inline void unrope_row(float* g, const float* cos, const float* sin, int64_t hd)
 // x [B, H, N, hd] (any strides, float32 or bf16) -> float32 contiguous, the last `roped` rows of
 // each entry rotated by rope (whose row t is the t-th of those rows). One pass, no temporaries.
 template <typename T>
-void pack_rows(const at::Tensor& x, const RopeTables& rope, int64_t roped, float* out) {
+void pack_rows(const at::Tensor& x, const RopeTables& rope, float* out) {
+  const int64_t roped = rope.roped;
   const int64_t B = x.size(0), H = x.size(1), N = x.size(2), hd = x.size(3);
   const int64_t sb = x.stride(0), sh = x.stride(1), sn = x.stride(2), sd = x.stride(3);
   const T* base = x.data_ptr<T>();
@@ -85,16 +93,17 @@ void pack_rows(const at::Tensor& x, const RopeTables& rope, int64_t roped, float
   });
 }
 
-at::Tensor pack(const at::Tensor& x, const RopeTables& rope, int64_t roped) {
+at::Tensor pack(const at::Tensor& x, const RopeTables& rope) {
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kFloat));
-  if (x.scalar_type() == at::kFloat) pack_rows<float>(x, rope, roped, out.data_ptr<float>());
-  else if (x.scalar_type() == at::kBFloat16) pack_rows<at::BFloat16>(x, rope, roped, out.data_ptr<float>());
-  else return pack(x.to(at::kFloat), rope, roped);
+  if (x.scalar_type() == at::kFloat) pack_rows<float>(x, rope, out.data_ptr<float>());
+  else if (x.scalar_type() == at::kBFloat16) pack_rows<at::BFloat16>(x, rope, out.data_ptr<float>());
+  else return pack(x.to(at::kFloat), rope);
   return out;
 }
 
 // The gradient of pack: g [B, H, N, hd] float32 contiguous, its last `roped` rows un-rotated in place.
-void unpack_gradient(at::Tensor& g, const RopeTables& rope, int64_t roped) {
+void unpack_gradient(at::Tensor& g, const RopeTables& rope) {
+  const int64_t roped = rope.roped;
   if (roped == 0) return;
   const int64_t BH = g.size(0) * g.size(1), H = g.size(1), N = g.size(2), hd = g.size(3);
   float* p = g.data_ptr<float>();
@@ -120,10 +129,8 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
                             const at::Tensor& v_in, const at::Tensor& keep, const at::Tensor& cos,
                             const at::Tensor& sin, double scale) {
     const Shape s = shape_of(q_in, k_in);
-    RopeTables rope;
-    const int64_t roped = cos.numel() > 0 ? s.T : 0;
-    if (roped > 0) rope = {cos.data_ptr<float>(), sin.data_ptr<float>(), cos.size(0), s.T, s.hd};
-    const at::Tensor q = pack(q_in, rope, roped), k = pack(k_in, rope, roped), v = pack(v_in, rope, 0);
+    const RopeTables rope = rope_of(cos, sin, s);
+    const at::Tensor q = pack(q_in, rope), k = pack(k_in, rope), v = pack(v_in, RopeTables{});
     at::Tensor probs = at::empty({s.B, s.H, s.T, s.S}, q.options());
     at::Tensor out = at::empty({s.B, s.T, s.H, s.hd}, q.options());
     const float *pq = q.data_ptr<float>(), *pk = k.data_ptr<float>(), *pv = v.data_ptr<float>();
@@ -187,12 +194,9 @@ struct CausalAttention : torch::autograd::Function<CausalAttention> {
         }
       }
     });
-    RopeTables rope;
-    const at::Tensor &cos = saved[4], &sin = saved[5];
-    const int64_t roped = cos.numel() > 0 ? s.T : 0;
-    if (roped > 0) rope = {cos.data_ptr<float>(), sin.data_ptr<float>(), cos.size(0), s.T, s.hd};
-    unpack_gradient(dq, rope, roped);
-    unpack_gradient(dk, rope, roped);
+    const RopeTables rope = rope_of(saved[4], saved[5], s);
+    unpack_gradient(dq, rope);
+    unpack_gradient(dk, rope);
     const auto dtypes = ctx->saved_data["dtypes"].toIntVector();
     auto as = [&](const at::Tensor& g, size_t i) { return g.to(static_cast<at::ScalarType>(dtypes[i])); };
     return {as(dq, 0), as(dk, 1), as(dv, 2), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};

@@ -244,10 +244,9 @@ class AttentionImpl : public torch::nn::Module {
     }
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd_));
     if (ctx.fused) {  // [B, T, H, hd]: the heads already side by side
-      at::Tensor out = rope_inside ? causal_attention(qh, kh, vh, ctx.key_real, scale, ctx.cos, ctx.sin)
-                                   : causal_attention(qh, kh, vh, ctx.key_real, scale);
-      out = out.to(qh.scalar_type());
-      return o(out.view({B, T, d}));
+      const at::Tensor out = causal_attention(qh, kh, vh, ctx.key_real, scale, rope_inside ? ctx.cos : at::Tensor(),
+                                              rope_inside ? ctx.sin : at::Tensor());
+      return o(out.to(qh.scalar_type()).view({B, T, d}));
     }
     // scores [B, H, T, S] = q k^T / sqrt(hd) (+ bias), one batched matmul.
     at::Tensor raw = batched_matmul(qh, kh.transpose(-2, -1));
