@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # From a fresh clone: installs what is missing, builds (Release), then runs the whole MAC
 # pipeline on the embedded default config (configs/quickstart.yaml) with 2 MPI ranks on CPU:
-#   synth -> tokenizer -> pretrain (base LM) -> mac-train -> mac-eval (memorize + answer + table)
+#   synth -> tokenizer -> pretrain (base LM) -> mac-train -> eval (every contender, one table)
 # and ends by printing the comparison table. Every step is resumable: run it again after an
 # interruption and finished steps are skipped (delete runs/quickstart to start over).
 #   NP=2 tools/quickstart.sh [--set key=value ...]   extra options go to every step
@@ -33,10 +33,10 @@ if [ ! -f "$RUN/mac/mac.h5" ]; then
   step "MAC meta-training"
   launch/local.sh -np "$NP" build/engram mac-train --config "$CONFIG" "$@"
 fi
-step "MAC evaluation"
-launch/local.sh -np "$NP" build/engram mac-eval --config "$CONFIG" "$@"
+step "evaluation: every contender on the test stream"
+launch/local.sh -np "$NP" build/engram eval --config "$CONFIG" "$@"
 PY=python3
 if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then PY=/usr/bin/python3; fi
-"$PY" tools/plot_mac.py "$RUN/mac/eval/results.json" || echo "(plots skipped: matplotlib missing)"
+"$PY" tools/plot_eval.py "$RUN/eval/results.json" || echo "(plots skipped: matplotlib missing)"
 echo
 echo "quickstart finished in $(( $(date +%s) - start )) s"

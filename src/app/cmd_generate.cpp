@@ -8,6 +8,7 @@
 #include "app/model_source.h"
 #include "core/error.h"
 #include "model/generate.h"
+#include "text/tokenizer.h"
 
 namespace po = boost::program_options;
 

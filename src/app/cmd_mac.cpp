@@ -1,5 +1,6 @@
-// MAC commands: mac-train (meta-training), memorize (build or extend a memory bank), answer
-// (questions against a bank, any world size) and mac-eval (the comparison table and curves).
+// MAC commands: mac-train (meta-training), mac-memorize (build or extend a memory bank),
+// mac-answer (questions against a bank, any world size) and mac-eval (engram eval with MAC and
+// its baselines).
 #include <fstream>
 #include <iostream>
 
@@ -12,7 +13,6 @@
 #include "dist/runtime.h"
 #include "methods/mac/answer.h"
 #include "methods/mac/bank.h"
-#include "methods/mac/evaluate.h"
 #include "methods/mac/memorize.h"
 #include "methods/mac/meta_train.h"
 #include "methods/mac/options.h"
@@ -46,9 +46,9 @@ int run_mac_train(CommandContext& ctx) {
 
 int run_memorize(CommandContext& ctx) {
   auto& comm = ctx.runtime->comm();
-  if (!ctx.args.count("bank")) core::fail("memorize: give the bank file with --bank FILE");
+  if (!ctx.args.count("bank")) core::fail("mac-memorize: give the bank file with --bank FILE");
   std::vector<std::string> files = ctx.args.count("documents") ? ctx.args["documents"].as<std::vector<std::string>>()
-                                                                : std::vector<std::string>{ctx.config.get_string("mac.test_data")};
+                                                                : std::vector<std::string>{ctx.config.get_string("stream.test")};
   mac::MacSystem s = mac::load_mac_system(ctx.config, trained_model(ctx));
   auto docs = read_documents(ctx, files);
   mac::MemorizeOptions options;
@@ -71,7 +71,7 @@ int run_memorize(CommandContext& ctx) {
 int run_answer(CommandContext& ctx) {
   auto& comm = ctx.runtime->comm();
   if (!ctx.args.count("bank") || !ctx.args.count("questions"))
-    core::fail("answer: give --bank FILE and --questions FILE (documents with qa, any supported format)");
+    core::fail("mac-answer: give --bank FILE and --questions FILE (documents with qa, any supported format)");
   mac::MacSystem s = mac::load_mac_system(ctx.config, trained_model(ctx));
   mac::BankReader bank(ctx.args["bank"].as<std::string>());
   auto docs = read_documents(ctx, {ctx.args["questions"].as<std::string>()});
@@ -110,14 +110,6 @@ int run_answer(CommandContext& ctx) {
   return 0;
 }
 
-int run_mac_eval(CommandContext& ctx) {
-  std::string table = mac::evaluate_mac(ctx.config, *ctx.runtime);
-  if (ctx.runtime->comm().rank() == 0)
-    std::cout << "\n" << table << "\nwrote " << ctx.config.get_string("mac.eval.out_dir")
-              << "/{table.md,results.json}; plots: python3 tools/plot_mac.py "
-              << ctx.config.get_string("mac.eval.out_dir") << "/results.json\n";
-  return 0;
-}
 
 }  // namespace
 
@@ -126,8 +118,8 @@ Command mac_train_command() {
   c.name = "mac-train";
   c.summary = "MAC: meta-train the amortizer, question encoder and aggregator over a frozen base LM";
   c.description =
-      "Meta-trains MAC (mac.*) around the frozen base LM of mac.base on mac.train_data with the trainer\n"
-      "(train.*): every micro-batch of train.micro_batch (document, question, answer) rows is its own\n"
+      "Meta-trains MAC (mac.*) around the frozen base LM of base.model on stream.train with the trainer\n"
+      "(mac.train.*): every micro-batch of mac.train.micro_batch (document, question, answer) rows is its own\n"
       "memory bank; the loss is the answer cross-entropy of the base LM under the prefix the aggregator\n"
       "makes. Backpropagation dropout: mac.backprop_ratio. Global banks: mac.global_bank. Checkpoints\n"
       "in mac.out_dir/checkpoints (resumed automatically; SIGTERM saves and exits 0); the trained model\n"
@@ -137,20 +129,20 @@ Command mac_train_command() {
   return c;
 }
 
-Command memorize_command() {
+Command mac_memorize_command() {
   Command c;
-  c.name = "memorize";
+  c.name = "mac-memorize";
   c.summary = "MAC: encode documents into a memory bank (HDF5, written in parallel; --append)";
   c.description =
       "Encodes each document once with the trained amortizer (mac.out_dir/mac.h5 or --model) and writes\n"
       "the summaries into one HDF5 bank, each rank its share. --append adds to an existing bank;\n"
       "documents already in the bank (same id) or repeated are skipped. A bank made by another\n"
       "amortizer is refused.\n\n"
-      "example: mpirun -np 2 engram memorize --config configs/quickstart.yaml --documents stream.jsonl "
+      "example: mpirun -np 2 engram mac-memorize --config configs/quickstart.yaml --documents stream.jsonl "
       "--bank runs/x/bank.h5";
   c.add_options = [](po::options_description& o) {
     o.add_options()("documents", po::value<std::vector<std::string>>()->composing(),
-                    "document files, any supported format (repeatable; default mac.test_data)")(
+                    "document files, any supported format (repeatable; default stream.test)")(
         "bank", po::value<std::string>(), "the bank file to write")("append", "add to the existing bank")(
         "dtype", po::value<std::string>()->default_value("float32"), "storage type: float32 or bfloat16")(
         "model", po::value<std::string>(), "trained MAC model (default mac.out_dir/mac.h5)");
@@ -159,16 +151,16 @@ Command memorize_command() {
   return c;
 }
 
-Command answer_command() {
+Command mac_answer_command() {
   Command c;
-  c.name = "answer";
+  c.name = "mac-answer";
   c.summary = "MAC: answer questions from a memory bank (any world size)";
   c.description =
       "Answers every question of --questions (documents with qa, any supported format) from --bank:\n"
       "each rank aggregates its own share of the bank (mac.aggregation: hierarchical with groups of\n"
       "mac.group_size, or flat), the results are combined across ranks, and the frozen LM generates\n"
-      "(mac.decoding). Writes one JSON line per question to --out and prints EM/F1.\n\n"
-      "example: mpirun -np 3 engram answer --config configs/quickstart.yaml --bank runs/x/bank.h5 "
+      "(decoding.*). Writes one JSON line per question to --out and prints EM/F1.\n\n"
+      "example: mpirun -np 3 engram mac-answer --config configs/quickstart.yaml --bank runs/x/bank.h5 "
       "--questions q.jsonl";
   c.add_options = [](po::options_description& o) {
     o.add_options()("bank", po::value<std::string>(), "the memory bank")(
@@ -183,15 +175,15 @@ Command answer_command() {
 Command mac_eval_command() {
   Command c;
   c.name = "mac-eval";
-  c.summary = "MAC: the comparison table (closed book, context, FT(C), MAC variants) and curves";
+  c.summary = "MAC and its baselines on the test stream: engram eval --methods closed_book,context,ft,mac";
   c.description =
-      "On the test stream mac.test_data (its first mac.eval.documents): base LM closed book, context in\n"
-      "prompt, uniform fine-tuning FT(C), MAC hierarchical and flat, MAC with only / without the gold\n"
-      "document; EM, F1, adaptation seconds per document, peak memory, storage per document. Then F1\n"
-      "against bank size (mac.eval.bank_sizes) and retention of the first 10% of the stream. Writes\n"
-      "mac.eval.out_dir/table.md and results.json; tools/plot_mac.py draws the curves.\n\n"
+      "engram eval with the contenders closed_book, context, ft and mac (--methods chooses others):\n"
+      "base LM closed book, context in prompt, FT(C), MAC through the retriever (with\n"
+      "mac.retriever.top_k), hierarchical and flat, with only / without the gold document; F1 against\n"
+      "documents absorbed and retention curves. engram eval --help says more.\n\n"
       "example: mpirun -np 2 engram mac-eval --config configs/quickstart.yaml";
-  c.run = run_mac_eval;
+  c.add_options = add_evaluation_options;
+  c.run = [](CommandContext& ctx) { return run_evaluation_command(ctx, {"closed_book", "context", "ft", "mac"}); };
   return c;
 }
 

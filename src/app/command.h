@@ -40,7 +40,7 @@ config::Schema full_schema();
 
 // Options declared next to the command that owns them.
 void declare_tokenizer_options(config::Schema& schema);
-void declare_pretrain_options(config::Schema& schema);
+
 
 // Version lines: engram, LibTorch, MPI, HDF5 (parallel yes/no), NCCL.
 std::string version_text();
@@ -53,9 +53,22 @@ Command data_command();
 Command pretrain_command();
 Command generate_command();
 Command convert_command();
+Command eval_command();
 Command mac_train_command();
-Command memorize_command();
-Command answer_command();
+Command mac_memorize_command();
+Command mac_answer_command();
 Command mac_eval_command();
+
+// The contenders `engram eval` knows, in the order `engram eval --help` lists them (contenders.cpp).
+}  // namespace engram::app
+
+namespace engram::eval {
+class ContenderRegistry;
+}
+namespace engram::app {
+const eval::ContenderRegistry& builtin_contenders();
+// engram eval's body (cmd_eval.cpp): eval.methods, or `default_methods` when given, or --methods.
+int run_evaluation_command(CommandContext& ctx, std::vector<std::string> default_methods);
+void add_evaluation_options(boost::program_options::options_description& options);
 
 }  // namespace engram::app

@@ -55,6 +55,8 @@ std::string config_reference(const config::Schema& schema) {
   for (const auto& [name, option] : schema.options()) {
     out += fmt::format("  {:<24} {:<18} default {:<8} {}\n", name, config::type_name(option.type),
                        format_value(option.default_value), option.help);
+    if (option.range.min || option.range.max)
+      out += fmt::format("  {:<24} {:<18} {:<16} a value {}\n", "", "", "", option.range.text());
     if (!option.choices.empty()) {
       std::string joined;
       for (const auto& c : option.choices) joined += (joined.empty() ? "" : ", ") + c;

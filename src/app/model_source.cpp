@@ -1,7 +1,6 @@
 #include "app/model_source.h"
 
 #include "core/error.h"
-#include "model/load.h"
 
 namespace po = boost::program_options;
 
@@ -16,23 +15,13 @@ void add_model_source_options(po::options_description& options) {
 LanguageModel load_language_model(const po::variables_map& args, bool need_tokenizer) {
   const bool checkpoint = args.count("checkpoint") > 0, hf = args.count("hf") > 0;
   if (checkpoint == hf) core::fail("give the model with exactly one of --checkpoint FILE|DIR or --hf FOLDER");
-  model::LoadedDecoder loaded =
-      checkpoint ? model::load_decoder(args["checkpoint"].as<std::string>(), model::DecoderSource::Engram)
-                 : model::load_decoder(args["hf"].as<std::string>(), model::DecoderSource::HuggingFace);
-  LanguageModel lm;
-  lm.decoder = loaded.decoder;
-  lm.source = loaded.source;
-  std::string tokenizer_path = loaded.tokenizer_path;
-  if (args.count("tokenizer")) tokenizer_path = args["tokenizer"].as<std::string>();
-  if (!tokenizer_path.empty()) lm.tokenizer = text::load_tokenizer(tokenizer_path);
-  else if (need_tokenizer)
-    core::fail("{} names no tokenizer: pass --tokenizer (a SentencePiece .model or a folder with vocab.json + merges.txt)",
-               lm.source);
-  if (lm.tokenizer && lm.tokenizer->vocab_size() > lm.decoder->config().vocab_size)
-    core::fail("the tokenizer has {} ids but {} has a vocabulary of {}", lm.tokenizer->vocab_size(), lm.source,
-               lm.decoder->config().vocab_size);
-  lm.decoder->eval();
-  return lm;
+  model::LanguageModelSource source;
+  source.path = args[checkpoint ? "checkpoint" : "hf"].as<std::string>();
+  source.kind = checkpoint ? model::DecoderSource::Engram : model::DecoderSource::HuggingFace;
+  source.key = checkpoint ? "--checkpoint" : "--hf";
+  if (args.count("tokenizer")) source.tokenizer = args["tokenizer"].as<std::string>();
+  source.require_tokenizer = need_tokenizer;
+  return model::load_language_model(source);
 }
 
 }  // namespace engram::app

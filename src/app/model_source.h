@@ -1,21 +1,14 @@
 #pragma once
 // Where a command's language model comes from: engram's own model file (--checkpoint, a
 // model.h5 or a run folder holding one) or a Hugging Face folder (--hf), with its tokenizer.
-#include <memory>
-#include <string>
-
+// Loading itself is model::load_language_model, shared with the methods.
 #include <boost/program_options.hpp>
 
-#include "model/decoder.h"
-#include "text/tokenizer.h"
+#include "model/language_model.h"
 
 namespace engram::app {
 
-struct LanguageModel {
-  model::Decoder decoder{nullptr};
-  std::unique_ptr<text::Tokenizer> tokenizer;  // null when the source has none and none was given
-  std::string source;                          // for messages: "runs/x/model.h5", "hf:gpt2-folder"
-};
+using model::LanguageModel;
 
 // Adds --checkpoint, --hf and --tokenizer to a command's options.
 void add_model_source_options(boost::program_options::options_description& options);

@@ -2,7 +2,8 @@
 #include "data/options.h"
 #include "data/synth.h"
 #include "dist/options.h"
-#include "methods/mac/evaluate.h"
+#include "eval/options.h"
+#include "pretrain/pretrain.h"
 #include "methods/mac/options.h"
 #include "model/decoder.h"
 #include "train/trainer.h"
@@ -34,9 +35,9 @@ config::Schema full_schema() {
   meta.beta2 = 0.999;
   meta.clip_norm = 100.0;
   train::declare_train_options(schema, "mac.train", meta);
-  declare_pretrain_options(schema);
+  eval::declare_shared_options(schema);
+  pretrain::declare_pretrain_options(schema);
   mac::declare_mac_options(schema);
-  mac::declare_mac_eval_options(schema);
   return schema;
 }
 
@@ -44,8 +45,9 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> all = {doctor_command(), synth_command(), tokenizer_command(),
                                             data_command(), pretrain_command(),
                                             generate_command(), convert_command(),
-                                            mac_train_command(), memorize_command(),
-                                            answer_command(), mac_eval_command()};
+                                            eval_command(), mac_train_command(),
+                                            mac_memorize_command(), mac_answer_command(),
+                                            mac_eval_command()};
   return all;
 }
 

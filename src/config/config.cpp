@@ -124,6 +124,10 @@ bool parse_float(const std::string& text, double& out) {
   return ec == std::errc() && ptr == end;
 }
 
+void check_range(const Option& option, double value, const std::string& text, const std::string& where) {
+  if (!option.range.contains(value)) fail("{}: {}: expected a value {}, got {}", where, option.name, option.range.text(), text);
+}
+
 // Parses `node` as the option's type. `where` prefixes error messages ("file.yaml:3",
 // "--set a.b=x"). Shared by files and --set so that both accept and reject exactly the same text.
 Value parse_value(const YAML::Node& node, const Option& option, const std::string& where) {
@@ -134,11 +138,13 @@ Value parse_value(const YAML::Node& node, const Option& option, const std::strin
     case Type::Int: {
       int64_t value = 0;
       if (!node.IsScalar() || !parse_int(node.Scalar(), value)) mismatch(describe(node));
+      check_range(option, static_cast<double>(value), node.Scalar(), where);
       return value;
     }
     case Type::Float: {
       double value = 0;
       if (!node.IsScalar() || !parse_float(node.Scalar(), value)) mismatch(describe(node));
+      check_range(option, value, node.Scalar(), where);
       return value;
     }
     case Type::Bool: {
@@ -334,26 +340,36 @@ std::string type_name(Type type) {
 
 // ----- Schema -----
 
-void Schema::add_int(const std::string& name, int64_t def, const std::string& help) {
-  add({name, Type::Int, def, help, {}});
+std::string Range::text() const {
+  if (min && max) return fmt::format("in [{}, {}]", *min, *max);
+  if (min) return fmt::format(">= {}", *min);
+  if (max) return fmt::format("<= {}", *max);
+  return "of any size";
 }
 
-void Schema::add_float(const std::string& name, double def, const std::string& help) {
-  add({name, Type::Float, def, help, {}});
+void Schema::add_int(const std::string& name, int64_t def, const std::string& help, Range range) {
+  ENGRAM_CHECK(range.contains(static_cast<double>(def)), "config option '{}': default {} is not {}", name, def,
+               range.text());
+  add({name, Type::Int, def, help, {}, range});
+}
+
+void Schema::add_float(const std::string& name, double def, const std::string& help, Range range) {
+  ENGRAM_CHECK(range.contains(def), "config option '{}': default {} is not {}", name, def, range.text());
+  add({name, Type::Float, def, help, {}, range});
 }
 
 void Schema::add_bool(const std::string& name, bool def, const std::string& help) {
-  add({name, Type::Bool, def, help, {}});
+  add({name, Type::Bool, def, help, {}, {}});
 }
 
 void Schema::add_string(const std::string& name, const std::string& def, const std::string& help,
                         std::vector<std::string> choices) {
-  add({name, Type::String, def, help, std::move(choices)});
+  add({name, Type::String, def, help, std::move(choices), {}});
 }
 
 void Schema::add_list(const std::string& name, std::vector<std::string> def,
                       const std::string& help) {
-  add({name, Type::StringList, std::move(def), help, {}});
+  add({name, Type::StringList, std::move(def), help, {}, {}});
 }
 
 void Schema::add(Option option) {

@@ -6,6 +6,7 @@
 // core::UserError (exit code 2).
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -17,18 +18,28 @@ using Value = std::variant<int64_t, double, bool, std::string, std::vector<std::
 
 std::string type_name(Type type);  // "an integer", "a number", "a boolean", "a string", "a list of strings"
 
+// The allowed values of a number: [min, max], either end open when absent.
+struct Range {
+  std::optional<double> min, max;
+  static Range at_least(double min) { return {min, std::nullopt}; }
+  static Range between(double min, double max) { return {min, max}; }
+  bool contains(double value) const { return (!min || value >= *min) && (!max || value <= *max); }
+  std::string text() const;  // ">= 0", "in [0, 1]"
+};
+
 struct Option {
   std::string name;  // dotted: "dist.timeout_s"
   Type type;
   Value default_value;
   std::string help;
   std::vector<std::string> choices;  // for strings: the allowed values (empty = any)
+  Range range;                       // for numbers
 };
 
 class Schema {
  public:
-  void add_int(const std::string& name, int64_t def, const std::string& help);
-  void add_float(const std::string& name, double def, const std::string& help);
+  void add_int(const std::string& name, int64_t def, const std::string& help, Range range = {});
+  void add_float(const std::string& name, double def, const std::string& help, Range range = {});
   void add_bool(const std::string& name, bool def, const std::string& help);
   void add_string(const std::string& name, const std::string& def, const std::string& help,
                   std::vector<std::string> choices = {});

@@ -105,8 +105,10 @@ bool json_to_nonneg(const json& v, uint64_t& out, std::string& why) {
   return false;
 }
 
-// `head` holds at least the first 8 + N bytes of the file; `file_size` is the whole file's size.
-SafetensorsHeader parse_header(std::string_view head, uint64_t file_size, const std::string& file) {
+// The JSON text of the header (N bytes after the 8-byte length N), after checking N against the
+// limit and the file. `head` holds at least the first 8 + N bytes of the file; `file_size` is the
+// whole file's size.
+std::string_view header_json_text(std::string_view head, uint64_t file_size, const std::string& file) {
   if (file_size < 8)
     fail("{}: not a safetensors file: {} bytes, shorter than the 8-byte header length", file, file_size);
   const uint64_t n = read_le64(reinterpret_cast<const unsigned char*>(head.data()));
@@ -121,9 +123,12 @@ SafetensorsHeader parse_header(std::string_view head, uint64_t file_size, const 
   std::string_view text = head.substr(8, n);
   if (text[0] != '{')
     fail("{}: invalid safetensors header: it does not start with '{{' (not a safetensors file?)", file);
+  return text;
+}
 
-  // Parse with a callback that rejects duplicate keys (nlohmann would keep the last one silently)
-  // and absurd nesting.
+// Parses the header's JSON object with a callback that rejects duplicate keys (nlohmann would keep
+// the last one silently) and absurd nesting.
+json parse_header_json(std::string_view text, const std::string& file) {
   std::vector<std::set<std::string>> keys;
   int depth = 0;
   std::string duplicate;
@@ -162,87 +167,109 @@ SafetensorsHeader parse_header(std::string_view head, uint64_t file_size, const 
   if (!duplicate.empty())
     fail("{}: invalid safetensors header: duplicate name (tensor '{}')", file, printable(duplicate));
   if (!header.is_object()) fail("{}: invalid safetensors header: the JSON is not an object", file);
+  return header;
+}
 
-  SafetensorsHeader out;
-  out.data_start = 8 + n;
-  const uint64_t buffer_size = file_size - out.data_start;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const json& v = it.value();
-    if (name == "__metadata__") {
-      if (!v.is_object())
-        fail("{}: invalid safetensors header: \"__metadata__\" is not an object of strings", file);
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string())
-          fail("{}: invalid safetensors header: \"__metadata__\" entry '{}' is not a string", file,
-               printable(m.key()));
-        out.metadata[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    const std::string pname = printable(name);
-    if (name.empty()) fail("{}: invalid safetensors header: empty tensor name", file);
-    if (!v.is_object())
-      fail("{}: invalid safetensors header: entry is not an object (tensor '{}')", file, pname);
-    SafetensorsTensorInfo info;
-    info.name = name;
-
-    auto dt = v.find("dtype");
-    if (dt == v.end() || !dt->is_string())
-      fail("{}: invalid safetensors header: missing or non-string \"dtype\" (tensor '{}')", file, pname);
-    info.dtype = dt->get<std::string>();
-    const DtypeEntry* dtype = dtype_by_name(info.dtype);
-    if (!dtype)
-      fail("{}: unknown or unsupported dtype '{}' (tensor '{}'); supported: {}", file, printable(info.dtype),
-           pname, supported_dtypes());
-    info.scalar_type = dtype->type;
-
-    auto sh = v.find("shape");
-    if (sh == v.end() || !sh->is_array())
-      fail("{}: invalid safetensors header: missing or non-array \"shape\" (tensor '{}')", file, pname);
-    uint64_t numel = 1;
-    bool overflow = false;
-    for (size_t i = 0; i < sh->size(); ++i) {
-      uint64_t dim = 0;
-      std::string why;
-      if (!json_to_nonneg((*sh)[i], dim, why))
-        fail("{}: invalid shape: dimension {} {} (tensor '{}')", file, i, why, pname);
-      info.shape.push_back(static_cast<int64_t>(dim));
-      if (__builtin_mul_overflow(numel, dim, &numel)) overflow = true;
-    }
-    // A zero dimension makes the product 0 whatever overflowed before it.
-    if (std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end()) {
-      numel = 0;
-      overflow = false;
-    }
-    uint64_t nbytes = 0;
-    if (overflow || __builtin_mul_overflow(numel, dtype->size, &nbytes))
-      fail("{}: invalid shape: the size of {} overflows (tensor '{}')", file, sh->dump(), pname);
-
-    auto off = v.find("data_offsets");
-    if (off == v.end() || !off->is_array() || off->size() != 2)
-      fail("{}: invalid safetensors header: \"data_offsets\" is not an array of two integers (tensor '{}')", file,
-           pname);
-    std::string why;
-    if (!json_to_nonneg((*off)[0], info.begin, why) || !json_to_nonneg((*off)[1], info.end, why))
-      fail("{}: invalid data_offsets: an offset {} (tensor '{}')", file, why, pname);
-    if (info.end < info.begin)
-      fail("{}: invalid data_offsets: end {} is before begin {} (tensor '{}')", file, info.end, info.begin, pname);
-    if (info.end > buffer_size)
-      fail("{}: data_offsets [{}, {}] out of range: the data buffer has {} bytes (truncated file?) (tensor '{}')",
-           file, info.begin, info.end, buffer_size, pname);
-    if (info.end - info.begin != nbytes)
-      fail("{}: shape {} of dtype {} needs {} bytes but data_offsets [{}, {}] hold {} (tensor '{}')", file,
-           sh->dump(), info.dtype, nbytes, info.begin, info.end, info.end - info.begin, pname);
-    out.tensors.push_back(std::move(info));
+// "__metadata__": an object of strings.
+void read_metadata(const json& v, std::map<std::string, std::string>& metadata, const std::string& file) {
+  if (!v.is_object())
+    fail("{}: invalid safetensors header: \"__metadata__\" is not an object of strings", file);
+  for (auto m = v.begin(); m != v.end(); ++m) {
+    if (!m.value().is_string())
+      fail("{}: invalid safetensors header: \"__metadata__\" entry '{}' is not a string", file,
+           printable(m.key()));
+    metadata[m.key()] = m.value().get<std::string>();
   }
+}
 
-  std::sort(out.tensors.begin(), out.tensors.end(), [](const auto& a, const auto& b) {
+// An entry's "dtype" into info.dtype and info.scalar_type.
+const DtypeEntry& read_dtype(const json& v, SafetensorsTensorInfo& info, const std::string& pname,
+                             const std::string& file) {
+  auto dt = v.find("dtype");
+  if (dt == v.end() || !dt->is_string())
+    fail("{}: invalid safetensors header: missing or non-string \"dtype\" (tensor '{}')", file, pname);
+  info.dtype = dt->get<std::string>();
+  const DtypeEntry* dtype = dtype_by_name(info.dtype);
+  if (!dtype)
+    fail("{}: unknown or unsupported dtype '{}' (tensor '{}'); supported: {}", file, printable(info.dtype),
+         pname, supported_dtypes());
+  info.scalar_type = dtype->type;
+  return *dtype;
+}
+
+// An entry's "shape" into info.shape; returns the bytes the tensor needs at `element_size` bytes
+// an element (failing when that overflows).
+uint64_t read_shape(const json& sh, uint64_t element_size, SafetensorsTensorInfo& info, const std::string& pname,
+                    const std::string& file) {
+  uint64_t numel = 1;
+  bool overflow = false;
+  for (size_t i = 0; i < sh.size(); ++i) {
+    uint64_t dim = 0;
+    std::string why;
+    if (!json_to_nonneg(sh[i], dim, why))
+      fail("{}: invalid shape: dimension {} {} (tensor '{}')", file, i, why, pname);
+    info.shape.push_back(static_cast<int64_t>(dim));
+    if (__builtin_mul_overflow(numel, dim, &numel)) overflow = true;
+  }
+  // A zero dimension makes the product 0 whatever overflowed before it.
+  if (std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end()) {
+    numel = 0;
+    overflow = false;
+  }
+  uint64_t nbytes = 0;
+  if (overflow || __builtin_mul_overflow(numel, element_size, &nbytes))
+    fail("{}: invalid shape: the size of {} overflows (tensor '{}')", file, sh.dump(), pname);
+  return nbytes;
+}
+
+// An entry's "data_offsets" into info.begin / info.end, within the data buffer of `buffer_size`
+// bytes and holding exactly `nbytes`.
+void read_offsets(const json& v, const json& sh, uint64_t nbytes, uint64_t buffer_size, SafetensorsTensorInfo& info,
+                  const std::string& pname, const std::string& file) {
+  auto off = v.find("data_offsets");
+  if (off == v.end() || !off->is_array() || off->size() != 2)
+    fail("{}: invalid safetensors header: \"data_offsets\" is not an array of two integers (tensor '{}')", file,
+         pname);
+  std::string why;
+  if (!json_to_nonneg((*off)[0], info.begin, why) || !json_to_nonneg((*off)[1], info.end, why))
+    fail("{}: invalid data_offsets: an offset {} (tensor '{}')", file, why, pname);
+  if (info.end < info.begin)
+    fail("{}: invalid data_offsets: end {} is before begin {} (tensor '{}')", file, info.end, info.begin, pname);
+  if (info.end > buffer_size)
+    fail("{}: data_offsets [{}, {}] out of range: the data buffer has {} bytes (truncated file?) (tensor '{}')",
+         file, info.begin, info.end, buffer_size, pname);
+  if (info.end - info.begin != nbytes)
+    fail("{}: shape {} of dtype {} needs {} bytes but data_offsets [{}, {}] hold {} (tensor '{}')", file,
+         sh.dump(), info.dtype, nbytes, info.begin, info.end, info.end - info.begin, pname);
+}
+
+// One tensor's entry {"dtype", "shape", "data_offsets"}, checked.
+SafetensorsTensorInfo read_tensor_info(const std::string& name, const json& v, uint64_t buffer_size,
+                                       const std::string& file) {
+  const std::string pname = printable(name);
+  if (name.empty()) fail("{}: invalid safetensors header: empty tensor name", file);
+  if (!v.is_object())
+    fail("{}: invalid safetensors header: entry is not an object (tensor '{}')", file, pname);
+  SafetensorsTensorInfo info;
+  info.name = name;
+  const DtypeEntry& dtype = read_dtype(v, info, pname, file);
+  auto sh = v.find("shape");
+  if (sh == v.end() || !sh->is_array())
+    fail("{}: invalid safetensors header: missing or non-array \"shape\" (tensor '{}')", file, pname);
+  const uint64_t nbytes = read_shape(*sh, dtype.size, info, pname, file);
+  read_offsets(v, *sh, nbytes, buffer_size, info, pname, file);
+  return info;
+}
+
+// Sorts the tensors by offset and checks that they tile the data buffer exactly: no overlap, no
+// gap, no trailing bytes.
+void sort_and_check_layout(std::vector<SafetensorsTensorInfo>& tensors, uint64_t buffer_size, const std::string& file) {
+  std::sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) {
     return a.begin != b.begin ? a.begin < b.begin : (a.end != b.end ? a.end < b.end : a.name < b.name);
   });
   uint64_t position = 0;
   const SafetensorsTensorInfo* previous = nullptr;
-  for (const auto& t : out.tensors) {
+  for (const auto& t : tensors) {
     if (t.begin < position)
       fail("{}: tensor data overlaps: [{}, {}] overlaps tensor '{}' ending at {} (tensor '{}')", file, t.begin,
            t.end, printable(previous->name), position, printable(t.name));
@@ -255,6 +282,22 @@ SafetensorsHeader parse_header(std::string_view head, uint64_t file_size, const 
   if (position != buffer_size)
     fail("{}: {} trailing bytes after the last tensor's data (the data buffer has {} bytes, tensors cover {})",
          file, buffer_size - position, buffer_size, position);
+}
+
+// `head` holds at least the first 8 + N bytes of the file; `file_size` is the whole file's size.
+SafetensorsHeader parse_header(std::string_view head, uint64_t file_size, const std::string& file) {
+  const std::string_view text = header_json_text(head, file_size, file);
+  const json header = parse_header_json(text, file);
+  SafetensorsHeader out;
+  out.data_start = 8 + text.size();
+  const uint64_t buffer_size = file_size - out.data_start;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__")
+      read_metadata(it.value(), out.metadata, file);
+    else
+      out.tensors.push_back(read_tensor_info(it.key(), it.value(), buffer_size, file));
+  }
+  sort_and_check_layout(out.tensors, buffer_size, file);
   return out;
 }
 

@@ -186,14 +186,150 @@ std::vector<std::vector<Hypothesis>> run_greedy(Decoder& model, const Batch& bat
   return result;
 }
 
+// The state of a beam search over B prompts: num_beams rows per prompt in G groups of `sub` (row
+// b * nb + g * sub + j is beam j of group g of prompt b), and the finished hypotheses of each
+// (prompt, group), key b * G + g.
+struct BeamState {
+  int64_t B, nb, G, sub, N, V;
+  std::vector<float> scores;                 // [N] each row's beam score (sum of log-probs and penalties)
+  std::vector<std::vector<int32_t>> tokens;  // [N] each row's generated tokens
+  std::vector<BeamHypotheses> hyps;          // [B G]
+  std::vector<bool> done;                    // [B G]
+
+  BeamState(int64_t prompts, const GenerateOptions& o, int64_t vocab)
+      : B(prompts), nb(o.num_beams), G(o.num_beam_groups), sub(nb / G), N(B * nb), V(vocab),
+        scores(N, -1e9f), tokens(N), hyps(B * G, BeamHypotheses{sub, o.length_penalty, o.early_stopping, {}}),
+        done(B * G, false) {
+    // Only the first beam of each group is live at the start (HF: the others start at -1e9).
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t g = 0; g < G; ++g) scores[b * nb + g * sub] = 0.0f;
+  }
+};
+
+// What each row becomes at one step.
+struct StepChoice {
+  std::vector<int64_t> current;  // [N] the token it appends (pad_id in finished groups)
+  std::vector<int64_t> reorder;  // [N] the row whose tokens and cache it continues
+  std::vector<float> next_scores;  // [N] its beam score after the token
+  StepChoice(int64_t N, int64_t pad_id) : current(N, pad_id), reorder(N, 0), next_scores(N, 0.0f) {}
+};
+
+// Group g's candidate scores [B sub, V]: each of its rows' log-probs plus the row's beam score,
+// less the diversity penalty for the tokens that groups 0..g-1 of the same prompt chose at this
+// step (`current`, filled for those groups already).
+at::Tensor group_candidates(const at::Tensor& logprobs, const BeamState& st, int64_t g,
+                            const std::vector<int64_t>& current, const GenerateOptions& o) {
+  std::vector<int64_t> rows;
+  rows.reserve(st.B * st.sub);
+  for (int64_t b = 0; b < st.B; ++b)
+    for (int64_t j = 0; j < st.sub; ++j) rows.push_back(b * st.nb + g * st.sub + j);
+  auto rows_t = torch::tensor(rows, torch::kLong);
+  auto scores = logprobs.index_select(0, rows_t);  // [B*sub, V]
+  if (g > 0 && o.diversity_penalty != 0) {
+    // Hamming diversity: how often earlier groups chose each token at this step.
+    auto freq = torch::zeros({st.B, st.V}, torch::kFloat);
+    auto freq_a = freq.accessor<float, 2>();
+    for (int64_t b = 0; b < st.B; ++b)
+      for (int64_t r = b * st.nb; r < b * st.nb + g * st.sub; ++r) freq_a[b][current[r]] += 1.0f;
+    scores = scores - o.diversity_penalty * freq.repeat_interleave(st.sub, 0);
+  }
+  std::vector<float> group_scores;
+  for (int64_t r : rows) group_scores.push_back(st.scores[r]);
+  return scores + torch::tensor(group_scores, torch::kFloat).unsqueeze(1);
+}
+
+// Prompt b's group g (not done) from its 2 sub best candidates `vals` / `idx` (flat beam * V + token,
+// best first): an EOS among the first `sub` becomes a finished hypothesis, the first `sub` others
+// continue. Then whether the group is done.
+void choose_beams(BeamState& st, const Batch& batch, const GenerateOptions& o, int64_t b, int64_t g, int64_t step,
+                  at::TensorAccessor<float, 1> vals, at::TensorAccessor<int64_t, 1> idx, StepChoice& choice) {
+  const int64_t key = b * st.G + g, base = b * st.nb + g * st.sub;
+  const bool use_eos = o.eos_id >= 0;
+  int64_t count = 0;
+  for (int64_t rank = 0; rank < 2 * st.sub && count < st.sub; ++rank) {
+    const int64_t src = base + idx[rank] / st.V;
+    const auto token = static_cast<int32_t>(idx[rank] % st.V);
+    const float score = vals[rank];
+    if (use_eos && token == o.eos_id) {
+      if (rank >= st.sub) continue;  // an EOS outside the top beams_per_group is not a hypothesis
+      st.hyps[key].add(st.tokens[src], score, batch.prompt_len[b] + static_cast<int64_t>(st.tokens[src].size()),
+                       static_cast<int>(g), true);
+    } else {
+      choice.next_scores[base + count] = score;
+      choice.current[base + count] = token;
+      choice.reorder[base + count] = src;
+      ++count;
+    }
+  }
+  ENGRAM_CHECK(count == st.sub, "beam search kept {} of {} beams", count, st.sub);
+  const int64_t cur_len = batch.prompt_len[b] + step - 1;
+  st.done[key] = st.hyps[key].is_done(vals[0], cur_len);
+}
+
+// One group's step for every prompt: the best candidates of `candidates` [B sub, V] per prompt;
+// the rows of a finished group only pad (score 0, continuing its first row).
+void choose_group(BeamState& st, const Batch& batch, const GenerateOptions& o, const at::Tensor& candidates,
+                  int64_t g, int64_t step, StepChoice& choice) {
+  auto top = candidates.view({st.B, st.sub * st.V}).topk(2 * st.sub, 1, /*largest=*/true, /*sorted=*/true);
+  auto vals = std::get<0>(top).contiguous();
+  auto idx = std::get<1>(top).contiguous();
+  auto vals_a = vals.accessor<float, 2>();
+  auto idx_a = idx.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < st.B; ++b) {
+    const int64_t base = b * st.nb + g * st.sub;
+    if (!st.done[b * st.G + g]) {
+      choose_beams(st, batch, o, b, g, step, vals_a[b], idx_a[b], choice);
+      continue;
+    }
+    for (int64_t j = 0; j < st.sub; ++j) {
+      choice.next_scores[base + j] = 0.0f;
+      choice.current[base + j] = o.pad_id;
+      choice.reorder[base + j] = base;
+    }
+  }
+}
+
+// Each row takes over the tokens of the row it continues, plus its new token, and its new score.
+void advance(BeamState& st, const StepChoice& choice) {
+  std::vector<std::vector<int32_t>> next_tokens(st.N);
+  for (int64_t r = 0; r < st.N; ++r) {
+    next_tokens[r] = st.tokens[choice.reorder[r]];
+    next_tokens[r].push_back(static_cast<int32_t>(choice.current[r]));
+  }
+  st.tokens.swap(next_tokens);
+  st.scores = choice.next_scores;
+}
+
+// Unfinished groups offer their running beams (HF finalize); then every prompt's hypotheses of all
+// groups, best first.
+std::vector<std::vector<Hypothesis>> finalize(BeamState& st, const Batch& batch) {
+  for (int64_t b = 0; b < st.B; ++b)
+    for (int64_t g = 0; g < st.G; ++g) {
+      const int64_t key = b * st.G + g;
+      if (st.done[key]) continue;
+      for (int64_t j = 0; j < st.sub; ++j) {
+        const int64_t r = b * st.nb + g * st.sub + j;
+        st.hyps[key].add(st.tokens[r], st.scores[r], batch.prompt_len[b] + static_cast<int64_t>(st.tokens[r].size()),
+                         static_cast<int>(g), false);
+      }
+    }
+  std::vector<std::vector<Hypothesis>> result(st.B);
+  for (int64_t b = 0; b < st.B; ++b) {
+    for (int64_t g = 0; g < st.G; ++g)
+      for (auto& h : st.hyps[b * st.G + g].beams) result[b].push_back(h);
+    std::stable_sort(result[b].begin(), result[b].end(),
+                     [](const Hypothesis& x, const Hypothesis& y) { return x.score > y.score; });
+  }
+  return result;
+}
+
 std::vector<std::vector<Hypothesis>> run_beam(Decoder& model, const Batch& batch, const GenerateOptions& o,
                                               const Prefix* prefix) {
   const int64_t B = batch.ids.size(0);
-  const int64_t nb = o.num_beams, G = o.num_beam_groups, sub = nb / G, N = B * nb;
+  const int64_t nb = o.num_beams, sub = nb / o.num_beam_groups, N = B * nb;
   const int64_t V = model->config().vocab_size;
   if (2 * sub > V)
     core::fail("generate: 2 * num_beams / num_beam_groups ({}) exceeds the vocabulary size ({})", 2 * sub, V);
-  const bool use_eos = o.eos_id >= 0;
 
   // Prompt: one forward per prompt, then the cache and logits are repeated for the beams.
   KVCache cache;
@@ -207,104 +343,19 @@ std::vector<std::vector<Hypothesis>> run_beam(Decoder& model, const Batch& batch
     step_prefix = &beam_prefix;
   }
 
-  // Only the first beam of each group is live at the start (HF: the others start at -1e9).
-  std::vector<float> beam_scores(N, -1e9f);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t g = 0; g < G; ++g) beam_scores[b * nb + g * sub] = 0.0f;
-  std::vector<std::vector<int32_t>> gen(N);
-  std::vector<BeamHypotheses> hyps(B * G, BeamHypotheses{sub, o.length_penalty, o.early_stopping, {}});
-  std::vector<bool> done(B * G, false);
-
+  BeamState st(B, o, V);
   for (int64_t step = 1; step <= o.max_new_tokens; ++step) {
     auto logprobs = torch::log_softmax(logits, -1);  // [N, V]
-    std::vector<int64_t> current(N, o.pad_id), reorder(N, 0);
-    std::vector<float> next_scores(N, 0.0f);
-    for (int64_t g = 0; g < G; ++g) {
-      std::vector<int64_t> rows;
-      rows.reserve(B * sub);
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t j = 0; j < sub; ++j) rows.push_back(b * nb + g * sub + j);
-      auto rows_t = torch::tensor(rows, torch::kLong);
-      auto scores = logprobs.index_select(0, rows_t);  // [B*sub, V]
-      if (g > 0 && o.diversity_penalty != 0) {
-        // Hamming diversity: how often earlier groups chose each token at this step.
-        auto freq = torch::zeros({B, V}, torch::kFloat);
-        auto freq_a = freq.accessor<float, 2>();
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t r = b * nb; r < b * nb + g * sub; ++r) freq_a[b][current[r]] += 1.0f;
-        scores = scores - o.diversity_penalty * freq.repeat_interleave(sub, 0);
-      }
-      std::vector<float> group_scores;
-      for (int64_t r : rows) group_scores.push_back(beam_scores[r]);
-      scores = scores + torch::tensor(group_scores, torch::kFloat).unsqueeze(1);
-      auto top = scores.view({B, sub * V}).topk(2 * sub, 1, /*largest=*/true, /*sorted=*/true);
-      auto vals = std::get<0>(top).contiguous();
-      auto idx = std::get<1>(top).contiguous();
-      auto vals_a = vals.accessor<float, 2>();
-      auto idx_a = idx.accessor<int64_t, 2>();
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t key = b * G + g, base = b * nb + g * sub;
-        if (done[key]) {
-          for (int64_t j = 0; j < sub; ++j) {
-            next_scores[base + j] = 0.0f;
-            current[base + j] = o.pad_id;
-            reorder[base + j] = base;
-          }
-          continue;
-        }
-        int64_t count = 0;
-        for (int64_t rank = 0; rank < 2 * sub && count < sub; ++rank) {
-          const int64_t src = base + idx_a[b][rank] / V;
-          const auto token = static_cast<int32_t>(idx_a[b][rank] % V);
-          const float score = vals_a[b][rank];
-          if (use_eos && token == o.eos_id) {
-            if (rank >= sub) continue;  // an EOS outside the top beams_per_group is not a hypothesis
-            hyps[key].add(gen[src], score, batch.prompt_len[b] + static_cast<int64_t>(gen[src].size()),
-                          static_cast<int>(g), true);
-          } else {
-            next_scores[base + count] = score;
-            current[base + count] = token;
-            reorder[base + count] = src;
-            ++count;
-          }
-        }
-        ENGRAM_CHECK(count == sub, "beam search kept {} of {} beams", count, sub);
-        const int64_t cur_len = batch.prompt_len[b] + step - 1;
-        done[key] = hyps[key].is_done(vals_a[b][0], cur_len);
-      }
-    }
-    std::vector<std::vector<int32_t>> next_gen(N);
-    for (int64_t r = 0; r < N; ++r) {
-      next_gen[r] = gen[reorder[r]];
-      next_gen[r].push_back(static_cast<int32_t>(current[r]));
-    }
-    gen.swap(next_gen);
-    beam_scores = next_scores;
-    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || step == o.max_new_tokens) break;
-    cache.select_rows(torch::tensor(reorder, torch::kLong));
+    StepChoice choice(N, o.pad_id);
+    for (int64_t g = 0; g < st.G; ++g)  // in order: group g's penalty counts the choices of groups before it
+      choose_group(st, batch, o, group_candidates(logprobs, st, g, choice.current, o), g, step, choice);
+    advance(st, choice);
+    if (std::all_of(st.done.begin(), st.done.end(), [](bool d) { return d; }) || step == o.max_new_tokens) break;
+    cache.select_rows(torch::tensor(choice.reorder, torch::kLong));
     mask = torch::cat({mask, torch::ones({N, 1}, torch::kLong)}, 1);
-    logits = last_logits(model, torch::tensor(current, torch::kLong).view({N, 1}), mask, step_prefix, &cache);
+    logits = last_logits(model, torch::tensor(choice.current, torch::kLong).view({N, 1}), mask, step_prefix, &cache);
   }
-
-  // Unfinished groups offer their running beams (HF finalize).
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t g = 0; g < G; ++g) {
-      const int64_t key = b * G + g;
-      if (done[key]) continue;
-      for (int64_t j = 0; j < sub; ++j) {
-        const int64_t r = b * nb + g * sub + j;
-        hyps[key].add(gen[r], beam_scores[r], batch.prompt_len[b] + static_cast<int64_t>(gen[r].size()),
-                      static_cast<int>(g), false);
-      }
-    }
-  std::vector<std::vector<Hypothesis>> result(B);
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t g = 0; g < G; ++g)
-      for (auto& h : hyps[b * G + g].beams) result[b].push_back(h);
-    std::stable_sort(result[b].begin(), result[b].end(),
-                     [](const Hypothesis& x, const Hypothesis& y) { return x.score > y.score; });
-  }
-  return result;
+  return finalize(st, batch);
 }
 
 }  // namespace

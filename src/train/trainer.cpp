@@ -101,6 +101,105 @@ std::string shape_of(at::IntArrayRef sizes) { return fmt::format("[{}]", fmt::jo
 // The process-wide CPU generator (dropout and every other random op).
 at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
 
+// What the steps since the last log line add up to on this rank.
+struct LogWindow {
+  double loss = 0, tokens = 0;
+  int64_t steps = 0;
+  std::map<std::string, double> figures;  // the loss function's own figures, summed per step
+  core::Stopwatch clock;
+
+  void clear() {
+    loss = tokens = 0;
+    figures.clear();
+    steps = 0;
+    clock.reset();
+  }
+};
+
+// A window over all ranks: the mean loss and figures per step, and the tokens in all.
+struct WindowMeans {
+  double loss = 0, tokens = 0;
+  std::string figures_text;  // " name mean" each, for the progress line
+  nlohmann::json figures_json = nlohmann::json::object();
+};
+
+// One collective per logged step: mean loss, total tokens and the figures over the ranks.
+WindowMeans window_means(const LogWindow& window, dist::Communicator& comm) {
+  std::vector<double> values{window.loss, window.tokens};
+  for (const auto& [name, value] : window.figures) values.push_back(value);
+  at::Tensor sums = at::tensor(values, at::kDouble);
+  comm.all_reduce(sums, dist::ReduceOp::Sum);
+  const double per_step = 1.0 / static_cast<double>(window.steps * comm.world_size());
+  WindowMeans means;
+  means.loss = sums[0].item<double>() * per_step;
+  means.tokens = sums[1].item<double>();
+  int64_t at_value = 2;
+  for (const auto& [name, value] : window.figures) {
+    const double mean = sums[at_value++].item<double>() * per_step;
+    means.figures_json[name] = mean;
+    means.figures_text += fmt::format(" {} {:.4f}", name, mean);
+  }
+  return means;
+}
+
+// Rank 0's metrics.jsonl in out_dir, appended to (closed on the other ranks).
+std::ofstream open_metrics(const std::string& out_dir, bool rank0) {
+  std::ofstream metrics;
+  if (rank0) {
+    std::filesystem::create_directories(out_dir);
+    metrics.open(out_dir + "/metrics.jsonl", std::ios::app);
+  }
+  return metrics;
+}
+
+// train.profile_steps: LibTorch's profiler over a window of steps (slows those steps down), on
+// rank 0: from the fourth step of this run on, past the first steps' allocations and warm-up.
+class ProfileWindow {
+ public:
+  ProfileWindow(bool on, int64_t first_step, int64_t steps, std::string out_dir)
+      : on_(on), from_(first_step + 3), to_(from_ + steps), out_dir_(std::move(out_dir)) {}
+  // Before step `step` runs: starts or ends the profile there.
+  void before_step(int64_t step) {
+    if (on_ && step == from_) profile_ = std::make_unique<StepProfile>();
+    if (profile_ && step == to_) write(step);
+  }
+  // After the last step (a run that ends or stops inside the window).
+  void finish(int64_t step) {
+    if (profile_) write(step);
+  }
+
+ private:
+  void write(int64_t step) {
+    const std::string trace = profile_->write(out_dir_, step - from_);
+    spdlog::info("wrote {} and profile_ops.txt beside it (steps {} to {})", trace, from_ + 1, step);
+    profile_.reset();
+  }
+  bool on_;
+  int64_t from_, to_;
+  std::string out_dir_;
+  std::unique_ptr<StepProfile> profile_;
+};
+
+// Stop signals: every rank learns whether any rank got one, so all save the same step.
+bool stop_requested_on_any_rank(dist::Communicator& comm) {
+  at::Tensor stop = at::full({1}, core::stop_requested() ? 1 : 0, at::kInt);
+  comm.all_reduce(stop, dist::ReduceOp::Max);
+  return stop.item<int>() != 0;
+}
+
+// Zero in place (Optimizer::zero_grad detaches, which views into GradReducer buckets refuse).
+void zero_gradients(std::vector<at::Tensor>& trainable) {
+  for (auto& p : trainable)
+    if (p.grad().defined()) p.mutable_grad().zero_();
+}
+
+// After the reduction every rank holds the same gradients: the local norm is the global one.
+// clip_norm 0: no clipping, but the norm is still computed for the log.
+double clip_gradients(std::vector<at::Tensor>& trainable, double clip_norm) {
+  return clip_norm > 0 ? torch::nn::utils::clip_grad_norm_(trainable, clip_norm)
+                       : torch::nn::utils::clip_grad_norm_(trainable, 1e30);
+}
+
 }  // namespace
 
 struct Trainer::State {
@@ -174,6 +273,61 @@ struct Trainer::State {
     data.data = at::full({1}, examples_seen, at::kLong);
     for (const auto& [name, state] : rank_state) data.rank_state[name] = state.get();
     return data;
+  }
+
+  // One step's micro-batches: each forward under autocast, the backward of its loss /
+  // accumulation, and the gradient reduction (the buckets go out after the last). Adds the step's
+  // mean loss, its tokens and figures to the window.
+  void accumulate_gradients(const LossFn& loss_fn, LogWindow& window) {
+    double step_loss = 0;
+    int64_t step_tokens = 0;
+    for (int64_t m = 0; m < options.accumulation; ++m) {
+      MicroBatchLoss micro;
+      {
+        Bf16Autocast autocast(bf16);
+        micro = loss_fn(micro_batch_indices(m));
+      }
+      (micro.loss / static_cast<double>(options.accumulation)).backward();
+      step_loss += micro.loss.item<double>() / static_cast<double>(options.accumulation);
+      step_tokens += micro.tokens;
+      for (const auto& [name, value] : micro.figures)
+        window.figures[name] += value / static_cast<double>(options.accumulation);
+      reducer->after_backward(m == options.accumulation - 1);
+    }
+    window.loss += step_loss;
+    window.tokens += static_cast<double>(step_tokens);
+  }
+
+  // The AdamW step at the schedule's learning rate (returned); the step and data cursor move on.
+  double optimizer_step() {
+    const double lr = schedule.at(step);
+    for (auto& group : optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    optimizer->step();
+    ++step;
+    examples_seen += options.micro_batch * options.accumulation * comm.world_size();
+    return lr;
+  }
+
+  // The window's means over the ranks into `result`, and on rank 0 into metrics.jsonl and the
+  // progress line.
+  void log_window(const LogWindow& window, double lr, double norm, const core::Stopwatch& run_clock,
+                  std::ofstream& metrics, core::Progress& progress, TrainResult& result) {
+    const WindowMeans means = window_means(window, comm);
+    const double seconds = window.clock.seconds();
+    const double tokens_per_s = means.tokens / std::max(seconds, 1e-9);
+    const double gflops = flops_per_token * tokens_per_s / 1e9;
+    tokens_seen += means.tokens;
+    result.last_loss = means.loss;
+    result.tokens_per_s = tokens_per_s;
+    result.gflops = gflops;
+    if (comm.rank() != 0) return;
+    nlohmann::json line{{"step", step},          {"loss", means.loss},     {"lr", lr},
+                        {"grad_norm", norm},        {"tokens_per_s", tokens_per_s}, {"gflops", gflops},
+                        {"examples", examples_seen}, {"elapsed_s", run_clock.seconds()}};
+    line.update(means.figures_json);
+    metrics << line.dump() << '\n' << std::flush;
+    progress.update(step, fmt::format("loss {:.4f}{} lr {:.2e} gnorm {:.3f} {:.0f} tok/s {:.1f} GFLOP/s",
+                                      means.loss, means.figures_text, lr, norm, tokens_per_s, gflops));
   }
 };
 
@@ -283,112 +437,36 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
   result.bf16 = s.bf16;
   result.first_step = s.step;
   const bool rank0 = s.comm.rank() == 0;
-  std::ofstream metrics;
-  if (rank0) {
-    std::filesystem::create_directories(o.out_dir);
-    metrics.open(o.out_dir + "/metrics.jsonl", std::ios::app);
-  }
+  std::ofstream metrics = open_metrics(o.out_dir, rank0);
   core::Progress progress("train", o.steps, rank0, 0.0, "step");
   progress.resume_from(s.step);
-  core::Stopwatch run_clock, window_clock;
-  double window_loss = 0, window_tokens = 0;
-  int64_t window_steps = 0;
-  std::map<std::string, double> window_figures;  // the loss function's own figures, summed per step
+  core::Stopwatch run_clock;
+  LogWindow window;
   std::vector<at::Tensor> trainable;
   for (const auto& [name, p] : s.trainable) trainable.push_back(p);
+  ProfileWindow profile(rank0 && o.profile_steps > 0, s.step, o.profile_steps, o.out_dir);
 
-  // train.profile_steps: LibTorch's profiler over a window of steps (slows those steps down).
-  std::unique_ptr<StepProfile> profile;
-  const int64_t profile_from = s.step + 3, profile_to = profile_from + o.profile_steps;
-  auto write_profile = [&] {
-    const std::string trace = profile->write(o.out_dir, s.step - profile_from);
-    spdlog::info("wrote {} and profile_ops.txt beside it (steps {} to {})", trace, profile_from + 1, s.step);
-    profile.reset();
-  };
   while (s.step < o.steps) {
-    if (rank0 && o.profile_steps > 0 && s.step == profile_from) profile = std::make_unique<StepProfile>();
-    if (profile && s.step == profile_to) write_profile();
-    // Stop signals: every rank learns whether any rank got one, so all save the same step.
-    at::Tensor stop = at::full({1}, core::stop_requested() ? 1 : 0, at::kInt);
-    s.comm.all_reduce(stop, dist::ReduceOp::Max);
-    if (stop.item<int>() != 0) {
+    profile.before_step(s.step);
+    if (stop_requested_on_any_rank(s.comm)) {
       spdlog::warn("stop signal: saving step {} and exiting", s.step);
       save();
       result.stopped = true;
       break;
     }
-    // Zero in place (Optimizer::zero_grad detaches, which views into GradReducer buckets refuse).
-    for (auto& p : trainable)
-      if (p.grad().defined()) p.mutable_grad().zero_();
-    double step_loss = 0;
-    int64_t step_tokens = 0;
-    for (int64_t m = 0; m < o.accumulation; ++m) {
-      MicroBatchLoss micro;
-      {
-        Bf16Autocast autocast(s.bf16);
-        micro = loss_fn(s.micro_batch_indices(m));
-      }
-      (micro.loss / static_cast<double>(o.accumulation)).backward();
-      step_loss += micro.loss.item<double>() / static_cast<double>(o.accumulation);
-      step_tokens += micro.tokens;
-      for (const auto& [name, value] : micro.figures)
-        window_figures[name] += value / static_cast<double>(o.accumulation);
-      s.reducer->after_backward(m == o.accumulation - 1);
-    }
-    // After the reduction every rank holds the same gradients: the local norm is the global one.
-    double norm = o.clip_norm > 0 ? torch::nn::utils::clip_grad_norm_(trainable, o.clip_norm)
-                                  : torch::nn::utils::clip_grad_norm_(trainable, 1e30);
-    const double lr = s.schedule.at(s.step);
-    for (auto& group : s.optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    s.optimizer->step();
-    ++s.step;
-    s.examples_seen += o.micro_batch * o.accumulation * s.comm.world_size();
-    window_loss += step_loss;
-    window_tokens += static_cast<double>(step_tokens);
-    ++window_steps;
-
+    zero_gradients(trainable);
+    s.accumulate_gradients(loss_fn, window);
+    const double norm = clip_gradients(trainable, o.clip_norm);
+    const double lr = s.optimizer_step();
+    ++window.steps;
     if (s.step % o.log_every == 0 || s.step == o.steps) {
-      // One collective per logged step: mean loss, total tokens and the figures over the ranks.
-      std::vector<double> values{window_loss, window_tokens};
-      for (const auto& [name, value] : window_figures) values.push_back(value);
-      at::Tensor sums = at::tensor(values, at::kDouble);
-      s.comm.all_reduce(sums, dist::ReduceOp::Sum);
-      const double per_step = 1.0 / static_cast<double>(window_steps * s.comm.world_size());
-      const double mean_loss = sums[0].item<double>() * per_step;
-      const double tokens = sums[1].item<double>();
-      std::string figures_text;
-      nlohmann::json figures_json = nlohmann::json::object();
-      int64_t at_value = 2;
-      for (const auto& [name, value] : window_figures) {
-        const double mean = sums[at_value++].item<double>() * per_step;
-        figures_json[name] = mean;
-        figures_text += fmt::format(" {} {:.4f}", name, mean);
-      }
-      const double seconds = window_clock.seconds();
-      const double tokens_per_s = tokens / std::max(seconds, 1e-9);
-      const double gflops = s.flops_per_token * tokens_per_s / 1e9;
-      s.tokens_seen += tokens;
-      result.last_loss = mean_loss;
-      result.tokens_per_s = tokens_per_s;
-      result.gflops = gflops;
-      if (rank0) {
-        nlohmann::json line{{"step", s.step},          {"loss", mean_loss},     {"lr", lr},
-                            {"grad_norm", norm},        {"tokens_per_s", tokens_per_s}, {"gflops", gflops},
-                            {"examples", s.examples_seen}, {"elapsed_s", run_clock.seconds()}};
-        line.update(figures_json);
-        metrics << line.dump() << '\n' << std::flush;
-        progress.update(s.step, fmt::format("loss {:.4f}{} lr {:.2e} gnorm {:.3f} {:.0f} tok/s {:.1f} GFLOP/s",
-                                            mean_loss, figures_text, lr, norm, tokens_per_s, gflops));
-      }
-      window_loss = window_tokens = 0;
-      window_figures.clear();
-      window_steps = 0;
-      window_clock.reset();
+      s.log_window(window, lr, norm, run_clock, metrics, progress, result);
+      window.clear();
     }
     if (after_step) after_step(s.step);
     if (o.save_every > 0 && s.step % o.save_every == 0 && s.step < o.steps) save();
   }
-  if (profile) write_profile();
+  profile.finish(s.step);
   if (!result.stopped) save();
   result.last_step = s.step;
   result.seconds = run_clock.seconds();

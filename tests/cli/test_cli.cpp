@@ -5,6 +5,7 @@
 
 #include <array>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -12,6 +13,7 @@
 #include "cli_util.h"
 
 using namespace cli;
+namespace fs = std::filesystem;
 
 
 TEST(Cli, VersionNamesEveryLibrary) {
@@ -109,6 +111,19 @@ TEST(Cli, StalledRankEndsTheJobWithinTheTimeout) {
   EXPECT_LT(r.seconds, 30.0) << r.output;
   EXPECT_TRUE(contains(r.output, "collective timed out on rank")) << r.output;
   EXPECT_TRUE(contains(r.output, "seq 1")) << r.output;
+  EXPECT_FALSE(contains(r.output, "not reached")) << r.output;
+}
+
+TEST(Cli, AContenderFailingOnOneRankEndsTheEvaluationJob) {
+  // Rank 1's contender throws while absorbing the stream; rank 0 goes on to the next collective.
+  // The job must end (ctest's timeout catches a hang) with the failure named, not wait for rank 1.
+  const std::string dir = ::testing::TempDir() + "cli_eval_fault";
+  fs::create_directories(dir);
+  Result r = run(kMpirun + "2 " + std::string(EVAL_FAULT_HELPER) + " " + dir);
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "eval: contender 'fails' failed on rank 1 while absorbing the stream: the documents "
+                                 "of this rank are unreadable"))
+      << r.output;
   EXPECT_FALSE(contains(r.output, "not reached")) << r.output;
 }
 

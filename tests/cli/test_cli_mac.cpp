@@ -31,13 +31,13 @@ class TinyMac : public ::testing::Test {
            "/data/valid.jsonl --set pretrain.out_dir=" + dir + "/base --set pretrain.eval_questions=4" +
            " --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2 --set model.d_ff=64" +
            " --set train.micro_batch=4 --set train.steps=2 --set train.log_every=1" +
-           " --set mac.base=" + dir + "/base --set mac.out_dir=" + dir + "/mac --set mac.train_data=[" + dir +
-           "/data/train.jsonl] --set mac.test_data=" + dir + "/data/test.jsonl --set mac.summary_tokens=2" +
+           " --set base.model=" + dir + "/base --set mac.out_dir=" + dir + "/mac --set stream.train=[" + dir +
+           "/data/train.jsonl] --set stream.test=" + dir + "/data/test.jsonl --set mac.summary_tokens=2" +
            t5("amortizer") + t5("question") +
            " --set mac.aggregator.blocks=1 --set mac.aggregator.heads=2 --set mac.aggregator.head_dim=8" +
            " --set mac.retriever.dim=8 --set mac.slot_hidden=16 --set mac.doc_tokens=64 --set mac.question_tokens=24 --set mac.qa_tokens=40" +
            " --set mac.train.micro_batch=4 --set mac.train.log_every=1 --set mac.train.warmup_steps=1" +
-           " --set mac.eval.out_dir=" + dir + "/eval --set mac.eval.questions=12 --set mac.max_new_tokens=3";
+           " --set eval.out_dir=" + dir + "/eval --set eval.questions=12 --set decoding.max_new_tokens=3";
     ASSERT_EQ(run(kEngram + " synth" + sets).code, 0);
     ASSERT_EQ(run(kEngram + " tokenizer" + sets).code, 0);
     Result r = run(kMpirun + "2 " + kEngram + " pretrain" + sets);
@@ -114,35 +114,35 @@ TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
     }
   }
   const std::string bank = dir + "/bank.h5";
-  r = run(kMpirun + "2 " + kEngram + " memorize" + sets + " --documents " + first + " --bank " + bank);
+  r = run(kMpirun + "2 " + kEngram + " mac-memorize" + sets + " --documents " + first + " --bank " + bank);
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "30 documents offered, 30 new (0 already stored or repeated); 30 rows now"))
       << r.output;
-  r = run(kMpirun + "3 " + kEngram + " memorize" + sets + " --documents " + more + " --bank " + bank + " --append");
+  r = run(kMpirun + "3 " + kEngram + " mac-memorize" + sets + " --documents " + more + " --bank " + bank + " --append");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "20 documents offered, 10 new (10 already stored or repeated); 40 rows now"))
       << r.output;
 
   // Answers: flat aggregation gives the same predictions on 1 and 3 ranks.
   const std::string questions = questions_file(dir, 6);
-  r = run(kMpirun + "1 " + kEngram + " answer" + sets + " --set mac.aggregation=flat --bank " + bank +
+  r = run(kMpirun + "1 " + kEngram + " mac-answer" + sets + " --set mac.aggregation=flat --bank " + bank +
           " --questions " + questions + " --out " + dir + "/a1.jsonl");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "against 40 documents (flat, 1 ranks)")) << r.output;
-  r = run(kMpirun + "3 " + kEngram + " answer" + sets + " --set mac.aggregation=flat --bank " + bank +
+  r = run(kMpirun + "3 " + kEngram + " mac-answer" + sets + " --set mac.aggregation=flat --bank " + bank +
           " --questions " + questions + " --out " + dir + "/a3.jsonl");
   ASSERT_EQ(r.code, 0) << r.output;
   auto one = json_lines(dir + "/a1.jsonl"), three = json_lines(dir + "/a3.jsonl");
   ASSERT_EQ(one.size(), three.size());
   ASSERT_GT(one.size(), 0u);
   for (size_t i = 0; i < one.size(); ++i) EXPECT_EQ(one[i]["prediction"], three[i]["prediction"]) << i;
-  r = run(kMpirun + "2 " + kEngram + " answer" + sets + " --set mac.group_size=4 --bank " + bank + " --questions " +
+  r = run(kMpirun + "2 " + kEngram + " mac-answer" + sets + " --set mac.group_size=4 --bank " + bank + " --questions " +
           questions + " --out " + dir + "/h.jsonl");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "hierarchical M=4, 2 ranks")) << r.output;
   // Answers from the retriever's best 3 documents: the same on 1 and 3 ranks.
   for (int np : {1, 3}) {
-    r = run(kMpirun + std::to_string(np) + " " + kEngram + " answer" + sets + " --set mac.retriever.top_k=3 --bank " +
+    r = run(kMpirun + std::to_string(np) + " " + kEngram + " mac-answer" + sets + " --set mac.retriever.top_k=3 --bank " +
             bank + " --questions " + questions + " --out " + dir + "/r" + std::to_string(np) + ".jsonl");
     ASSERT_EQ(r.code, 0) << r.output;
     EXPECT_TRUE(contains(r.output, "(retriever top-3, hierarchical M=16, " + std::to_string(np) + " ranks)")) << r.output;
@@ -155,14 +155,14 @@ TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
   r = run(kMpirun + "1 " + kEngram + " mac-train" + sets + " --set run.seed=7 --set mac.out_dir=" + dir +
           "/mac7 --set mac.train.steps=1");
   ASSERT_EQ(r.code, 0) << r.output;
-  r = run(kMpirun + "1 " + kEngram + " answer" + sets + " --set mac.out_dir=" + dir + "/mac7 --bank " + bank +
+  r = run(kMpirun + "1 " + kEngram + " mac-answer" + sets + " --set mac.out_dir=" + dir + "/mac7 --bank " + bank +
           " --questions " + questions);
   EXPECT_EQ(r.code, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "rebuild it with engram memorize")) << r.output;
+  EXPECT_TRUE(contains(r.output, "rebuild it with engram mac-memorize")) << r.output;
 
   // The evaluation table and its JSON.
-  r = run(kMpirun + "2 " + kEngram + " mac-eval" + sets + " --set mac.eval.documents=20 --set mac.eval.bank_sizes=[1,16]" +
-          " --set mac.eval.retention_points=2 --set mac.hierarchy_carries=summary --set mac.group_size=4" +
+  r = run(kMpirun + "2 " + kEngram + " mac-eval" + sets + " --set eval.documents=20 --set eval.curve_sizes=[1,16]" +
+          " --set eval.retention_points=2 --set mac.hierarchy_carries=summary --set mac.group_size=4" +
           " --set mac.retriever.top_k=2");
   ASSERT_EQ(r.code, 0) << r.output;
   for (const char* row : {"| base LM, closed book |", "| context in prompt |", "| FT(C) uniform fine-tuning |",
@@ -173,9 +173,26 @@ TEST_F(TinyMac, TrainMemorizeAppendAnswerAndEvaluate) {
   auto results = nlohmann::json::parse(std::ifstream(dir + "/eval/results.json"));
   EXPECT_EQ(results["documents"], 20);
   EXPECT_EQ(results["rows"].size(), 9u);
-  EXPECT_EQ(results["f1_vs_bank_size"].size(), 2u);
-  EXPECT_EQ(results["retention"].size(), 2u);
-  EXPECT_EQ(results["retention"][1]["documents_seen"], 20);
+  // Curves for MAC (the bank's first n documents) and FT(C) (the model after n documents).
+  for (const char* key : {"mac", "ft"}) {
+    const auto& curves = results["curves"][key];
+    ASSERT_EQ(curves["f1_vs_documents"].size(), 2u) << key;
+    EXPECT_EQ(curves["f1_vs_documents"][1]["documents"], 16) << key;
+    ASSERT_EQ(curves["retention"].size(), 2u) << key;
+    EXPECT_EQ(curves["retention"][1]["documents_seen"], 20) << key;
+    EXPECT_EQ(curves["retention_first_documents"], 2) << key;
+  }
+  EXPECT_FALSE(results["curves"].contains("closed_book"));
+  EXPECT_EQ(results["rows"][0]["contender"], "closed_book");
+  EXPECT_EQ(results["rows"][8]["contender"], "mac");
+  // One name per metric: MAC's prefix exact match is not called exact match.
+  const auto& scores = results["rows"][3]["scores"]["all"];
+  for (const char* metric : {"exact_match", "prefix_exact_match", "f1", "substring_accuracy", "questions"})
+    EXPECT_TRUE(scores.contains(metric)) << metric;
+  EXPECT_FALSE(scores.contains("em"));
+  EXPECT_GE(scores["prefix_exact_match"].get<double>(), scores["exact_match"].get<double>());
+  EXPECT_TRUE(fs::exists(dir + "/eval/table.csv"));
+  EXPECT_TRUE(fs::exists(dir + "/eval/curves.csv"));
   EXPECT_GT(results["rows"][3]["storage_bytes_per_doc"].get<double>(), 2 * 32 * 4 - 1);  // T x d floats at least
   // Retriever rows report how often the gold document was retrieved (and first); flat
   // aggregation over the whole bank reports the attention share on it; hierarchical neither.
@@ -205,9 +222,9 @@ TEST(MacPresets, ReferenceConfigsParse) {
 }
 
 TEST(MacErrors, MissingModelOrBankAreClearErrors) {
-  Result r = run(kEngram + " answer --set mac.out_dir=/nonexistent --bank /nonexistent/b.h5 --questions x.jsonl");
+  Result r = run(kEngram + " mac-answer --set mac.out_dir=/nonexistent --bank /nonexistent/b.h5 --questions x.jsonl");
   EXPECT_EQ(r.code, 2) << r.output;
-  r = run(kEngram + " memorize");
+  r = run(kEngram + " mac-memorize");
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "give the bank file with --bank FILE")) << r.output;
 }
@@ -257,14 +274,14 @@ TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
   // best document by those keys gives the same answers on 1 and 3 ranks.
   const std::string bank = out + "/bank.h5", model = " --set mac.out_dir=" + out;
   const std::string questions = questions_file(dir, 6);
-  r = run(kMpirun + "2 " + kEngram + " memorize" + sets + model + " --documents " + questions + " --bank " + bank);
+  r = run(kMpirun + "2 " + kEngram + " mac-memorize" + sets + model + " --documents " + questions + " --bank " + bank);
   ASSERT_EQ(r.code, 0) << r.output;
-  r = run(kMpirun + "3 " + kEngram + " memorize" + sets + model + " --documents " + dir + "/data/test.jsonl --bank " +
+  r = run(kMpirun + "3 " + kEngram + " mac-memorize" + sets + model + " --documents " + dir + "/data/test.jsonl --bank " +
           bank + " --append");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "(6 already stored or repeated)")) << r.output;
   for (int np : {1, 3}) {
-    r = run(kMpirun + std::to_string(np) + " " + kEngram + " answer" + sets + model + " --set mac.retriever.top_k=1" +
+    r = run(kMpirun + std::to_string(np) + " " + kEngram + " mac-answer" + sets + model + " --set mac.retriever.top_k=1" +
             " --bank " + bank + " --questions " + questions + " --out " + out + "/k" + std::to_string(np) + ".jsonl");
     ASSERT_EQ(r.code, 0) << r.output;
   }

@@ -310,7 +310,7 @@ TEST(MpiBank, MismatchedAppendIsAUserErrorAndLeavesTheBankIntact) {
   } catch (const core::UserError& e) {
     EXPECT_EQ(std::string(e.what()), "bank " + path +
                                          " was built by amortizer amort-A, this model's is amort-B: rebuild it with "
-                                         "engram memorize");
+                                         "engram mac-memorize");
   }
   comm->barrier();
 }

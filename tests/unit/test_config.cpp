@@ -88,6 +88,30 @@ TEST(Schema, DefaultOutsideChoicesIsInternalError) {
   EXPECT_THROW(schema.add_string("mode", "x", "", {"a", "b"}), InternalError);
 }
 
+TEST(Schema, RangesAreCheckedWhereTheValueIsWritten) {
+  Schema schema;
+  schema.add_int("eval.questions", 400, "", Range::at_least(0));
+  schema.add_float("train.dropout", 0.1, "", Range::between(0, 1));
+  EXPECT_THROW(schema.add_int("bad", -1, "", Range::at_least(0)), InternalError);  // default outside
+  Config config(schema);
+  config.apply_override("eval.questions=0");
+  config.apply_override("train.dropout=1");
+  EXPECT_EQ(config.get_int("eval.questions"), 0);
+  EXPECT_DOUBLE_EQ(config.get_float("train.dropout"), 1.0);
+  try {
+    config.apply_override("eval.questions=-3");
+    ADD_FAILURE() << "a value below the range was accepted";
+  } catch (const engram::core::UserError& e) {
+    EXPECT_EQ(std::string(e.what()), "--set eval.questions=-3: eval.questions: expected a value >= 0, got -3");
+  }
+  try {
+    config.merge_text("train:\n  dropout: 1.5\n", "run.yaml");
+    ADD_FAILURE() << "a value above the range was accepted";
+  } catch (const engram::core::UserError& e) {
+    EXPECT_EQ(std::string(e.what()), "run.yaml:2: train.dropout: expected a value in [0, 1], got 1.5");
+  }
+}
+
 TEST(Schema, FindAndClosest) {
   const Schema schema = make_schema();
   ASSERT_NE(schema.find("dist.timeout_s"), nullptr);

@@ -9,6 +9,7 @@
 
 #include "data/document.h"
 #include "eval/qa_eval.h"
+#include "eval/stream.h"
 #include "methods/mac/aggregate.h"
 #include "methods/mac/system.h"
 #include "model/generate.h"
@@ -24,10 +25,9 @@ namespace engram::mac {
 
 class BankReader;
 
-struct BankQuestion {
-  const data::QA* qa = nullptr;
-  int64_t gold_row = -1;  // bank row of the document that answers it (-1: unknown)
-};
+// A question and the bank row of the document that answers it (-1: unknown): the evaluation's
+// stream question, whose stream position is the bank row when the bank holds the stream.
+using BankQuestion = eval::StreamQuestion;
 
 // Which part of the bank each question sees.
 enum class BankView {
@@ -66,7 +66,7 @@ struct AnswerResult {
 };
 
 // mac.aggregation, mac.group_size, mac.hierarchy_carries, mac.retriever.top_k, mac.answer_batch, mac.question_tokens,
-// mac.qa_tokens and decoding (mac.decoding, ...; EOS and padding of the LM's tokenizer).
+// mac.qa_tokens and decoding.* (EOS and padding of the LM's tokenizer).
 AnswerOptions answer_options_from(const config::Config& config, const text::Tokenizer& lm_tokenizer);
 
 // Collective: every rank passes the same questions.

@@ -449,7 +449,7 @@ BankReader::~BankReader() { delete file_; }
 
 void BankReader::require_fingerprint(const std::string& fingerprint) const {
   if (meta_.fingerprint != fingerprint)
-    core::fail("bank {} was built by amortizer {}, this model's is {}: rebuild it with engram memorize", path_,
+    core::fail("bank {} was built by amortizer {}, this model's is {}: rebuild it with engram mac-memorize", path_,
                meta_.fingerprint, fingerprint);
 }
 

@@ -72,7 +72,7 @@ class BankReader {
   const BankMeta& meta() const { return meta_; }
   int64_t rows() const { return rows_; }
   // core::UserError unless the bank was written by the amortizer with this fingerprint
-  // ("bank F was built by amortizer X, this model is Y: rebuild it with engram memorize").
+  // ("bank F was built by amortizer X, this model is Y: rebuild it with engram mac-memorize").
   void require_fingerprint(const std::string& fingerprint) const;
   // Rows [begin, begin + count) as float32 [count, T, d].
   at::Tensor summaries(int64_t begin, int64_t count) const;

@@ -6,6 +6,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -233,51 +234,341 @@ RetrieverStep retriever_step(Retriever& retriever, const at::Tensor& question_la
   return step;
 }
 
+namespace {
+
+// What meta_train reads from mac.* besides the training data and the pool, checked.
+struct MetaTrainSettings {
+  double distill_weight = 0;   // context distillation (0: none)
+  std::string out_dir;
+  double ratio = 1;            // backprop dropout: the share of a bank encoded with gradient
+  bool global_bank = false;    // every question searches every rank's bank
+  bool lm_dropout = false;
+  int64_t curriculum_steps = 0;
+  int64_t largest_group = 0;   // mac.memory_group
+  double retrieval_weight = 0;  // -log(attention share on the gold document)
+  double retriever_weight = 0, retriever_early_weight = 0;  // from mac.retriever.from_step on / before it
+  double temperature = 1;
+  int64_t retriever_from_step = 0;
+  int64_t refresh_every = 0, refresh_from = 0;  // pool summaries made afresh
+  int64_t token_negatives = 0;  // random negative documents of the token keys
+  int64_t seed = 0;
+  double encoder_grad = 1;      // the share of the retriever's gradient the encoders get
+};
+
+MetaTrainSettings read_settings(const config::Config& cfg, double distill_weight) {
+  MetaTrainSettings st;
+  st.distill_weight = distill_weight;
+  st.out_dir = cfg.get_string("mac.out_dir");
+  st.ratio = cfg.get_float("mac.backprop_ratio");
+  st.global_bank = cfg.get_bool("mac.global_bank");
+  st.lm_dropout = cfg.get_bool("mac.lm_dropout");
+  st.curriculum_steps = cfg.get_int("mac.curriculum_steps");
+  st.largest_group = cfg.get_int("mac.memory_group");
+  if (st.largest_group < 0)
+    core::fail("mac.memory_group must be >= 0 (0 = the whole bank), got {}", st.largest_group);
+  st.retrieval_weight = cfg.get_float("mac.retrieval_weight");
+  if (st.retrieval_weight < 0) core::fail("mac.retrieval_weight must be >= 0, got {}", st.retrieval_weight);
+  st.retriever_weight = cfg.get_float("mac.retriever.weight");
+  st.temperature = cfg.get_float("mac.retriever.temperature");
+  if (st.retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", st.retriever_weight);
+  st.retriever_from_step = cfg.get_int("mac.retriever.from_step");
+  st.refresh_every = cfg.get_int("mac.retriever.refresh_every");
+  st.refresh_from = cfg.get_int("mac.retriever.refresh_from");
+  if (st.refresh_every < 0 || st.refresh_from < 0)
+    core::fail("mac.retriever.refresh_every ({}) and mac.retriever.refresh_from ({}) must be >= 0", st.refresh_every,
+               st.refresh_from);
+  st.token_negatives = cfg.get_int("mac.retriever.token_negatives");
+  if (st.token_negatives < 0)
+    core::fail("mac.retriever.token_negatives must be >= 0, got {}", st.token_negatives);
+  st.seed = cfg.get_int("run.seed");
+  st.encoder_grad = cfg.get_float("mac.retriever.encoder_grad");
+  if (!(st.encoder_grad >= 0 && st.encoder_grad <= 1))
+    core::fail("mac.retriever.encoder_grad must be in [0, 1], got {}", st.encoder_grad);
+  st.retriever_early_weight = cfg.get_float("mac.retriever.early_weight");
+  if (st.retriever_early_weight < 0)
+    core::fail("mac.retriever.early_weight must be >= 0, got {}", st.retriever_early_weight);
+  if (!(st.temperature > 0)) core::fail("mac.retriever.temperature must be positive, got {}", st.temperature);
+  return st;
+}
+
+// The pool goes into every checkpoint (each rank's own), so a resume continues bit-exactly.
+// T, summary_width: the shape of one summary.
+void keep_pool_in_checkpoints(train::Trainer& trainer, SummaryPool& pool, int64_t T, int64_t summary_width) {
+  trainer.keep_rank_state(
+      "mac_pool.summaries", [&pool] { return pool.size() ? pool.summaries : torch::empty({0}); },
+      [&pool, T, summary_width](const at::Tensor& flat) {
+        pool.summaries = flat.numel() ? flat.view({-1, T, summary_width}) : at::Tensor();
+      });
+  trainer.keep_rank_state(
+      "mac_pool.documents", [&pool] { return pool.size() ? pool.documents : torch::empty({0}, torch::kLong); },
+      [&pool](const at::Tensor& flat) { pool.documents = flat.numel() ? flat : at::Tensor(); });
+}
+
+// One micro-batch's rows as a memory bank: their documents' summaries and the trained rows'
+// questions (backpropagation dropout: only the first with_grad rows are trained).
+struct MicroBatchBank {
+  int64_t B = 0, with_grad = 0;
+  std::vector<const std::vector<int32_t>*> questions;  // MAC tokens of the trained rows' questions
+  std::vector<data::Example> qa;                       // LM examples of the trained rows
+  at::Tensor doc_ids, doc_mask;  // [B, S] MAC tokens of the rows' documents
+  // [B, T, d] summaries, the first with_grad with gradient; with mac.global_bank every rank's
+  // [W B, T, d] (the others' detached).
+  at::Tensor bank;
+  at::Tensor documents;       // [B] each row's document index
+  at::Tensor all_documents;   // [W B] every rank's (gathered for the retriever only, else = documents)
+  at::Tensor bank_documents;  // the bank rows' document indices
+  int64_t own_offset = 0;     // where this rank's rows start in the bank
+};
+
+// The loss of one micro-batch of meta-training (train::LossFn): the answer's cross-entropy under
+// the prefix the aggregator makes from each question and its memory, plus the retrievers'
+// contrastive losses, the attention loss and context distillation where configured. It also keeps
+// the retriever's pool of past summaries.
+class MetaTrainLoss {
+ public:
+  MetaTrainLoss(MacSystem& s, const TrainSet& set, const MetaTrainSettings& st, dist::Communicator& comm,
+                const train::Trainer& trainer, SummaryPool& pool, int64_t hard_negatives, int64_t with_grad,
+                int32_t lm_pad)
+      : s_(s), set_(set), st_(st), comm_(comm), trainer_(trainer), pool_(pool), hard_negatives_(hard_negatives),
+        k_(with_grad), lm_pad_(lm_pad) {}
+
+  train::MicroBatchLoss operator()(const std::vector<int64_t>& indices) {
+    MicroBatchBank mb = summarize_rows(indices);
+    share_bank(mb);
+    auto [q_ids, q_mask] = s_.mac_pad(mb.questions);
+    at::Tensor z0 = s_.mac->encode_question(q_ids, q_mask);
+    // Curriculum: at first each question's memory is its own document only, so the modules learn
+    // to encode and read a document; then groups of 2, 4, ... documents, so they learn to find it
+    // among others while the needle is still easy to find.
+    const int64_t group = memory_group(trainer_.step(), st_.curriculum_steps, mb.with_grad, st_.largest_group);
+    auto [memory, gold] = question_memory(mb.bank, mb.with_grad, group, mb.own_offset);
+
+    RetrieverStep retrieved;
+    const bool second_phase = trainer_.step() >= st_.retriever_from_step;  // of the retriever (below)
+    if (s_.mac->has_retriever()) {
+      retrieved = train_retriever(mb, z0, second_phase);
+      // After the curriculum, each question's memory also holds the pool documents its key finds
+      // nearest to its own: the kind of distractors answering with mac.retriever.top_k brings.
+      if (retrieved.distractors.defined() && group == 0)
+        memory.rows = torch::cat({memory.rows.expand({mb.with_grad, -1, -1, -1}), retrieved.distractors}, 1);
+    }
+    ContrastiveStep token_step;
+    if (s_.mac->has_token_keys()) token_step = train_token_keys(mb, q_ids, q_mask);
+    update_pool(mb, second_phase);
+
+    std::vector<at::Tensor> attention;
+    at::Tensor z = aggregate(s_.mac->aggregator(), z0, memory, nullptr, &attention);
+    model::Prefix prefix = s_.mac->prefix(z);
+    data::Batch b = data::collate(mb.qa, lm_pad_);
+    model::ForwardOptions forward;
+    forward.attention_mask = b.attention_mask;
+    forward.prefix = &prefix;
+    forward.output_hidden_states = st_.distill_weight > 0;
+    model::DecoderOutput out = s_.lm->forward(b.input_ids, forward);
+    at::Tensor qa_loss = train::token_cross_entropy(out.logits, b.labels);
+    train::MicroBatchLoss micro{qa_loss, b.attention_mask.sum().item<int64_t>(), {}};
+    micro.figures["qa_loss"] = qa_loss.item<double>();
+    add_gold_attention(micro, attention, gold, mb.bank.size(1), qa_loss);
+    if (st_.distill_weight > 0) add_distillation(micro, indices, mb.with_grad, b, out);
+    add_contrastive_losses(micro, token_step, retrieved, second_phase);
+    return micro;
+  }
+
+ private:
+  const Row& row_at(const std::vector<int64_t>& indices, int64_t i) const {
+    return set_.rows[static_cast<size_t>(indices[static_cast<size_t>(i)])];
+  }
+
+  // The rows' documents summarised (the first with_grad with gradient, the others under no-grad as
+  // distractors), and the trained rows' questions and QA examples.
+  MicroBatchBank summarize_rows(const std::vector<int64_t>& indices) {
+    MicroBatchBank mb;
+    mb.B = static_cast<int64_t>(indices.size());
+    mb.with_grad = std::min(k_, mb.B);
+    std::vector<const std::vector<int32_t>*> docs;
+    for (int64_t i = 0; i < mb.B; ++i) {
+      const Row& row = row_at(indices, i);
+      docs.push_back(&set_.documents[static_cast<size_t>(row.document)]);
+      if (i < mb.with_grad) mb.questions.push_back(&row.question), mb.qa.push_back(row.qa);
+    }
+    std::tie(mb.doc_ids, mb.doc_mask) = s_.mac_pad(docs);
+    mb.bank = s_.mac->summarize(mb.doc_ids.narrow(0, 0, mb.with_grad), mb.doc_mask.narrow(0, 0, mb.with_grad));
+    if (mb.with_grad < mb.B) {
+      torch::NoGradGuard no_grad;
+      at::Tensor rest = s_.mac->summarize(mb.doc_ids.narrow(0, mb.with_grad, mb.B - mb.with_grad),
+                                          mb.doc_mask.narrow(0, mb.with_grad, mb.B - mb.with_grad));
+      mb.bank = torch::cat({mb.bank, rest.detach()}, 0);
+    }
+    mb.documents = torch::empty({mb.B}, torch::kLong);
+    for (int64_t i = 0; i < mb.B; ++i) mb.documents[i] = row_at(indices, i).document;
+    return mb;
+  }
+
+  // Every rank's document indices [W B] (only the retriever needs them: no collective otherwise),
+  // and with mac.global_bank every rank's bank.
+  void share_bank(MicroBatchBank& mb) {
+    const int W = comm_.world_size();
+    mb.all_documents = s_.mac->has_retriever() && W > 1 ? comm_.all_gather(mb.documents).flatten() : mb.documents;
+    if (st_.global_bank && W > 1) {
+      mb.own_offset = comm_.rank() * mb.B;
+      mb.bank = with_other_ranks(mb.bank, comm_);
+    }
+    mb.bank_documents = st_.global_bank ? mb.all_documents : mb.documents;
+  }
+
+  // Contrastive: each question against every document of the global batch and pool.
+  // Two phases, both training the encoders too (summaries that are easy to tell apart help
+  // the aggregator find the gold document as well). Before mac.retriever.from_step, a small
+  // weight within the batch, while the QA loss gets the encoders reading (a full weight from
+  // the first step kept them from ever reading; trained alone on summaries that do not yet
+  // tell documents apart, the retriever learned next to nothing). From it on, the full weight,
+  // with the pool's negatives and hard distractors (a pool from the start, of summaries from
+  // encoders that still change fast, taught the retriever nothing).
+  RetrieverStep train_retriever(const MicroBatchBank& mb, const at::Tensor& z0, bool second_phase) {
+    Retriever& retriever = s_.mac->retriever();
+    at::Tensor keys = retriever->document_keys(scale_gradient(mb.bank, st_.encoder_grad));
+    int64_t own_keys = mb.own_offset;  // where this rank's documents start among the keys
+    // A local bank: gather the keys alone (k numbers a document).
+    if (!st_.global_bank && comm_.world_size() > 1) {
+      own_keys = comm_.rank() * mb.B;
+      keys = with_other_ranks(keys, comm_);
+    }
+    return retriever_step(retriever, scale_gradient(z0, st_.encoder_grad), mb.documents.narrow(0, 0, mb.with_grad),
+                          keys, mb.all_documents, own_keys, second_phase ? pool_ : SummaryPool{}, hard_negatives_,
+                          st_.temperature);
+  }
+
+  // Keys from tokens: each question against every rank's batch and fresh random negatives.
+  ContrastiveStep train_token_keys(const MicroBatchBank& mb, const at::Tensor& q_ids, const at::Tensor& q_mask) {
+    TokenKeys& token_keys = s_.mac->token_keys();
+    at::Tensor keys = token_keys->document_keys(mb.doc_ids, mb.doc_mask);
+    const int W = comm_.world_size();
+    const int64_t own_keys = W > 1 ? comm_.rank() * mb.B : 0;
+    if (W > 1) keys = with_other_ranks(keys, comm_);
+    at::Tensor negatives = random_documents(static_cast<int64_t>(set_.documents.size()), st_.token_negatives,
+                                            st_.seed + 7919 * trainer_.step() + 104729 * comm_.rank());
+    if (negatives.numel() > 0) {
+      auto [n_ids, n_mask] = padded_documents(s_, set_, negatives);
+      keys = torch::cat({keys, token_keys->document_keys(n_ids, n_mask)}, 0);
+    }
+    return contrastive_step(token_keys->question_keys(q_ids, q_mask), mb.documents.narrow(0, 0, mb.with_grad), keys,
+                            torch::cat({mb.all_documents, negatives}, 0), own_keys, st_.temperature);
+  }
+
+  // The bank joins the pool (the retriever's second phase); every mac.retriever.refresh_every
+  // steps the pool is summarised afresh, once per step, whatever the micro-batches.
+  void update_pool(const MicroBatchBank& mb, bool second_phase) {
+    if (s_.mac->has_retriever() && second_phase) pool_.add(mb.bank, mb.bank_documents);
+    const int64_t step = trainer_.step();
+    if (st_.refresh_every > 0 && pool_.size() > 0 && step >= st_.refresh_from && step % st_.refresh_every == 0 &&
+        refreshed_at_ != step) {
+      refresh_pool(pool_, [&](const at::Tensor& pool_documents) {
+        auto [ids, mask] = padded_documents(s_, set_, pool_documents);
+        return s_.mac->summarize(ids, mask);
+      });
+      refreshed_at_ = step;
+    }
+  }
+
+  // Spec check 7: the share of the final block's attention on the gold document. With
+  // mac.retrieval_weight, -log(share on the gold document), every block, head and query token,
+  // is a loss too. T: the entries' length in the bank.
+  void add_gold_attention(train::MicroBatchLoss& micro, const std::vector<at::Tensor>& attention,
+                          const at::Tensor& gold, int64_t T, const at::Tensor& qa_loss) const {
+    std::vector<at::Tensor> gold_shares;  // per block: [questions, H, T]
+    for (const auto& weights : attention) gold_shares.push_back(attention_on_entry(weights, gold, T));
+    micro.figures["gold_attention"] = gold_shares.back().mean().item<double>();
+    if (st_.retrieval_weight > 0) {
+      at::Tensor retrieval = torch::zeros({}, qa_loss.options());
+      for (const auto& share : gold_shares) retrieval = retrieval - torch::log(share + 1e-6).mean();
+      micro.loss = micro.loss + st_.retrieval_weight * retrieval / static_cast<double>(gold_shares.size());
+    }
+  }
+
+  // Context distillation: the LM's states behind the prefix (`b`, `out`) against its states after
+  // the document (the rows' teachers, those whose document fits), at the tokens that predict the answer.
+  void add_distillation(train::MicroBatchLoss& micro, const std::vector<int64_t>& indices, int64_t with_grad,
+                        const data::Batch& b, const model::DecoderOutput& out) const {
+    std::vector<data::Example> teachers;
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < with_grad; ++i) {
+      const Row& row = row_at(indices, i);
+      if (row.teacher.ids.empty()) continue;
+      teachers.push_back(row.teacher);
+      rows.push_back(i);
+    }
+    double distill_value = 0;
+    if (!rows.empty()) {
+      data::Batch tb = data::collate(teachers, lm_pad_, data::PadSide::Left);
+      model::ForwardOptions teacher_forward;
+      teacher_forward.attention_mask = tb.attention_mask;
+      teacher_forward.output_hidden_states = true;
+      teacher_forward.stop_at_hidden_state = static_cast<int>(s_.lm->config().n_layers);  // states only, no head
+      model::DecoderOutput taught;
+      {
+        torch::NoGradGuard no_grad;
+        taught = s_.lm->forward(tb.input_ids, teacher_forward);
+      }
+      // States after each block (H[1..L]; H[0], the embeddings, are the same in both).
+      std::vector<at::Tensor> student(out.hidden_states.begin() + 1, out.hidden_states.end());
+      std::vector<at::Tensor> teacher(taught.hidden_states.begin() + 1, taught.hidden_states.end());
+      at::Tensor distill = context_distillation_loss(student, b.attention_mask, teacher,
+                                                     torch::tensor(rows, torch::kLong), b.labels.ne(data::kIgnoreLabel));
+      distill_value = distill.item<double>();
+      micro.loss = micro.loss + st_.distill_weight * distill;
+    }
+    micro.figures["distill_loss"] = distill_value;
+  }
+
+  // The retrievers' contrastive losses: the token keys' at weight 1 (they train their own
+  // parameters only), the retriever's at its phase's weight.
+  void add_contrastive_losses(train::MicroBatchLoss& micro, const ContrastiveStep& token_step,
+                              const RetrieverStep& retrieved, bool second_phase) const {
+    if (token_step.loss.defined()) {
+      micro.figures["token_retriever_loss"] = token_step.loss.item<double>();
+      micro.figures["token_retriever_top1"] = token_step.top1;
+      micro.loss = micro.loss + token_step.loss;
+    }
+    if (retrieved.loss.defined()) {
+      micro.figures["retriever_loss"] = retrieved.loss.item<double>();
+      micro.figures["retriever_top1"] = retrieved.top1;
+      micro.loss = micro.loss + (second_phase ? st_.retriever_weight : st_.retriever_early_weight) * retrieved.loss;
+    }
+  }
+
+  MacSystem& s_;
+  const TrainSet& set_;
+  const MetaTrainSettings& st_;
+  dist::Communicator& comm_;
+  const train::Trainer& trainer_;
+  SummaryPool& pool_;
+  const int64_t hard_negatives_;
+  const int64_t k_;  // documents of a bank encoded with gradient (documents_with_grad)
+  const int32_t lm_pad_;
+  int64_t refreshed_at_ = -1;  // the step the pool was last summarised again
+};
+
+}  // namespace
+
 MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   dist::Communicator& comm = rt.comm();
   MacSystem s = build_mac_system(cfg, /*fresh_modules=*/true);
   const double distill_weight = cfg.get_float("mac.distill_weight");
   if (distill_weight < 0) core::fail("mac.distill_weight must be >= 0, got {}", distill_weight);
   const TrainSet set = read_train_set(cfg, s, distill_weight > 0);
-  const std::string out_dir = cfg.get_string("mac.out_dir");
-  const double ratio = cfg.get_float("mac.backprop_ratio");
-  const bool global_bank = cfg.get_bool("mac.global_bank");
-  const bool lm_dropout = cfg.get_bool("mac.lm_dropout");
-  const int64_t curriculum_steps = cfg.get_int("mac.curriculum_steps");
-  const int64_t largest_group = cfg.get_int("mac.memory_group");
-  if (largest_group < 0) core::fail("mac.memory_group must be >= 0 (0 = the whole bank), got {}", largest_group);
-  const double retrieval_weight = cfg.get_float("mac.retrieval_weight");
-  if (retrieval_weight < 0) core::fail("mac.retrieval_weight must be >= 0, got {}", retrieval_weight);
-  const double retriever_weight = cfg.get_float("mac.retriever.weight");
-  const double temperature = cfg.get_float("mac.retriever.temperature");
-  if (retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", retriever_weight);
-  const int64_t retriever_from_step = cfg.get_int("mac.retriever.from_step");
-  const int64_t refresh_every = cfg.get_int("mac.retriever.refresh_every");
-  const int64_t refresh_from = cfg.get_int("mac.retriever.refresh_from");
-  if (refresh_every < 0 || refresh_from < 0)
-    core::fail("mac.retriever.refresh_every ({}) and mac.retriever.refresh_from ({}) must be >= 0", refresh_every,
-               refresh_from);
-  int64_t refreshed_at = -1;  // the step the pool was last summarised again
-  const int64_t token_negatives = cfg.get_int("mac.retriever.token_negatives");
-  if (token_negatives < 0) core::fail("mac.retriever.token_negatives must be >= 0, got {}", token_negatives);
-  const int64_t seed = cfg.get_int("run.seed");
-  const double encoder_grad = cfg.get_float("mac.retriever.encoder_grad");
-  if (!(encoder_grad >= 0 && encoder_grad <= 1))
-    core::fail("mac.retriever.encoder_grad must be in [0, 1], got {}", encoder_grad);
-  const double retriever_early_weight = cfg.get_float("mac.retriever.early_weight");
-  if (retriever_early_weight < 0) core::fail("mac.retriever.early_weight must be >= 0, got {}", retriever_early_weight);
-  if (!(temperature > 0)) core::fail("mac.retriever.temperature must be positive, got {}", temperature);
+  const MetaTrainSettings st = read_settings(cfg, distill_weight);
   const int32_t lm_pad = std::max(0, s.lm_tokenizer->pad_id());
   spdlog::info("mac-train: {} rows over {} documents; base {} ; MAC {} parameters (T {}, {} prefix slots)",
                set.rows.size(), set.documents.size(), s.lm_source, s.mac->num_parameters(), s.mac->config().T,
                s.mac->config().slots());
 
   train::TrainOptions options = train::train_options_from(cfg, "mac.train");
-  options.out_dir = out_dir;
+  options.out_dir = st.out_dir;
   const int64_t bank_size = options.micro_batch;
-  const int64_t k = documents_with_grad(bank_size, ratio);
+  const int64_t k = documents_with_grad(bank_size, st.ratio);
   spdlog::info("mac-train: banks of {} documents per rank ({} with gradient){}", bank_size, k,
-               global_bank ? fmt::format(", {} per question with mac.global_bank", bank_size * comm.world_size()) : "");
+               st.global_bank ? fmt::format(", {} per question with mac.global_bank", bank_size * comm.world_size())
+                              : "");
   // FLOPs per trained answer token are dominated by the modules; 6 x MAC parameters is the
   // usual estimate for the progress line.
   train::Trainer trainer(options, named_parameters_of(s.mac), comm, rt.mpi_comm_handle(),
@@ -289,176 +580,16 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   if (pool.capacity < 0 || hard_negatives < 0 || hard_negatives > pool.capacity)
     core::fail("mac.retriever.pool ({}) and mac.retriever.hard_negatives ({}) must be >= 0, hard_negatives <= pool",
                pool.capacity, hard_negatives);
-  // The pool goes into every checkpoint (each rank's own), so a resume continues bit-exactly.
-  const int64_t T = s.mac->config().T, summary_width = s.mac->config().amortizer.d_model;
-  trainer.keep_rank_state(
-      "mac_pool.summaries", [&] { return pool.size() ? pool.summaries : torch::empty({0}); },
-      [&](const at::Tensor& flat) { pool.summaries = flat.numel() ? flat.view({-1, T, summary_width}) : at::Tensor(); });
-  trainer.keep_rank_state(
-      "mac_pool.documents", [&] { return pool.size() ? pool.documents : torch::empty({0}, torch::kLong); },
-      [&](const at::Tensor& flat) { pool.documents = flat.numel() ? flat : at::Tensor(); });
+  keep_pool_in_checkpoints(trainer, pool, s.mac->config().T, s.mac->config().amortizer.d_model);
   trainer.resume();
   if (pool.size() != (pool.documents.defined() ? pool.documents.numel() : 0))
-    core::fail("{}: the checkpoint's retriever pool has {} summaries for {} documents", out_dir, pool.size(),
+    core::fail("{}: the checkpoint's retriever pool has {} summaries for {} documents", st.out_dir, pool.size(),
                pool.documents.defined() ? pool.documents.numel() : 0);
   s.mac->train();
-  s.lm->train(lm_dropout);
+  s.lm->train(st.lm_dropout);
 
-  auto loss_fn = [&](const std::vector<int64_t>& indices) {
-    const int64_t B = static_cast<int64_t>(indices.size());
-    const int64_t with_grad = std::min(k, B);
-    std::vector<const std::vector<int32_t>*> docs, questions;
-    std::vector<data::Example> qa;
-    for (int64_t i = 0; i < B; ++i) {
-      const Row& row = set.rows[static_cast<size_t>(indices[static_cast<size_t>(i)])];
-      docs.push_back(&set.documents[static_cast<size_t>(row.document)]);
-      if (i < with_grad) questions.push_back(&row.question), qa.push_back(row.qa);
-    }
-    auto [doc_ids, doc_mask] = s.mac_pad(docs);
-    at::Tensor bank = s.mac->summarize(doc_ids.narrow(0, 0, with_grad), doc_mask.narrow(0, 0, with_grad));
-    if (with_grad < B) {
-      torch::NoGradGuard no_grad;
-      at::Tensor rest = s.mac->summarize(doc_ids.narrow(0, with_grad, B - with_grad),
-                                         doc_mask.narrow(0, with_grad, B - with_grad));
-      bank = torch::cat({bank, rest.detach()}, 0);
-    }
-    at::Tensor documents = torch::empty({B}, torch::kLong);  // each bank row's document index
-    for (int64_t i = 0; i < B; ++i) documents[i] = set.rows[static_cast<size_t>(indices[static_cast<size_t>(i)])].document;
-    const int W = comm.world_size();
-    const bool retriever_on = s.mac->has_retriever();
-    // Every rank's document indices [W B] (only the retriever needs them: no collective otherwise).
-    const at::Tensor all_documents = retriever_on && W > 1 ? comm.all_gather(documents).flatten() : documents;
-    int64_t own_offset = 0;  // where this rank's documents start in the bank
-    if (global_bank && W > 1) {
-      own_offset = comm.rank() * B;
-      bank = with_other_ranks(bank, comm);
-    }
-    const at::Tensor bank_documents = global_bank ? all_documents : documents;
-    auto [q_ids, q_mask] = s.mac_pad(questions);
-    at::Tensor z0 = s.mac->encode_question(q_ids, q_mask);
-    // Curriculum: at first each question's memory is its own document only, so the modules learn
-    // to encode and read a document; then groups of 2, 4, ... documents, so they learn to find it
-    // among others while the needle is still easy to find.
-    const int64_t group = memory_group(trainer.step(), curriculum_steps, with_grad, largest_group);
-    auto [memory, gold] = question_memory(bank, with_grad, group, own_offset);
-
-    RetrieverStep retrieved;
-    const bool second_phase = trainer.step() >= retriever_from_step;  // of the retriever (below)
-    if (retriever_on) {  // contrastive: each question against every document of the global batch and pool
-      // Two phases, both training the encoders too (summaries that are easy to tell apart help
-      // the aggregator find the gold document as well). Before mac.retriever.from_step, a small
-      // weight within the batch, while the QA loss gets the encoders reading (a full weight from
-      // the first step kept them from ever reading; trained alone on summaries that do not yet
-      // tell documents apart, the retriever learned next to nothing). From it on, the full weight,
-      // with the pool's negatives and hard distractors (a pool from the start, of summaries from
-      // encoders that still change fast, taught the retriever nothing).
-      Retriever& retriever = s.mac->retriever();
-      at::Tensor keys = retriever->document_keys(scale_gradient(bank, encoder_grad));
-      int64_t own_keys = own_offset;  // where this rank's documents start among the keys
-      if (!global_bank && W > 1) {  // the bank is local: gather the keys alone (k numbers a document)
-        own_keys = comm.rank() * B;
-        keys = with_other_ranks(keys, comm);
-      }
-      retrieved = retriever_step(retriever, scale_gradient(z0, encoder_grad), documents.narrow(0, 0, with_grad), keys,
-                                 all_documents, own_keys, second_phase ? pool : SummaryPool{},
-                                 hard_negatives, temperature);
-      // After the curriculum, each question's memory also holds the pool documents its key finds
-      // nearest to its own: the kind of distractors answering with mac.retriever.top_k brings.
-      if (retrieved.distractors.defined() && group == 0)
-        memory.rows = torch::cat({memory.rows.expand({with_grad, -1, -1, -1}), retrieved.distractors}, 1);
-    }
-    ContrastiveStep token_step;
-    if (s.mac->has_token_keys()) {  // keys from tokens: every rank's batch and fresh random negatives
-      TokenKeys& token_keys = s.mac->token_keys();
-      at::Tensor keys = token_keys->document_keys(doc_ids, doc_mask);
-      const int64_t own_keys = W > 1 ? comm.rank() * B : 0;
-      if (W > 1) keys = with_other_ranks(keys, comm);
-      at::Tensor negatives = random_documents(static_cast<int64_t>(set.documents.size()), token_negatives,
-                                              seed + 7919 * trainer.step() + 104729 * comm.rank());
-      if (negatives.numel() > 0) {
-        auto [n_ids, n_mask] = padded_documents(s, set, negatives);
-        keys = torch::cat({keys, token_keys->document_keys(n_ids, n_mask)}, 0);
-      }
-      token_step = contrastive_step(token_keys->question_keys(q_ids, q_mask), documents.narrow(0, 0, with_grad), keys,
-                                    torch::cat({all_documents, negatives}, 0), own_keys, temperature);
-    }
-    if (retriever_on && second_phase) pool.add(bank, bank_documents);
-    if (refresh_every > 0 && pool.size() > 0 && trainer.step() >= refresh_from && trainer.step() % refresh_every == 0 &&
-        refreshed_at != trainer.step()) {
-      refresh_pool(pool, [&](const at::Tensor& pool_documents) {  // once per step, whatever the micro-batches
-        auto [ids, mask] = padded_documents(s, set, pool_documents);
-        return s.mac->summarize(ids, mask);
-      });
-      refreshed_at = trainer.step();
-    }
-
-    std::vector<at::Tensor> attention;
-    at::Tensor z = aggregate(s.mac->aggregator(), z0, memory, nullptr, &attention);
-    model::Prefix prefix = s.mac->prefix(z);
-    data::Batch b = data::collate(qa, lm_pad);
-    model::ForwardOptions forward;
-    forward.attention_mask = b.attention_mask;
-    forward.prefix = &prefix;
-    forward.output_hidden_states = distill_weight > 0;
-    model::DecoderOutput out = s.lm->forward(b.input_ids, forward);
-    at::Tensor logits = out.logits;
-    at::Tensor qa_loss = train::token_cross_entropy(logits, b.labels);
-    // Spec check 7: the share of the final block's attention on the gold document.
-    train::MicroBatchLoss micro{qa_loss, b.attention_mask.sum().item<int64_t>(), {}};
-    micro.figures["qa_loss"] = qa_loss.item<double>();
-    std::vector<at::Tensor> gold_shares;  // per block: [questions, H, T]
-    for (const auto& weights : attention) gold_shares.push_back(attention_on_entry(weights, gold, bank.size(1)));
-    micro.figures["gold_attention"] = gold_shares.back().mean().item<double>();
-    if (retrieval_weight > 0) {  // -log(share on the gold document), every block, head and query token
-      at::Tensor retrieval = torch::zeros({}, qa_loss.options());
-      for (const auto& share : gold_shares) retrieval = retrieval - torch::log(share + 1e-6).mean();
-      micro.loss = micro.loss + retrieval_weight * retrieval / static_cast<double>(gold_shares.size());
-    }
-    if (distill_weight > 0) {  // the LM's states behind the prefix against its states after the document,
-                               // at the tokens that predict the answer
-      std::vector<data::Example> teachers;
-      std::vector<int64_t> rows;
-      for (int64_t i = 0; i < with_grad; ++i) {
-        const Row& row = set.rows[static_cast<size_t>(indices[static_cast<size_t>(i)])];
-        if (row.teacher.ids.empty()) continue;
-        teachers.push_back(row.teacher);
-        rows.push_back(i);
-      }
-      double distill_value = 0;
-      if (!rows.empty()) {
-        data::Batch tb = data::collate(teachers, lm_pad, data::PadSide::Left);
-        model::ForwardOptions teacher_forward;
-        teacher_forward.attention_mask = tb.attention_mask;
-        teacher_forward.output_hidden_states = true;
-        teacher_forward.stop_at_hidden_state = static_cast<int>(s.lm->config().n_layers);  // states only, no head
-        model::DecoderOutput taught;
-        {
-          torch::NoGradGuard no_grad;
-          taught = s.lm->forward(tb.input_ids, teacher_forward);
-        }
-        // States after each block (H[1..L]; H[0], the embeddings, are the same in both).
-        std::vector<at::Tensor> student(out.hidden_states.begin() + 1, out.hidden_states.end());
-        std::vector<at::Tensor> teacher(taught.hidden_states.begin() + 1, taught.hidden_states.end());
-        at::Tensor distill = context_distillation_loss(student, b.attention_mask, teacher, torch::tensor(rows, torch::kLong),
-                                                       b.labels.ne(data::kIgnoreLabel));
-        distill_value = distill.item<double>();
-        micro.loss = micro.loss + distill_weight * distill;
-      }
-      micro.figures["distill_loss"] = distill_value;
-    }
-    if (token_step.loss.defined()) {  // its own parameters only: weight 1
-      micro.figures["token_retriever_loss"] = token_step.loss.item<double>();
-      micro.figures["token_retriever_top1"] = token_step.top1;
-      micro.loss = micro.loss + token_step.loss;
-    }
-    if (retrieved.loss.defined()) {
-      micro.figures["retriever_loss"] = retrieved.loss.item<double>();
-      micro.figures["retriever_top1"] = retrieved.top1;
-      micro.loss = micro.loss + (second_phase ? retriever_weight : retriever_early_weight) * retrieved.loss;
-    }
-    return micro;
-  };
-  train::TrainResult result = trainer.run(loss_fn);
+  MetaTrainLoss loss(s, set, st, comm, trainer, pool, hard_negatives, k, lm_pad);
+  train::TrainResult result = trainer.run(std::ref(loss));
 
   MetaTrainReport report;
   report.steps = result.last_step;
@@ -466,9 +597,9 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   report.last_loss = result.last_loss;
   report.stopped = result.stopped;
   if (result.stopped) return report;
-  report.model_path = out_dir + "/mac.h5";
+  report.model_path = st.out_dir + "/mac.h5";
   if (comm.rank() == 0) {
-    fs::create_directories(out_dir);
+    fs::create_directories(st.out_dir);
     save_mac_model(report.model_path, s.mac, s.lm_source, cfg.to_yaml());
   }
   comm.barrier();

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "eval/options.h"
 #include "core/error.h"
 
 namespace engram::mac {
@@ -132,15 +133,9 @@ MacConfig mac_config_from_json(const std::string& text, const std::string& origi
 }
 
 void declare_mac_options(config::Schema& schema) {
-  schema.add_string("mac.base", "runs/quickstart/base",
-                    "the frozen base LM: an engram model file (model.h5) or run folder, or a Hugging Face folder "
-                    "(config.json + safetensors)");
   schema.add_string("mac.tokenizer", "",
                     "tokenizer of the amortizer and question encoder (a T5 spiece.model); \"\" = the base LM's");
   schema.add_string("mac.out_dir", "runs/quickstart/mac", "checkpoints, metrics.jsonl and mac.h5 of meta-training");
-  schema.add_list("mac.train_data", {"runs/quickstart/data/train.jsonl"},
-                  "meta-training (document, question, answer) rows, any supported format");
-  schema.add_string("mac.test_data", "runs/quickstart/data/test.jsonl", "the test stream of engram mac-eval");
   schema.add_int("mac.summary_tokens", 8, "T: summary vectors per document (num_virtual_tokens)");
   schema.add_int("mac.prefix_tokens", 2, "P: prefix key/value tokens per layer of the base LM");
   declare_t5_options(schema, "amortizer", "the amortization network (document -> summary)");
@@ -254,29 +249,10 @@ void declare_mac_options(config::Schema& schema) {
                     "attention on each, so every level reads summaries, as in training)",
                     {"latent", "summary"});
   schema.add_int("mac.answer_batch", 64, "questions answered together");
-  schema.add_string("mac.decoding", "greedy",
-                    "greedy, or diverse_beam (group beam search: mac.num_beams, mac.num_beam_groups, "
-                    "mac.diversity_penalty)",
-                    {"greedy", "diverse_beam"});
-  schema.add_int("mac.num_beams", 12, "beams of diverse_beam decoding");
-  schema.add_int("mac.num_beam_groups", 4, "beam groups of diverse_beam decoding");
-  schema.add_float("mac.diversity_penalty", 10.0, "diversity penalty of diverse_beam decoding");
-  schema.add_int("mac.max_new_tokens", 16, "answer tokens generated at most");
 }
 
 model::GenerateOptions generate_options_from(const config::Config& cfg, const text::Tokenizer& tokenizer) {
-  model::GenerateOptions g;
-  g.max_new_tokens = cfg.get_int("mac.max_new_tokens");
-  g.eos_id = tokenizer.eos_id();
-  g.pad_id = std::max(0, tokenizer.pad_id());
-  if (cfg.get_string("mac.decoding") == "diverse_beam") {
-    g.strategy = "diverse_beam";
-    g.num_beams = static_cast<int>(cfg.get_int("mac.num_beams"));
-    g.num_beam_groups = static_cast<int>(cfg.get_int("mac.num_beam_groups"));
-    g.diversity_penalty = cfg.get_float("mac.diversity_penalty");
-  }
-  g.validate();
-  return g;
+  return eval::decoding_options_from(cfg).generate_options(tokenizer);
 }
 
 MacConfig mac_config_from(const config::Config& cfg, const model::DecoderConfig& lm, int64_t vocab) {

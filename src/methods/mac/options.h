@@ -20,7 +20,7 @@ void declare_mac_options(config::Schema& schema);
 // amortizer/question tokenizer. Bad values -> core::UserError naming the option.
 MacConfig mac_config_from(const config::Config& config, const model::DecoderConfig& lm, int64_t vocab);
 
-// Decoding of answers from mac.decoding, mac.num_beams, ... (EOS and padding of `tokenizer`).
+// Decoding of answers from decoding.* (EOS and padding of `tokenizer`).
 model::GenerateOptions generate_options_from(const config::Config& config, const text::Tokenizer& tokenizer);
 
 // MacConfig <-> JSON (stored in mac.h5, so a trained model rebuilds its own shape).

@@ -11,7 +11,8 @@
 #include "io/h5file.h"
 #include "methods/mac/options.h"
 #include "model/hf.h"
-#include "model/load.h"
+#include "model/language_model.h"
+#include "text/tokenizer.h"
 #include "model/model_file.h"
 
 namespace fs = std::filesystem;
@@ -24,17 +25,17 @@ std::string shape_text(at::IntArrayRef sizes) { return "[" + fmt::format("{}", f
 constexpr const char* kFormat = "engram-mac";
 constexpr int64_t kVersion = 1;
 
-void load_base(const config::Config& cfg, MacSystem& s) {
-  model::LoadedDecoder base = model::load_decoder(cfg.get_string("mac.base"));
+void attach_base(const config::Config& cfg, model::LanguageModel base, MacSystem& s) {
   s.lm = base.decoder;
   s.lm_source = base.source;
-  if (base.tokenizer_path.empty()) core::fail("mac.base: {} names no tokenizer", s.lm_source);
-  s.lm_tokenizer = text::load_tokenizer(base.tokenizer_path);
+  s.lm_tokenizer = base.tokenizer;
   for (auto& p : s.lm->parameters()) p.requires_grad_(false);
   s.lm->eval();
   const std::string mac_tokenizer = cfg.get_string("mac.tokenizer");
   s.mac_tokenizer = mac_tokenizer.empty() ? s.lm_tokenizer : std::shared_ptr<text::Tokenizer>(text::load_tokenizer(mac_tokenizer));
 }
+
+void load_base(const config::Config& cfg, MacSystem& s) { attach_base(cfg, load_frozen_base(cfg), s); }
 
 // Copies the weights of a Hugging Face T5 folder into `target` (same shapes required).
 void init_t5_from_hf(model::T5& target, const std::string& folder, const std::string& key) {
@@ -141,8 +142,20 @@ void save_mac_model(const std::string& path, MacModel& mac, const std::string& b
 }
 
 MacSystem load_mac_system(const config::Config& cfg, const std::string& path) {
+  return load_mac_system(cfg, path, load_frozen_base(cfg));
+}
+
+model::LanguageModel load_frozen_base(const config::Config& cfg) {
+  model::LanguageModelSource source;
+  source.path = cfg.get_string("base.model");
+  source.key = "base.model";
+  source.frozen = true;
+  return model::load_language_model(source);
+}
+
+MacSystem load_mac_system(const config::Config& cfg, const std::string& path, const model::LanguageModel& base) {
   MacSystem s;
-  load_base(cfg, s);
+  attach_base(cfg, base, s);
   if (!fs::exists(path)) core::fail("{}: no trained MAC model here (run engram mac-train first)", path);
   io::H5File file(path, io::H5File::Mode::Read);
   if (!file.has_attr("/meta", "format") || file.attr_string("/meta", "format") != kFormat)

@@ -12,6 +12,7 @@
 
 #include "methods/mac/modules.h"
 #include "model/decoder.h"
+#include "model/language_model.h"
 #include "text/tokenizer.h"
 
 namespace engram::config {
@@ -37,7 +38,7 @@ struct MacSystem {
   std::pair<at::Tensor, at::Tensor> mac_pad(const std::vector<const std::vector<int32_t>*>& ids) const;
 };
 
-// The base LM of mac.base (engram model file or Hugging Face folder), frozen, and the tokenizers.
+// The base LM of base.model (engram model file or Hugging Face folder), frozen, and the tokenizers.
 // With `fresh_modules`: new MAC modules from mac.* (initialised with run.seed; T5 weights from
 // mac.amortizer.hf / mac.question.hf when set).
 MacSystem build_mac_system(const config::Config& config, bool fresh_modules);
@@ -45,6 +46,10 @@ MacSystem build_mac_system(const config::Config& config, bool fresh_modules);
 // The trained MAC of PATH (mac.h5) around the base LM of mac.base. A file trained on another
 // base LM shape, or a bad file -> core::UserError naming it.
 MacSystem load_mac_system(const config::Config& config, const std::string& path);
+// The same around a base LM already loaded (the evaluation shares one between contenders).
+MacSystem load_mac_system(const config::Config& config, const std::string& path, const model::LanguageModel& base);
+// The base LM of base.model with its tokenizer, frozen.
+model::LanguageModel load_frozen_base(const config::Config& config);
 
 void save_mac_model(const std::string& path, MacModel& mac, const std::string& base, const std::string& config_yaml);
 

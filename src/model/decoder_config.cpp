@@ -1,0 +1,90 @@
+// DecoderConfig: the presets (gpt2, alibi-parallel, llama) and the validation of a config.
+#include "model/decoder.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace engram::model {
+
+DecoderConfig DecoderConfig::preset(const std::string& name) { return preset(name, DecoderConfig{}); }
+
+DecoderConfig DecoderConfig::preset(const std::string& name, DecoderConfig sizes) {
+  DecoderConfig c = sizes;  // sizes, dropout, init_std and rope_theta keep their values
+  if (name == "gpt2" || name == "custom") {
+    c.positions = "learned";
+    c.block = "sequential";
+    c.norm = "layer";
+    c.mlp = "gelu_new";
+    c.bias = true;
+    c.mlp_bias = -1;
+    c.tied_head = true;
+    c.head_bias = false;
+    c.norm_eps = 1e-5;
+  } else if (name == "alibi-parallel") {
+    c.positions = "alibi";
+    c.block = "parallel";
+    c.norm = "layer";
+    c.mlp = "gelu_new";
+    c.bias = false;  // q/k/v/o without biases
+    c.mlp_bias = 1;  // fc_in / fc_out with biases
+    c.tied_head = false;
+    c.head_bias = true;
+    c.norm_eps = 1e-6;
+  } else if (name == "llama") {
+    c.positions = "rope";
+    c.block = "sequential";
+    c.norm = "rms";
+    c.mlp = "swiglu";
+    c.bias = false;
+    c.mlp_bias = -1;
+    c.tied_head = false;
+    c.head_bias = false;
+    c.norm_eps = 1e-5;
+  } else {
+    core::fail("model.preset: unknown preset '{}' (expected gpt2, alibi-parallel, llama or custom)",
+               name);
+  }
+  return c;
+}
+
+namespace {
+void check_choice(const std::string& option, const std::string& value,
+                  const std::vector<std::string>& choices) {
+  if (std::find(choices.begin(), choices.end(), value) != choices.end()) return;
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  core::fail("model.{}: unknown value '{}' (expected one of: {})", option, value, list);
+}
+}  // namespace
+
+void DecoderConfig::validate() const {
+  if (vocab_size <= 0) core::fail("model.vocab_size: must be positive, got {}", vocab_size);
+  if (d_model <= 0) core::fail("model.d_model: must be positive, got {}", d_model);
+  if (n_layers <= 0) core::fail("model.n_layers: must be positive, got {}", n_layers);
+  if (n_heads <= 0) core::fail("model.n_heads: must be positive, got {}", n_heads);
+  if (d_model % n_heads != 0)
+    core::fail("model.n_heads: d_model {} is not divisible by {} heads", d_model, n_heads);
+  if (d_ff <= 0) core::fail("model.d_ff: must be positive, got {}", d_ff);
+  check_choice("positions", positions, {"learned", "alibi", "rope"});
+  check_choice("block", block, {"sequential", "parallel"});
+  check_choice("norm", norm, {"layer", "rms"});
+  check_choice("mlp", mlp, {"gelu", "gelu_new", "swiglu"});
+  if (positions == "learned" && max_positions <= 0)
+    core::fail("model.max_positions: must be positive with learned positions, got {}",
+               max_positions);
+  if (positions == "rope" && head_dim() % 2 != 0)
+    core::fail("model.n_heads: rope needs an even head size, got d_model {} / {} heads = {}",
+               d_model, n_heads, head_dim());
+  if (!(dropout >= 0.0 && dropout < 1.0))
+    core::fail("model.dropout: must be in [0, 1), got {}", dropout);
+  if (!(norm_eps > 0.0)) core::fail("model.norm_eps: must be positive, got {}", norm_eps);
+  if (!(rope_theta > 0.0)) core::fail("model.rope_theta: must be positive, got {}", rope_theta);
+  if (!(init_std > 0.0)) core::fail("model.init_std: must be positive, got {}", init_std);
+  if (head_bias && tied_head)
+    core::fail("model.head_bias: a head bias needs an untied head (model.tied_head: false)");
+}
+
+}  // namespace engram::model
