@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "../common/eval_stream_fixture.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "dist/mpi_communicator.h"
 #include "dist/runtime.h"

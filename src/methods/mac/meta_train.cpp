@@ -125,7 +125,7 @@ TrainSet read_train_set(const config::Config& cfg, const MacSystem& s, bool dist
   const int64_t qa_tokens = cfg.get_int("mac.qa_tokens");
   const int64_t doc_tokens = cfg.get_int("mac.doc_tokens"), question_tokens = cfg.get_int("mac.question_tokens");
   const auto answer_end = cfg.get_string("mac.answer_end") == "newline" ? data::AnswerEnd::Newline : data::AnswerEnd::Eos;
-  for (const auto& file : cfg.get_list("mac.train_data")) {
+  for (const auto& file : cfg.get_list("stream.train")) {
     for (const auto& doc : data::read_all(file, options)) {
       for (const auto& qa : doc.qa) {
         if (qa.heldout || qa.answers.empty()) continue;
@@ -147,7 +147,7 @@ TrainSet read_train_set(const config::Config& cfg, const MacSystem& s, bool dist
       set.documents.push_back(s.mac_encode(doc.text, doc_tokens, false));
     }
   }
-  if (set.rows.empty()) core::fail("mac.train_data: no documents with questions to train on");
+  if (set.rows.empty()) core::fail("stream.train: no documents with questions to train on");
   if (distill) {
     const auto with_teacher = std::count_if(set.rows.begin(), set.rows.end(), [](const Row& r) { return !r.teacher.ids.empty(); });
     spdlog::info("mac-train: context distillation for {} of {} questions (the others' documents do not fit in "
