@@ -16,11 +16,12 @@ namespace {
 
 // The HF model type that can express an architecture.
 std::string hf_type_of(const model::DecoderConfig& c) {
-  if (c.positions == "learned" && c.norm == "layer" && c.block == "sequential") return "gpt2";
-  if (c.positions == "rope" && c.norm == "rms" && c.mlp == "swiglu") return "llama";
+  using C = model::DecoderConfig;
+  if (c.positions == C::Positions::Learned && c.norm == C::Norm::Layer && c.block == C::Block::Sequential) return "gpt2";
+  if (c.positions == C::Positions::Rope && c.norm == C::Norm::Rms && c.mlp == C::Mlp::SwiGlu) return "llama";
   core::fail("this architecture (positions {}, norm {}, block {}, mlp {}) has no Hugging Face equivalent "
              "(gpt2: learned/layer/sequential; llama: rope/rms/swiglu)",
-             c.positions, c.norm, c.block, c.mlp);
+             core::name_of(c.positions), core::name_of(c.norm), core::name_of(c.block), core::name_of(c.mlp));
 }
 
 int run_convert(CommandContext& ctx) {

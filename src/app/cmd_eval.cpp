@@ -38,7 +38,7 @@ int run_evaluation_command(CommandContext& ctx, std::vector<std::string> default
   }
   if (ctx.args.count("stream")) options.test_stream = ctx.args["stream"].as<std::string>();
   dist::Runtime& rt = *ctx.runtime;
-  eval::EvalContext eval_ctx(ctx.config, std::move(options), rt.comm(), rt.mpi_comm_handle());
+  eval::EvalContext eval_ctx(ctx.config, std::move(options), rt.comm(), rt.mpi_handle());
   eval::EvalReport report = eval::run_evaluation(eval_ctx, builtin_contenders());
   if (rt.comm().rank() == 0)
     std::cout << "\n" << report.table << "\nwrote " << report.out_dir

@@ -31,11 +31,11 @@ int run_generate(CommandContext& ctx) {
   LanguageModel lm = load_language_model(args, true);
   model::GenerateOptions options;
   options.max_new_tokens = args["max-new-tokens"].as<int64_t>();
-  options.strategy = args["strategy"].as<std::string>();
+  options.strategy = core::parse_enum<model::GenerateOptions::Strategy>(args["strategy"].as<std::string>(), "--strategy");
   options.num_beams = args["beams"].as<int>();
   options.num_beam_groups = args["groups"].as<int>();
   options.diversity_penalty = args["diversity"].as<double>();
-  if (options.strategy != "greedy" && options.num_beams == 1) options.num_beams = 4;
+  if (options.strategy != model::GenerateOptions::Strategy::Greedy && options.num_beams == 1) options.num_beams = 4;
   options.eos_id = lm.tokenizer->eos_id();
   options.pad_id = std::max(0, lm.tokenizer->pad_id());
   options.validate();

@@ -58,7 +58,7 @@ int run_memorize(CommandContext& ctx) {
   options.dtype = ctx.args["dtype"].as<std::string>();
   if (options.dtype != "float32" && options.dtype != "bfloat16")
     core::fail("--dtype: expected float32 or bfloat16, got '{}'", options.dtype);
-  mac::MemorizeReport r = mac::memorize(s, docs, options, comm, ctx.runtime->mpi_comm_handle());
+  mac::MemorizeReport r = mac::memorize(s, docs, options, comm, ctx.runtime->mpi_handle());
   if (comm.rank() == 0)
     std::cout << fmt::format("{}: {} documents offered, {} new ({} already stored or repeated); {} rows now; "
                              "{:.1f} s ({:.1f} documents/s encoding on {} ranks)\n",

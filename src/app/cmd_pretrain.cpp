@@ -23,7 +23,7 @@ void print_eval(const std::string& label, const eval::QaEvalResult& r) {
 int run_pretrain(CommandContext& ctx) {
   dist::Runtime& rt = *ctx.runtime;
   const pretrain::PretrainOptions options = pretrain::pretrain_options_from(ctx.config);
-  const pretrain::PretrainReport r = pretrain::pretrain_base_lm(options, rt.comm(), rt.mpi_comm_handle());
+  const pretrain::PretrainReport r = pretrain::pretrain_base_lm(options, rt.comm(), rt.mpi_handle());
   if (r.stopped) {
     spdlog::warn("pretrain stopped at step {}; run the same command again to continue", r.training.last_step);
     return 0;

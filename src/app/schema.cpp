@@ -29,7 +29,7 @@ config::Schema full_schema() {
   train::TrainOptions meta;
   meta.steps = 600;
   meta.lr = 1e-4;
-  meta.schedule = "constant";
+  meta.schedule = train::Schedule::Kind::Constant;
   meta.warmup_steps = 6;
   meta.weight_decay = 0.0;
   meta.beta2 = 0.999;

@@ -182,10 +182,12 @@ std::vector<RankInfo> Runtime::rank_table() {
   return table;
 }
 
-const void* Runtime::mpi_comm_handle() const {
+MpiHandle MpiHandle::world() {
   static const MPI_Comm world = MPI_COMM_WORLD;
-  return topology_.world > 1 ? &world : nullptr;
+  return MpiHandle(&world);
 }
+
+MpiHandle Runtime::mpi_handle() const { return topology_.world > 1 ? MpiHandle::world() : MpiHandle(); }
 
 void Runtime::abort_job_if_distributed(int code) {
   int initialized = 0, finalized = 0, world = 1;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "dist/mpi_handle.h"
 
 namespace engram::config {
 class Config;
@@ -51,9 +52,8 @@ class Runtime {
   int threads() const { return threads_; }
   // Why the backend was chosen, e.g. "world size 2, CPU device -> mpi".
   const std::string& backend_reason() const { return backend_reason_; }
-  // The job's MPI communicator (a pointer to an MPI_Comm), for parallel HDF5; null for a local
-  // (single-process) run.
-  const void* mpi_comm_handle() const;
+  // The job's MPI communicator, for parallel HDF5; none (not parallel) for a one-process run.
+  MpiHandle mpi_handle() const;
   // Every rank's row, gathered on all ranks.
   std::vector<RankInfo> rank_table();
 

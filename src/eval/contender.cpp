@@ -9,7 +9,7 @@
 namespace engram::eval {
 
 EvalContext::EvalContext(const config::Config& config, EvalOptions options, dist::Communicator& comm,
-                         const void* mpi_comm)
+                         dist::MpiHandle mpi_comm)
     : config(config), options(std::move(options)), comm(comm), mpi_comm(mpi_comm) {}
 
 model::LanguageModel& EvalContext::base() {

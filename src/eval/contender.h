@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "dist/mpi_handle.h"
 #include "eval/options.h"
 #include "eval/qa_eval.h"
 #include "eval/stream.h"
@@ -39,11 +40,11 @@ struct Row {
 // What every contender may use; built once per `engram eval`.
 class EvalContext {
  public:
-  EvalContext(const config::Config& config, EvalOptions options, dist::Communicator& comm, const void* mpi_comm);
+  EvalContext(const config::Config& config, EvalOptions options, dist::Communicator& comm, dist::MpiHandle mpi_comm);
   const config::Config& config;  // each contender builds its own typed options from it
   const EvalOptions options;
   dist::Communicator& comm;
-  const void* mpi_comm;  // the job's MPI communicator for parallel HDF5 (null for one process)
+  dist::MpiHandle mpi_comm;  // the job's MPI communicator for parallel HDF5 (none for one process)
   // The frozen base LM of base.model with its tokenizer, loaded on first use and shared.
   model::LanguageModel& base();
   // Stream lengths at which the curves ask answer_after (sorted, within the stream).

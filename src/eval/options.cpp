@@ -18,9 +18,9 @@ void declare_shared_options(config::Schema& schema) {
   schema.add_string("stream.test", "runs/quickstart/data/test.jsonl",
                     "the test stream of engram eval: documents in stream order with their questions");
   schema.add_string("decoding.strategy", "greedy",
-                    "how answers are generated: greedy, or diverse_beam (group beam search: decoding.num_beams, "
-                    "decoding.num_beam_groups, decoding.diversity_penalty)",
-                    {"greedy", "diverse_beam"});
+                    "how answers are generated: greedy, beam (decoding.num_beams), or diverse_beam (group beam "
+                    "search: decoding.num_beams, decoding.num_beam_groups, decoding.diversity_penalty)",
+                    core::enum_choices<model::GenerateOptions::Strategy>());
   schema.add_int("decoding.num_beams", 12, "beams of diverse_beam decoding", config::Range::at_least(1));
   schema.add_int("decoding.num_beam_groups", 4, "beam groups of diverse_beam decoding", config::Range::at_least(1));
   schema.add_float("decoding.diversity_penalty", 10.0, "diversity penalty of diverse_beam decoding",
@@ -48,9 +48,9 @@ model::GenerateOptions DecodingOptions::generate_options(const text::Tokenizer& 
   g.max_new_tokens = max_new_tokens;
   g.eos_id = tokenizer.eos_id();
   g.pad_id = std::max(0, tokenizer.pad_id());
-  if (strategy == Decoding::DiverseBeam) {
-    g.strategy = "diverse_beam";
-    g.num_beams = num_beams;
+  g.strategy = strategy;
+  if (strategy != model::GenerateOptions::Strategy::Greedy) g.num_beams = num_beams;
+  if (strategy == model::GenerateOptions::Strategy::DiverseBeam) {
     g.num_beam_groups = num_beam_groups;
     g.diversity_penalty = diversity_penalty;
   }
@@ -60,7 +60,7 @@ model::GenerateOptions DecodingOptions::generate_options(const text::Tokenizer& 
 
 DecodingOptions decoding_options_from(const config::Config& cfg) {
   DecodingOptions d;
-  d.strategy = cfg.get_string("decoding.strategy") == "diverse_beam" ? Decoding::DiverseBeam : Decoding::Greedy;
+  d.strategy = core::parse_enum<model::GenerateOptions::Strategy>(cfg.get_string("decoding.strategy"), "decoding.strategy");
   d.max_new_tokens = cfg.get_int("decoding.max_new_tokens");
   d.num_beams = static_cast<int>(cfg.get_int("decoding.num_beams"));
   d.num_beam_groups = static_cast<int>(cfg.get_int("decoding.num_beam_groups"));

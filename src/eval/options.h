@@ -20,10 +20,8 @@ namespace engram::eval {
 
 void declare_shared_options(config::Schema& schema);
 
-enum class Decoding { Greedy, DiverseBeam };
-
 struct DecodingOptions {
-  Decoding strategy = Decoding::Greedy;
+  model::GenerateOptions::Strategy strategy = model::GenerateOptions::Strategy::Greedy;
   int64_t max_new_tokens = 16;
   int num_beams = 12, num_beam_groups = 4;
   double diversity_penalty = 10.0;

@@ -60,13 +60,13 @@ struct H5File::Handles {
   hid_t transfer = H5P_DEFAULT;  // dataset transfer properties (collective in parallel files)
 };
 
-H5File::H5File(const std::string& path, Mode mode, const void* mpi_comm) : path_(path) {
+H5File::H5File(const std::string& path, Mode mode, dist::MpiHandle mpi_comm) : path_(path) {
   silence_hdf5();
-  parallel_ = mpi_comm != nullptr;
+  parallel_ = mpi_comm.parallel();
   Id access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   if (parallel_) {
 #ifdef H5_HAVE_PARALLEL
-    MPI_Comm comm = *static_cast<const MPI_Comm*>(mpi_comm);
+    MPI_Comm comm = *static_cast<const MPI_Comm*>(mpi_comm.raw());
     H5Pset_fapl_mpio(access, comm, MPI_INFO_NULL);
     // Metadata reads and writes done collectively: one rank reads, the rest receive (scales).
     H5Pset_all_coll_metadata_ops(access, 1);

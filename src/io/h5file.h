@@ -2,7 +2,7 @@
 // HDF5 files of engram (checkpoints, memory banks, converted models): one class for serial and
 // parallel (MPI-IO) access, tensors in and out, row ranges by hyperslab, attributes.
 //
-// Parallel use: pass the job's MPI communicator handle (dist::Runtime::mpi_comm_handle()). Then,
+// Parallel use: pass the job's MPI communicator handle (dist::Runtime::mpi_handle()). Then,
 // as HDF5 requires, every call that changes the file's structure (create, create_dataset,
 // set_attr, extend, close) is collective: every rank makes it with the same arguments. Data
 // transfers are collective too: a rank with nothing to write passes an empty row range.
@@ -16,14 +16,16 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "dist/mpi_handle.h"
+
 namespace engram::io {
 
 class H5File {
  public:
   enum class Mode { Create, Read, ReadWrite };
-  // `mpi_comm`: null for one process (serial driver), else a pointer to an MPI_Comm.
+  // `mpi_comm`: none for one process (serial driver), else the job's communicator (MPI-IO driver).
   // Errors (missing file, not HDF5, no permission) -> core::UserError naming the file.
-  H5File(const std::string& path, Mode mode, const void* mpi_comm = nullptr);
+  H5File(const std::string& path, Mode mode, dist::MpiHandle mpi_comm = {});
   ~H5File();
   H5File(const H5File&) = delete;
   H5File& operator=(const H5File&) = delete;

@@ -49,7 +49,7 @@ RopeTables rope_of(const at::Tensor& cos, const at::Tensor& sin, const Shape& s)
   return {cos.data_ptr<float>(), sin.data_ptr<float>(), cos.size(0), s.T, s.hd, s.T};
 }
 
-// One row of hd values, rotated (rotate-half convention, rope_with in decoder.cpp):
+// One row of hd values, rotated (rotate-half convention, rope_with in decoder_positions.cpp):
 // out[j] = x[j] cos[j] - x[j + hd/2] sin[j], out[j + hd/2] = x[j + hd/2] cos[j + hd/2] + x[j] sin[j + hd/2].
 inline void rope_row(const float* x, const float* cos, const float* sin, int64_t hd, float* out) {
   const int64_t half = hd / 2;

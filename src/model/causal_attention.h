@@ -1,6 +1,6 @@
 #pragma once
 // Causal softmax attention fused into one CPU op, for the decoder's attention without ALiBi or
-// attention dropout (decoder.cpp falls back to the op-by-op form otherwise).
+// attention dropout (decoder_blocks.cpp falls back to the op-by-op form otherwise).
 //
 // Why: the op-by-op form writes and reads the [B, H, T, S] scores ~10 times per layer (matmul,
 // scale + bias add, softmax, their backwards, dtype copies under autocast): on the quickstart's
@@ -20,7 +20,7 @@ namespace engram::model {
 // Query i sits at key index i + S - T (the S - T keys before the new tokens are prefix slots and
 // cached tokens) and sees the keys up to itself. key_real [B, S] (uint8 or bool; undefined = all
 // real): a 0 hides that key from every query but itself (padding). cos, sin (optional) [1 or B,
-// 1, T, hd]: rotary tables (decoder.cpp's rope_with) applied to q and to the last T keys while
+// 1, T, hd]: rotary tables (decoder_blocks.cpp's rope_with) applied to q and to the last T keys while
 // they are packed into float32, so the rotation costs no tensor passes of its own. Differentiable
 // in q, k and v.
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_real,

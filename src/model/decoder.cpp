@@ -35,7 +35,7 @@ DecoderImpl::DecoderImpl(DecoderConfig config) : config_(std::move(config)) {
   parts_ = std::make_shared<Parts>();
   auto& p = *parts_;
   p.wte = register_module("wte", torch::nn::Embedding(c.vocab_size, c.d_model));
-  if (c.positions == "learned")
+  if (c.positions == DecoderConfig::Positions::Learned)
     p.wpe = register_module("wpe", torch::nn::Embedding(c.max_positions, c.d_model));
   p.blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.n_layers; ++i) {
@@ -43,9 +43,9 @@ DecoderImpl::DecoderImpl(DecoderConfig config) : config_(std::move(config)) {
     p.blocks->push_back(block);
     p.block_list.push_back(block.ptr());
   }
-  p.ln_f = register_module("ln_f", detail::Norm(c.d_model, c.norm == "rms", c.norm_eps));
+  p.ln_f = register_module("ln_f", detail::Norm(c.d_model, c.norm == DecoderConfig::Norm::Rms, c.norm_eps));
   if (!c.tied_head) p.head = register_module("head", Linear(c.d_model, c.vocab_size, c.head_bias));
-  if (c.positions == "alibi") p.slopes = alibi_slopes(c.n_heads);
+  if (c.positions == DecoderConfig::Positions::Alibi) p.slopes = alibi_slopes(c.n_heads);
 
   // GPT-2 init: N(0, std) for linears and embeddings, zero biases, norms 1 / 0, residual
   // projections (attn.o, mlp.down) N(0, std / sqrt(2 L)).
@@ -84,7 +84,7 @@ Prefix DecoderImpl::prefix_from_states(const std::vector<at::Tensor>& states) {
     at::Tensor h = block.ln1(s);
     auto heads = [&](const at::Tensor& t) { return t.view({B, P, c.n_heads, c.head_dim()}).transpose(1, 2); };
     at::Tensor k = heads(block.attn->k(h)), v = heads(block.attn->v(h));
-    if (c.positions == "rope")
+    if (c.positions == DecoderConfig::Positions::Rope)
       k = apply_rope(k, at::arange(P, at::TensorOptions().dtype(at::kLong).device(s.device())).unsqueeze(0), c.rope_theta);
     prefix.keys.push_back(k);
     prefix.values.push_back(v);

@@ -28,6 +28,8 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include "core/enum_names.h"
+
 namespace engram::config {
 class Config;
 class Schema;
@@ -42,11 +44,14 @@ struct DecoderConfig {
   int64_t n_heads = 4;
   int64_t d_ff = 512;             // MLP hidden size
   int64_t max_positions = 1024;   // size of the learned position table; rope/alibi: no table
-  std::string positions = "learned";  // learned | alibi | rope
-  std::string block = "sequential";   // sequential: x += attn(ln1 x); x += mlp(ln2 x)
-                                      // parallel:   x += attn(ln1 x) + mlp(ln1 x)
-  std::string norm = "layer";         // layer | rms
-  std::string mlp = "gelu_new";       // gelu (erf) | gelu_new (tanh approximation) | swiglu
+  enum class Positions { Learned, Alibi, Rope };
+  enum class Block { Sequential, Parallel };  // x += attn(ln1 x); x += mlp(ln2 x) | x += attn(ln1 x) + mlp(ln1 x)
+  enum class Norm { Layer, Rms };
+  enum class Mlp { Gelu, GeluNew, SwiGlu };  // gelu (erf) | gelu_new (tanh approximation) | swiglu
+  Positions positions = Positions::Learned;
+  Block block = Block::Sequential;
+  Norm norm = Norm::Layer;
+  Mlp mlp = Mlp::GeluNew;
   bool bias = true;                   // biases of q/k/v/o and of the MLP linears
   int mlp_bias = -1;                  // MLP biases: -1 = as `bias`, 0 = none, 1 = with biases
                                       // (alibi-parallel: no attention biases, MLP biases)
@@ -170,3 +175,25 @@ class DecoderImpl : public torch::nn::Module {
 TORCH_MODULE(Decoder);
 
 }  // namespace engram::model
+
+// The names of the choices, as model.* options and model files write them.
+template <>
+struct engram::core::EnumNames<engram::model::DecoderConfig::Positions> {
+  using E = engram::model::DecoderConfig::Positions;
+  static constexpr std::pair<E, const char*> names[] = {{E::Learned, "learned"}, {E::Alibi, "alibi"}, {E::Rope, "rope"}};
+};
+template <>
+struct engram::core::EnumNames<engram::model::DecoderConfig::Block> {
+  using E = engram::model::DecoderConfig::Block;
+  static constexpr std::pair<E, const char*> names[] = {{E::Sequential, "sequential"}, {E::Parallel, "parallel"}};
+};
+template <>
+struct engram::core::EnumNames<engram::model::DecoderConfig::Norm> {
+  using E = engram::model::DecoderConfig::Norm;
+  static constexpr std::pair<E, const char*> names[] = {{E::Layer, "layer"}, {E::Rms, "rms"}};
+};
+template <>
+struct engram::core::EnumNames<engram::model::DecoderConfig::Mlp> {
+  using E = engram::model::DecoderConfig::Mlp;
+  static constexpr std::pair<E, const char*> names[] = {{E::Gelu, "gelu"}, {E::GeluNew, "gelu_new"}, {E::SwiGlu, "swiglu"}};
+};

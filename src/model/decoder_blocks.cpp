@@ -84,17 +84,17 @@ at::Tensor AttentionImpl::forward(const at::Tensor& h, const AttnContext& ctx) {
 MlpImpl::MlpImpl(const DecoderConfig& c) : kind_(c.mlp) {
   const bool b = c.has_mlp_bias();
   up = register_module("up", Linear(c.d_model, c.d_ff, b));
-  if (kind_ == "swiglu") gate = register_module("gate", Linear(c.d_model, c.d_ff, b));
+  if (kind_ == DecoderConfig::Mlp::SwiGlu) gate = register_module("gate", Linear(c.d_model, c.d_ff, b));
   down = register_module("down", Linear(c.d_ff, c.d_model, b));
 }
 
 at::Tensor MlpImpl::forward(const at::Tensor& h) {  // [B, T, d] -> [B, T, d]
-  if (kind_ == "swiglu") return down(at::silu(gate(h)) * up(h));
-  return down(kind_ == "gelu_new" ? gelu_tanh(up(h)) : at::gelu(up(h)));
+  if (kind_ == DecoderConfig::Mlp::SwiGlu) return down(at::silu(gate(h)) * up(h));
+  return down(kind_ == DecoderConfig::Mlp::GeluNew ? gelu_tanh(up(h)) : at::gelu(up(h)));
 }
 
-BlockImpl::BlockImpl(const DecoderConfig& c) : parallel_(c.block == "parallel"), dropout_(c.dropout) {
-  const bool rms = c.norm == "rms";
+BlockImpl::BlockImpl(const DecoderConfig& c) : parallel_(c.block == DecoderConfig::Block::Parallel), dropout_(c.dropout) {
+  const bool rms = c.norm == DecoderConfig::Norm::Rms;
   ln1 = register_module("ln1", Norm(c.d_model, rms, c.norm_eps));
   attn = register_module("attn", Attention(c));
   if (!parallel_) ln2 = register_module("ln2", Norm(c.d_model, rms, c.norm_eps));

@@ -14,30 +14,30 @@ DecoderConfig DecoderConfig::preset(const std::string& name) { return preset(nam
 DecoderConfig DecoderConfig::preset(const std::string& name, DecoderConfig sizes) {
   DecoderConfig c = sizes;  // sizes, dropout, init_std and rope_theta keep their values
   if (name == "gpt2" || name == "custom") {
-    c.positions = "learned";
-    c.block = "sequential";
-    c.norm = "layer";
-    c.mlp = "gelu_new";
+    c.positions = DecoderConfig::Positions::Learned;
+    c.block = DecoderConfig::Block::Sequential;
+    c.norm = DecoderConfig::Norm::Layer;
+    c.mlp = DecoderConfig::Mlp::GeluNew;
     c.bias = true;
     c.mlp_bias = -1;
     c.tied_head = true;
     c.head_bias = false;
     c.norm_eps = 1e-5;
   } else if (name == "alibi-parallel") {
-    c.positions = "alibi";
-    c.block = "parallel";
-    c.norm = "layer";
-    c.mlp = "gelu_new";
+    c.positions = DecoderConfig::Positions::Alibi;
+    c.block = DecoderConfig::Block::Parallel;
+    c.norm = DecoderConfig::Norm::Layer;
+    c.mlp = DecoderConfig::Mlp::GeluNew;
     c.bias = false;  // q/k/v/o without biases
     c.mlp_bias = 1;  // fc_in / fc_out with biases
     c.tied_head = false;
     c.head_bias = true;
     c.norm_eps = 1e-6;
   } else if (name == "llama") {
-    c.positions = "rope";
-    c.block = "sequential";
-    c.norm = "rms";
-    c.mlp = "swiglu";
+    c.positions = DecoderConfig::Positions::Rope;
+    c.block = DecoderConfig::Block::Sequential;
+    c.norm = DecoderConfig::Norm::Rms;
+    c.mlp = DecoderConfig::Mlp::SwiGlu;
     c.bias = false;
     c.mlp_bias = -1;
     c.tied_head = false;
@@ -50,15 +50,6 @@ DecoderConfig DecoderConfig::preset(const std::string& name, DecoderConfig sizes
   return c;
 }
 
-namespace {
-void check_choice(const std::string& option, const std::string& value,
-                  const std::vector<std::string>& choices) {
-  if (std::find(choices.begin(), choices.end(), value) != choices.end()) return;
-  std::string list;
-  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
-  core::fail("model.{}: unknown value '{}' (expected one of: {})", option, value, list);
-}
-}  // namespace
 
 void DecoderConfig::validate() const {
   if (vocab_size <= 0) core::fail("model.vocab_size: must be positive, got {}", vocab_size);
@@ -68,14 +59,10 @@ void DecoderConfig::validate() const {
   if (d_model % n_heads != 0)
     core::fail("model.n_heads: d_model {} is not divisible by {} heads", d_model, n_heads);
   if (d_ff <= 0) core::fail("model.d_ff: must be positive, got {}", d_ff);
-  check_choice("positions", positions, {"learned", "alibi", "rope"});
-  check_choice("block", block, {"sequential", "parallel"});
-  check_choice("norm", norm, {"layer", "rms"});
-  check_choice("mlp", mlp, {"gelu", "gelu_new", "swiglu"});
-  if (positions == "learned" && max_positions <= 0)
+  if (positions == DecoderConfig::Positions::Learned && max_positions <= 0)
     core::fail("model.max_positions: must be positive with learned positions, got {}",
                max_positions);
-  if (positions == "rope" && head_dim() % 2 != 0)
+  if (positions == DecoderConfig::Positions::Rope && head_dim() % 2 != 0)
     core::fail("model.n_heads: rope needs an even head size, got d_model {} / {} heads = {}",
                d_model, n_heads, head_dim());
   if (!(dropout >= 0.0 && dropout < 1.0))

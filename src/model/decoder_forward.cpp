@@ -87,7 +87,7 @@ at::Tensor embed(const DecoderConfig& c, torch::nn::Embedding& wte, torch::nn::E
                  const at::Tensor& input_ids, const at::Tensor& mask, const Positions& pos, const Sizes& s,
                  bool training) {
   at::Tensor x = wte(input_ids);  // [B, T, d]
-  if (c.positions == "learned") {
+  if (c.positions == DecoderConfig::Positions::Learned) {
     const int64_t max_pos = mask.defined() ? pos.queries.max().item<int64_t>() : s.P + s.S_real - 1;
     if (max_pos >= c.max_positions)
       core::fail("model.max_positions: position {} (prefix {} + cached {} + new {} tokens) is "
@@ -138,12 +138,12 @@ detail::AttnContext shared_attention(const DecoderConfig& c, const at::Tensor& m
                                      const at::Tensor& slopes, const Sizes& s, bool fused,
                                      const at::TensorOptions& x_options, const c10::Device& dev) {
   detail::AttnContext ctx;
-  if (c.positions == "rope") {
+  if (c.positions == DecoderConfig::Positions::Rope) {
     auto tables = detail::rope_tables(pos.queries, s.hd, c.rope_theta, x_options);
     ctx.cos = tables.first;
     ctx.sin = tables.second;
   }
-  const bool alibi = c.positions == "alibi";
+  const bool alibi = c.positions == DecoderConfig::Positions::Alibi;
   ctx.fused = fused;
   if (ctx.fused) {
     if (mask.defined()) {
@@ -187,7 +187,7 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& input_ids, const ForwardOpt
 
   DecoderOutput out;
   at::Tensor x = embed(c, p.wte, p.wpe, input_ids, mask, pos, s, is_training());
-  const bool alibi = c.positions == "alibi";
+  const bool alibi = c.positions == DecoderConfig::Positions::Alibi;
   // The fused CPU attention (causal_attention.h) cannot add ALiBi's bias or drop attention weights.
   const bool fused = fused_attention_ && dev.is_cpu() && !alibi && !(c.dropout > 0.0 && is_training());
   detail::AttnContext ctx = shared_attention(c, mask, pos, p.slopes, s, fused, x.options(), dev);

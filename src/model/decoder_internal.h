@@ -70,7 +70,7 @@ class MlpImpl : public torch::nn::Module {
   Linear up{nullptr}, gate{nullptr}, down{nullptr};
 
  private:
-  std::string kind_;
+  DecoderConfig::Mlp kind_;
 };
 TORCH_MODULE(Mlp);
 

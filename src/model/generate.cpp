@@ -11,20 +11,18 @@
 namespace engram::model {
 
 void GenerateOptions::validate() const {
-  if (strategy != "greedy" && strategy != "beam" && strategy != "diverse_beam")
-    core::fail("generate.strategy must be greedy, beam or diverse_beam, got '{}'", strategy);
   if (max_new_tokens < 0) core::fail("generate.max_new_tokens must be >= 0, got {}", max_new_tokens);
   if (num_beams < 1) core::fail("generate.num_beams must be >= 1, got {}", num_beams);
   if (num_beam_groups < 1) core::fail("generate.num_beam_groups must be >= 1, got {}", num_beam_groups);
   if (num_beams % num_beam_groups != 0)
     core::fail("generate.num_beams ({}) must be divisible by generate.num_beam_groups ({})", num_beams,
                num_beam_groups);
-  if (strategy == "greedy" && (num_beams != 1 || num_beam_groups != 1))
+  if (strategy == Strategy::Greedy && (num_beams != 1 || num_beam_groups != 1))
     core::fail("generate.strategy greedy needs num_beams = 1 and num_beam_groups = 1, got {} and {}", num_beams,
                num_beam_groups);
-  if (strategy == "beam" && num_beam_groups != 1)
+  if (strategy == Strategy::Beam && num_beam_groups != 1)
     core::fail("generate.strategy beam needs num_beam_groups = 1 (use diverse_beam), got {}", num_beam_groups);
-  if (strategy == "beam" && diversity_penalty != 0)
+  if (strategy == Strategy::Beam && diversity_penalty != 0)
     core::fail("generate.diversity_penalty applies to diverse_beam only, got {} with beam", diversity_penalty);
   if (!(diversity_penalty >= 0)) core::fail("generate.diversity_penalty must be >= 0, got {}", diversity_penalty);
   if (!std::isfinite(length_penalty)) core::fail("generate.length_penalty must be finite");
@@ -382,7 +380,7 @@ std::vector<std::vector<Hypothesis>> generate_hypotheses(Decoder& model,
     batch_prefix = expand_prefix(*prefix, B, 1);
     p = &batch_prefix;
   }
-  if (options.strategy == "greedy") return run_greedy(model, batch, options, p);
+  if (options.strategy == GenerateOptions::Strategy::Greedy) return run_greedy(model, batch, options, p);
   return run_beam(model, batch, options, p);
 }
 

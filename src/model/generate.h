@@ -29,13 +29,15 @@
 #include <string>
 #include <vector>
 
+#include "core/enum_names.h"
 #include "model/decoder.h"
 
 namespace engram::model {
 
 struct GenerateOptions {
+  enum class Strategy { Greedy, Beam, DiverseBeam };
   int64_t max_new_tokens = 16;
-  std::string strategy = "greedy";  // greedy | beam | diverse_beam
+  Strategy strategy = Strategy::Greedy;
   int num_beams = 1;
   int num_beam_groups = 1;
   double diversity_penalty = 0;
@@ -44,7 +46,7 @@ struct GenerateOptions {
   int32_t eos_id = -1;  // -1: no EOS, every row runs max_new_tokens
   int32_t pad_id = 0;   // left padding of prompts and filler after a row stops
 
-  // core::UserError naming the option: unknown strategy, num_beams < 1, num_beam_groups < 1,
+  // core::UserError naming the option: num_beams < 1, num_beam_groups < 1,
   // num_beams % num_beam_groups != 0, greedy with num_beams != 1, beam with num_beam_groups != 1,
   // negative max_new_tokens / diversity_penalty, pad_id < 0.
   void validate() const;
@@ -73,3 +75,10 @@ std::vector<std::vector<Hypothesis>> generate_hypotheses(Decoder& model,
                                                          const Prefix* prefix = nullptr);
 
 }  // namespace engram::model
+
+template <>
+struct engram::core::EnumNames<engram::model::GenerateOptions::Strategy> {
+  using Strategy = engram::model::GenerateOptions::Strategy;
+  static constexpr std::pair<Strategy, const char*> names[] = {
+      {Strategy::Greedy, "greedy"}, {Strategy::Beam, "beam"}, {Strategy::DiverseBeam, "diverse_beam"}};
+};

@@ -368,7 +368,7 @@ RuleFn decoder_rule(const std::string& model_type) {
 std::string describe(const HfCheckpoint& c) {
   const DecoderConfig& d = c.config;
   return fmt::format("{} model with {} layers, d_model {}, d_ff {}, vocab {}{}", c.model_type, d.n_layers, d.d_model,
-                     d.d_ff, d.vocab_size, d.positions == "learned" ? fmt::format(", {} positions", d.max_positions) : "");
+                     d.d_ff, d.vocab_size, d.positions == DecoderConfig::Positions::Learned ? fmt::format(", {} positions", d.max_positions) : "");
 }
 
 // Checks that `c` is what `model_type` expresses in HF; UserError naming the difference.
@@ -377,17 +377,17 @@ void check_exportable(const DecoderConfig& c, const std::string& model_type) {
     if (!ok) fail("cannot export the model as Hugging Face {}: it needs {}", model_type, what);
   };
   if (model_type == "gpt2") {
-    need(c.positions == "learned", "learned positions (model.positions = learned), not " + c.positions);
-    need(c.block == "sequential", "sequential blocks, not " + c.block);
-    need(c.norm == "layer", "layer norm, not " + c.norm);
-    need(c.mlp == "gelu_new" || c.mlp == "gelu", "a gelu or gelu_new MLP, not " + c.mlp);
+    need(c.positions == DecoderConfig::Positions::Learned, "learned positions (model.positions = learned), not " + std::string(core::name_of(c.positions)));
+    need(c.block == DecoderConfig::Block::Sequential, "sequential blocks, not " + std::string(core::name_of(c.block)));
+    need(c.norm == DecoderConfig::Norm::Layer, "layer norm, not " + std::string(core::name_of(c.norm)));
+    need(c.mlp == DecoderConfig::Mlp::GeluNew || c.mlp == DecoderConfig::Mlp::Gelu, "a gelu or gelu_new MLP, not " + std::string(core::name_of(c.mlp)));
     need(c.bias && c.has_mlp_bias(), "biases in attention and MLP");
     need(!c.head_bias, "an output head without bias");
   } else if (model_type == "llama") {
-    need(c.positions == "rope", "rope positions, not " + c.positions);
-    need(c.block == "sequential", "sequential blocks, not " + c.block);
-    need(c.norm == "rms", "RMS norm, not " + c.norm);
-    need(c.mlp == "swiglu", "a swiglu MLP, not " + c.mlp);
+    need(c.positions == DecoderConfig::Positions::Rope, "rope positions, not " + std::string(core::name_of(c.positions)));
+    need(c.block == DecoderConfig::Block::Sequential, "sequential blocks, not " + std::string(core::name_of(c.block)));
+    need(c.norm == DecoderConfig::Norm::Rms, "RMS norm, not " + std::string(core::name_of(c.norm)));
+    need(c.mlp == DecoderConfig::Mlp::SwiGlu, "a swiglu MLP, not " + std::string(core::name_of(c.mlp)));
     need(!c.bias && !c.has_mlp_bias(), "no attention or MLP biases");
     need(!c.head_bias, "an output head without bias");
   } else {
@@ -395,7 +395,7 @@ void check_exportable(const DecoderConfig& c, const std::string& model_type) {
   }
 }
 
-std::string activation_name(const std::string& mlp) { return mlp == "gelu" ? "gelu" : "gelu_new"; }
+std::string activation_name(DecoderConfig::Mlp mlp) { return mlp == DecoderConfig::Mlp::Gelu ? "gelu" : "gelu_new"; }
 
 }  // namespace
 
@@ -417,9 +417,9 @@ HfCheckpoint read_hf_config(const std::string& folder) {
     out.config.norm_eps = j.number("layer_norm_epsilon", 1e-5);
     const std::string act = j.string("activation_function", "gelu_new");
     if (act == "gelu_new" || act == "gelu_pytorch_tanh")
-      out.config.mlp = "gelu_new";
+      out.config.mlp = DecoderConfig::Mlp::GeluNew;
     else if (act == "gelu")
-      out.config.mlp = "gelu";
+      out.config.mlp = DecoderConfig::Mlp::Gelu;
     else
       fail("{}: \"activation_function\": '{}' is not supported (supported: gelu_new, gelu_pytorch_tanh, gelu)", j.path,
            act);

@@ -19,8 +19,8 @@ constexpr int64_t kVersion = 1;
 std::string decoder_config_to_json(const DecoderConfig& c) {
   nlohmann::json j{{"vocab_size", c.vocab_size}, {"d_model", c.d_model},     {"n_layers", c.n_layers},
                    {"n_heads", c.n_heads},       {"d_ff", c.d_ff},           {"max_positions", c.max_positions},
-                   {"positions", c.positions},   {"block", c.block},         {"norm", c.norm},
-                   {"mlp", c.mlp},               {"bias", c.bias},           {"tied_head", c.tied_head},
+                   {"positions", core::name_of(c.positions)},   {"block", core::name_of(c.block)},         {"norm", core::name_of(c.norm)},
+                   {"mlp", core::name_of(c.mlp)},               {"bias", c.bias},           {"tied_head", c.tied_head},
                    {"head_bias", c.head_bias},   {"norm_eps", c.norm_eps},   {"rope_theta", c.rope_theta},
                    {"dropout", c.dropout},       {"init_std", c.init_std}};
   return j.dump();
@@ -41,10 +41,10 @@ DecoderConfig decoder_config_from_json(const std::string& text, const std::strin
     c.n_heads = j.at("n_heads");
     c.d_ff = j.at("d_ff");
     c.max_positions = j.at("max_positions");
-    c.positions = j.at("positions");
-    c.block = j.at("block");
-    c.norm = j.at("norm");
-    c.mlp = j.at("mlp");
+    c.positions = core::parse_enum<DecoderConfig::Positions>(j.at("positions"), origin + ": positions");
+    c.block = core::parse_enum<DecoderConfig::Block>(j.at("block"), origin + ": block");
+    c.norm = core::parse_enum<DecoderConfig::Norm>(j.at("norm"), origin + ": norm");
+    c.mlp = core::parse_enum<DecoderConfig::Mlp>(j.at("mlp"), origin + ": mlp");
     c.bias = j.at("bias");
     c.tied_head = j.at("tied_head");
     c.head_bias = j.at("head_bias");

@@ -25,17 +25,17 @@ void declare_model_options(config::Schema& schema) {
   schema.add_string("model.positions", "learned",
                     "position encoding, overrides the preset: learned (table), alibi (linear "
                     "attention biases), rope (rotary)",
-                    {"learned", "alibi", "rope"});
+                    core::enum_choices<DecoderConfig::Positions>());
   schema.add_string("model.block", "sequential",
                     "block layout, overrides the preset: sequential (x += attn(ln1 x); x += "
                     "mlp(ln2 x)) or parallel (x += attn(ln1 x) + mlp(ln1 x))",
-                    {"sequential", "parallel"});
+                    core::enum_choices<DecoderConfig::Block>());
   schema.add_string("model.norm", "layer", "normalisation, overrides the preset: layer or rms",
-                    {"layer", "rms"});
+                    core::enum_choices<DecoderConfig::Norm>());
   schema.add_string("model.mlp", "gelu_new",
                     "MLP, overrides the preset: gelu (erf), gelu_new (tanh approximation) or "
                     "swiglu (down(silu(gate x) * up x))",
-                    {"gelu", "gelu_new", "swiglu"});
+                    core::enum_choices<DecoderConfig::Mlp>());
   schema.add_bool("model.bias", true,
                   "biases in the attention and MLP linears, overrides the preset");
   schema.add_bool("model.tied_head", true,
@@ -69,10 +69,12 @@ DecoderConfig decoder_config_from(const config::Config& config) {
                sizes.vocab_size);
 
   DecoderConfig c = DecoderConfig::preset(config.get_string("model.preset"), sizes);
-  if (is_set("model.positions")) c.positions = config.get_string("model.positions");
-  if (is_set("model.block")) c.block = config.get_string("model.block");
-  if (is_set("model.norm")) c.norm = config.get_string("model.norm");
-  if (is_set("model.mlp")) c.mlp = config.get_string("model.mlp");
+  if (is_set("model.positions"))
+    c.positions = core::parse_enum<DecoderConfig::Positions>(config.get_string("model.positions"), "model.positions");
+  if (is_set("model.block"))
+    c.block = core::parse_enum<DecoderConfig::Block>(config.get_string("model.block"), "model.block");
+  if (is_set("model.norm")) c.norm = core::parse_enum<DecoderConfig::Norm>(config.get_string("model.norm"), "model.norm");
+  if (is_set("model.mlp")) c.mlp = core::parse_enum<DecoderConfig::Mlp>(config.get_string("model.mlp"), "model.mlp");
   if (is_set("model.bias")) {
     c.bias = config.get_bool("model.bias");
     c.mlp_bias = -1;  // an explicit model.bias covers the MLP too

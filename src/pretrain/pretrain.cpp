@@ -68,7 +68,7 @@ model::Decoder build_decoder(const PretrainOptions& o, const text::Tokenizer& to
   if (arch.vocab_size <= 0) arch.vocab_size = tokenizer.vocab_size();
   if (arch.vocab_size < tokenizer.vocab_size())
     core::fail("model.vocab_size {} is smaller than the tokenizer's {}", arch.vocab_size, tokenizer.vocab_size());
-  if (arch.positions == "learned" && arch.max_positions < o.seq_len)
+  if (arch.positions == model::DecoderConfig::Positions::Learned && arch.max_positions < o.seq_len)
     core::fail("model.max_positions {} < pretrain.seq_len {}", arch.max_positions, o.seq_len);
   torch::manual_seed(o.seed);  // the same initial weights on every rank
   model::Decoder decoder(arch);
@@ -80,7 +80,7 @@ model::Decoder build_decoder(const PretrainOptions& o, const text::Tokenizer& to
 
 train::TrainResult train_decoder(const PretrainOptions& o, model::Decoder& decoder, const text::Tokenizer& tokenizer,
                                  const std::vector<data::Example>& examples, dist::Communicator& comm,
-                                 const void* mpi_comm) {
+                                 dist::MpiHandle mpi_comm) {
   train::TrainOptions options = o.train;
   options.out_dir = o.out_dir;
   std::vector<std::pair<std::string, at::Tensor>> params;
@@ -159,7 +159,7 @@ PretrainOptions pretrain_options_from(const config::Config& cfg) {
   return o;
 }
 
-PretrainReport pretrain_base_lm(const PretrainOptions& o, dist::Communicator& comm, const void* mpi_comm) {
+PretrainReport pretrain_base_lm(const PretrainOptions& o, dist::Communicator& comm, dist::MpiHandle mpi_comm) {
   auto tokenizer = text::load_tokenizer(o.tokenizer);
   core::Stopwatch clock;
   const auto docs = data::read_files(o.data, o.read);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/mpi_handle.h"
 #include "data/readers.h"
 #include "eval/qa_eval.h"
 #include "model/decoder.h"
@@ -50,6 +51,6 @@ struct PretrainReport {
 };
 
 // Collective. `mpi_comm`: the job's MPI communicator for parallel HDF5 (null for one process).
-PretrainReport pretrain_base_lm(const PretrainOptions& options, dist::Communicator& comm, const void* mpi_comm);
+PretrainReport pretrain_base_lm(const PretrainOptions& options, dist::Communicator& comm, dist::MpiHandle mpi_comm);
 
 }  // namespace engram::pretrain

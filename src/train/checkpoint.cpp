@@ -54,7 +54,7 @@ std::vector<int64_t> all_sizes(dist::Communicator& comm, int64_t local) {
 
 }  // namespace
 
-CheckpointStore::CheckpointStore(std::string dir, dist::Communicator& comm, const void* mpi_comm, int keep_last)
+CheckpointStore::CheckpointStore(std::string dir, dist::Communicator& comm, dist::MpiHandle mpi_comm, int keep_last)
     : dir_(std::move(dir)), comm_(comm), mpi_comm_(mpi_comm), keep_last_(keep_last) {
   if (comm_.rank() == 0) fs::create_directories(dir_);
   comm_.barrier();
@@ -88,7 +88,7 @@ void CheckpointStore::save(const CheckpointData& data) {
   const int world = comm_.world_size(), rank = comm_.rank();
   const std::string final_path = file_of(data.step), tmp_path = final_path + ".tmp";
   {
-    io::H5File file(tmp_path, io::H5File::Mode::Create, world > 1 ? mpi_comm_ : nullptr);
+    io::H5File file(tmp_path, io::H5File::Mode::Create, world > 1 ? mpi_comm_ : dist::MpiHandle());
     file.create_group("/meta");
     file.set_attr("/meta", "format", std::string(kFormat));
     file.set_attr("/meta", "version", kVersion);

@@ -22,6 +22,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "dist/mpi_handle.h"
+
 namespace engram::dist {
 class Communicator;
 }
@@ -45,8 +47,8 @@ struct CheckpointData {
 
 class CheckpointStore {
  public:
-  // `mpi_comm`: the job's MPI communicator handle for parallel HDF5 (null for one process).
-  CheckpointStore(std::string dir, dist::Communicator& comm, const void* mpi_comm, int keep_last = 3);
+  // `mpi_comm`: the job's MPI communicator handle for parallel HDF5 (none for one process).
+  CheckpointStore(std::string dir, dist::Communicator& comm, dist::MpiHandle mpi_comm, int keep_last = 3);
 
   // Collective: every rank calls it with its own rng/data and the same model/optim.
   void save(const CheckpointData& data);
@@ -62,7 +64,7 @@ class CheckpointStore {
  private:
   std::string dir_;
   dist::Communicator& comm_;
-  const void* mpi_comm_;
+  dist::MpiHandle mpi_comm_;
   int keep_last_;
 };
 

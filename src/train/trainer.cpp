@@ -35,7 +35,8 @@ void declare_train_options(config::Schema& schema, const std::string& section, c
   schema.add_int(p + "micro_batch", d.micro_batch, "examples per rank per micro-step");
   schema.add_int(p + "accumulation", d.accumulation, "micro-steps per optimizer step (gradient accumulation)");
   schema.add_float(p + "lr", d.lr, "peak learning rate");
-  schema.add_string(p + "schedule", d.schedule, "learning-rate schedule after warm-up", {"constant", "linear", "cosine"});
+  schema.add_string(p + "schedule", core::name_of(d.schedule), "learning-rate schedule after warm-up",
+                    core::enum_choices<Schedule::Kind>());
   schema.add_int(p + "warmup_steps", d.warmup_steps, "linear warm-up steps from 0 to the peak learning rate");
   schema.add_float(p + "min_lr_ratio", d.min_lr_ratio,
                    "final learning rate of linear/cosine decay, as a fraction of the peak");
@@ -65,7 +66,7 @@ TrainOptions train_options_from(const config::Config& c, const std::string& sect
   o.micro_batch = c.get_int(p + "micro_batch");
   o.accumulation = c.get_int(p + "accumulation");
   o.lr = c.get_float(p + "lr");
-  o.schedule = c.get_string(p + "schedule");
+  o.schedule = core::parse_enum<Schedule::Kind>(c.get_string(p + "schedule"), p + "schedule");
   o.warmup_steps = c.get_int(p + "warmup_steps");
   o.min_lr_ratio = c.get_float(p + "min_lr_ratio");
   o.weight_decay = c.get_float(p + "weight_decay");
@@ -332,7 +333,7 @@ struct Trainer::State {
 };
 
 Trainer::Trainer(TrainOptions options, std::vector<std::pair<std::string, at::Tensor>> parameters,
-                 dist::Communicator& comm, const void* mpi_comm, int64_t dataset_size, std::string config_yaml,
+                 dist::Communicator& comm, dist::MpiHandle mpi_comm, int64_t dataset_size, std::string config_yaml,
                  double flops_per_token)
     : s_(std::make_unique<State>(std::move(options), std::move(parameters), comm, dataset_size, std::move(config_yaml),
                                  flops_per_token)) {

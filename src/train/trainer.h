@@ -27,6 +27,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "dist/mpi_handle.h"
+#include "train/schedule.h"
+
 namespace engram::config {
 class Config;
 class Schema;
@@ -45,7 +48,7 @@ struct TrainOptions {
   int64_t micro_batch = 16;
   int64_t accumulation = 1;
   double lr = 1e-3;
-  std::string schedule = "cosine";  // constant | linear | cosine
+  Schedule::Kind schedule = Schedule::Kind::Cosine;
   int64_t warmup_steps = 50;
   double min_lr_ratio = 0.1;
   double weight_decay = 0.01;
@@ -96,7 +99,7 @@ class Trainer {
   // checkpoint); those with requires_grad are trained. `mpi_comm`: the job's MPI communicator
   // handle for parallel checkpoint files (null for one process). `flops_per_token`: for GFLOP/s.
   Trainer(TrainOptions options, std::vector<std::pair<std::string, at::Tensor>> parameters,
-          dist::Communicator& comm, const void* mpi_comm, int64_t dataset_size, std::string config_yaml,
+          dist::Communicator& comm, dist::MpiHandle mpi_comm, int64_t dataset_size, std::string config_yaml,
           double flops_per_token);
   ~Trainer();
 

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   eval::ContenderRegistry registry;
   registry.add({"fails", "throws on rank 1", [](eval::EvalContext&) { return std::make_unique<FailsOnRankOne>(); }});
   try {
-    eval::EvalContext ctx(cfg, eval::eval_options_from(cfg), *comm, nullptr);
+    eval::EvalContext ctx(cfg, eval::eval_options_from(cfg), *comm, {});
     eval::run_evaluation(ctx, registry);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

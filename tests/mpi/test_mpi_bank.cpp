@@ -126,7 +126,7 @@ TEST(MpiBank, UnevenSharesIncludingAnEmptyRankReadBackBitExact) {
   Stream s = make_stream(n, T, d, 11, "doc-");
 
   int64_t total = mac::write_bank(path, meta("amort-1", T, d), rows_of(s, starts[rank], starts[rank + 1]),
-                                  /*append=*/false, *comm, &kWorld);
+                                  /*append=*/false, *comm, dist::MpiHandle::world());
   EXPECT_EQ(total, n);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
 
@@ -150,9 +150,9 @@ TEST(MpiBank, OneProcessWritesSeriallyWithALocalCommunicator) {
   const std::string path = shared_dir(*world_comm, "serial") + fmt::format("/rank{}.h5", world_comm->rank());
   auto local = dist::make_local_communicator(std::chrono::milliseconds(60000));
   Stream s = make_stream(5, 2, 3, 100 + world_comm->rank(), "x");
-  EXPECT_EQ(mac::write_bank(path, meta("fp", 2, 3), rows_of(s, 0, 5), false, *local, nullptr), 5);
+  EXPECT_EQ(mac::write_bank(path, meta("fp", 2, 3), rows_of(s, 0, 5), false, *local, {}), 5);
   Stream more = make_stream(2, 2, 3, 200, "y");
-  EXPECT_EQ(mac::write_bank(path, meta("fp", 2, 3), rows_of(more, 0, 2), true, *local, nullptr), 7);
+  EXPECT_EQ(mac::write_bank(path, meta("fp", 2, 3), rows_of(more, 0, 2), true, *local, {}), 7);
   mac::BankReader bank(path);
   expect_rows(bank, concat(s, more), 0, 7);
   world_comm->barrier();
@@ -165,7 +165,7 @@ TEST(MpiBank, AppendSkipsKnownIdsAndKeepsStreamOrder) {
   const int64_t T = 3, d = 5;
   Stream first = make_stream(6, T, d, 21, "doc-");
   dist::RowRange mine = dist::ShardSpec(6, world).range(rank);
-  ASSERT_EQ(mac::write_bank(path, meta("amort-1", T, d), rows_of(first, mine.begin, mine.end), false, *comm, &kWorld),
+  ASSERT_EQ(mac::write_bank(path, meta("amort-1", T, d), rows_of(first, mine.begin, mine.end), false, *comm, dist::MpiHandle::world()),
             6);
 
   // The next batch of the stream repeats doc-3 and doc-0 (already stored) and new-a (twice).
@@ -180,7 +180,7 @@ TEST(MpiBank, AppendSkipsKnownIdsAndKeepsStreamOrder) {
   Stream second = make_stream(static_cast<int64_t>(fresh.size()), T, d, 22, "");
   for (size_t k = 0; k < fresh.size(); ++k) second.ids[k] = offered[static_cast<size_t>(fresh[k])];
   dist::RowRange share = dist::ShardSpec(static_cast<int64_t>(fresh.size()), world).range(rank);
-  EXPECT_EQ(mac::write_bank(path, meta("amort-1", T, d), rows_of(second, share.begin, share.end), true, *comm, &kWorld),
+  EXPECT_EQ(mac::write_bank(path, meta("amort-1", T, d), rows_of(second, share.begin, share.end), true, *comm, dist::MpiHandle::world()),
             10);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
 
@@ -212,9 +212,9 @@ TEST(MpiBank, RetrievalKeysAreStoredBesideTheSummariesAndAppendedInOrder) {
     return rows;
   };
   EXPECT_EQ(mac::write_bank(path, with_keys, rows_with_keys(first, 0, dist::ShardSpec(5, world).range(rank)), false,
-                            *comm, &kWorld), 5);
+                            *comm, dist::MpiHandle::world()), 5);
   EXPECT_EQ(mac::write_bank(path, with_keys, rows_with_keys(more, 5, dist::ShardSpec(2, world).range(rank)), true,
-                            *comm, &kWorld), 7);
+                            *comm, dist::MpiHandle::world()), 7);
   {
     mac::BankReader bank(path);
     EXPECT_EQ(bank.meta().key_dim, K);
@@ -225,15 +225,15 @@ TEST(MpiBank, RetrievalKeysAreStoredBesideTheSummariesAndAppendedInOrder) {
   comm->barrier();
   dist::RowRange share = dist::ShardSpec(2, world).range(rank);
   expect_user_error([&] { mac::write_bank(path, meta("amort-k", T, d), rows_of(more, share.begin, share.end), true,
-                                          *comm, &kWorld); }, {path, "retrieval keys of width 4", "width 0"});
+                                          *comm, dist::MpiHandle::world()); }, {path, "retrieval keys of width 4", "width 0"});
   mac::BankMeta wider = with_keys;
   wider.key_dim = K + 1;
   mac::BankRows wrong = rows_of(more, share.begin, share.end);
   wrong.keys = at::zeros({share.size(), K});
-  expect_user_error([&] { mac::write_bank(path, wider, wrong, true, *comm, &kWorld); },
+  expect_user_error([&] { mac::write_bank(path, wider, wrong, true, *comm, dist::MpiHandle::world()); },
                     {path, "keys of shape", "key_dim"});
   const std::string plain = shared_dir(*comm, "keys") + "/plain.h5";
-  mac::write_bank(plain, meta("amort-k", T, d), rows_of(first, 0, rank == 0 ? 5 : 0), false, *comm, &kWorld);
+  mac::write_bank(plain, meta("amort-k", T, d), rows_of(first, 0, rank == 0 ? 5 : 0), false, *comm, dist::MpiHandle::world());
   mac::BankReader no_keys(plain);
   EXPECT_EQ(no_keys.meta().key_dim, 0);
   expect_user_error([&] { no_keys.keys(0, 1); }, {plain, "stores no retrieval keys"});
@@ -244,7 +244,7 @@ TEST(MpiBank, AnEmptyFirstWriteMakesABankThatAppendsGrow) {
   auto comm = make_comm();
   const int world = comm->world_size(), rank = comm->rank();
   const std::string path = shared_dir(*comm, "empty") + "/bank.h5";
-  EXPECT_EQ(mac::write_bank(path, meta("amort-1", 2, 2), mac::BankRows{}, false, *comm, &kWorld), 0);
+  EXPECT_EQ(mac::write_bank(path, meta("amort-1", 2, 2), mac::BankRows{}, false, *comm, dist::MpiHandle::world()), 0);
   {
     mac::BankReader bank(path);
     EXPECT_EQ(bank.rows(), 0);
@@ -253,7 +253,7 @@ TEST(MpiBank, AnEmptyFirstWriteMakesABankThatAppendsGrow) {
   comm->barrier();  // every rank has read the empty bank before it is replaced
   Stream s = make_stream(world + 2, 2, 2, 81, "doc-");
   dist::RowRange mine = dist::ShardSpec(world + 2, world).range(rank);
-  EXPECT_EQ(mac::write_bank(path, meta("amort-1", 2, 2), rows_of(s, mine.begin, mine.end), true, *comm, &kWorld),
+  EXPECT_EQ(mac::write_bank(path, meta("amort-1", 2, 2), rows_of(s, mine.begin, mine.end), true, *comm, dist::MpiHandle::world()),
             world + 2);
   mac::BankReader bank(path);
   expect_rows(bank, s, 0, world + 2);
@@ -267,14 +267,14 @@ TEST(MpiBank, MismatchedAppendIsAUserErrorAndLeavesTheBankIntact) {
   const std::string path = dir + "/bank.h5";
   Stream s = make_stream(4, 2, 3, 31, "doc-");
   dist::RowRange mine = dist::ShardSpec(4, world).range(rank);
-  mac::write_bank(path, meta("amort-A", 2, 3), rows_of(s, mine.begin, mine.end), false, *comm, &kWorld);
+  mac::write_bank(path, meta("amort-A", 2, 3), rows_of(s, mine.begin, mine.end), false, *comm, dist::MpiHandle::world());
   comm->barrier();
   const std::string before = read_bytes(path);
 
   Stream other = make_stream(2, 4, 5, 32, "new-");
   dist::RowRange share = dist::ShardSpec(2, world).range(rank);
   auto append = [&](const mac::BankMeta& m, const Stream& rows) {
-    mac::write_bank(path, m, rows_of(rows, share.begin, share.end), true, *comm, &kWorld);
+    mac::write_bank(path, m, rows_of(rows, share.begin, share.end), true, *comm, dist::MpiHandle::world());
   };
   Stream same_shape = make_stream(2, 2, 3, 33, "new-");
   expect_user_error([&] { append(meta("amort-B", 2, 3), same_shape); }, {path, "amort-A", "amort-B"});
@@ -286,7 +286,7 @@ TEST(MpiBank, MismatchedAppendIsAUserErrorAndLeavesTheBankIntact) {
   expect_user_error([&] { append(meta("amort-A", 4, 5), other); }, {path, "T = 2", "T = 4"});
   const std::string missing = dir + "/absent.h5";
   expect_user_error([&] { mac::write_bank(missing, meta("amort-A", 2, 3), rows_of(same_shape, share.begin, share.end),
-                                          true, *comm, &kWorld); },
+                                          true, *comm, dist::MpiHandle::world()); },
                     {missing, "no such file"});
   expect_user_error([&] { mac::new_document_indices(missing, true, {"a"}); }, {missing});
 
@@ -295,7 +295,7 @@ TEST(MpiBank, MismatchedAppendIsAUserErrorAndLeavesTheBankIntact) {
   Stream wrong_d = make_stream(2, 2, 4, 36, "new-");
   mac::BankRows rows = rows_of(rank == bad ? wrong_d : same_shape, share.begin, share.end);
   if (rank == bad && rows.doc_ids.empty()) rows = rows_of(wrong_d, 0, 1);  // the bad rank must bring a row
-  expect_user_error([&] { mac::write_bank(path, meta("amort-A", 2, 3), rows, true, *comm, &kWorld); },
+  expect_user_error([&] { mac::write_bank(path, meta("amort-A", 2, 3), rows, true, *comm, dist::MpiHandle::world()); },
                     {path, fmt::format("rank {}", bad), ", 2, 4]", ", 2, 3]"});
 
   comm->barrier();
@@ -322,11 +322,11 @@ TEST(MpiBank, Bfloat16BankStoresRoundedValuesAndReadsFloat32) {
   const int64_t n = 9, T = 2, d = 8;
   Stream s = make_stream(n, T, d, 41, "doc-");
   dist::RowRange mine = dist::ShardSpec(n, world).range(rank);
-  mac::write_bank(path, meta("amort-1", T, d, "bfloat16"), rows_of(s, mine.begin, mine.end), false, *comm, &kWorld);
+  mac::write_bank(path, meta("amort-1", T, d, "bfloat16"), rows_of(s, mine.begin, mine.end), false, *comm, dist::MpiHandle::world());
   // Appended rows arrive already in bf16: stored as they are.
   Stream more = make_stream(world, T, d, 42, "more-");
   more.summaries = more.summaries.to(at::kBFloat16);
-  mac::write_bank(path, meta("amort-1", T, d, "bfloat16"), rows_of(more, rank, rank + 1), true, *comm, &kWorld);
+  mac::write_bank(path, meta("amort-1", T, d, "bfloat16"), rows_of(more, rank, rank + 1), true, *comm, dist::MpiHandle::world());
 
   mac::BankReader bank(path);
   EXPECT_EQ(bank.meta().dtype, "bfloat16");
@@ -348,7 +348,7 @@ TEST(MpiBank, RowsWrittenByWRanksReadAtAnyOtherSplit) {
   const int64_t n = 17, T = 3, d = 4;
   Stream s = make_stream(n, T, d, 51, "doc-");
   dist::RowRange mine = dist::ShardSpec(n, world).range(rank);
-  mac::write_bank(path, meta("amort-1", T, d), rows_of(s, mine.begin, mine.end), false, *comm, &kWorld);
+  mac::write_bank(path, meta("amort-1", T, d), rows_of(s, mine.begin, mine.end), false, *comm, dist::MpiHandle::world());
 
   mac::BankReader bank(path);
   for (int readers = 1; readers <= 5; ++readers) {
@@ -383,7 +383,7 @@ TEST(MpiBank, BadFilesAreUserErrorsNamingTheFile) {
   Stream s = make_stream(8, 2, 4, 61, "doc-");
   s.summaries[0][0][0] = 12345.678f;
   dist::RowRange mine = dist::ShardSpec(8, world).range(rank);
-  mac::write_bank(path, meta("amort-1", 2, 4), rows_of(s, mine.begin, mine.end), false, *comm, &kWorld);
+  mac::write_bank(path, meta("amort-1", 2, 4), rows_of(s, mine.begin, mine.end), false, *comm, dist::MpiHandle::world());
   comm->barrier();
 
   // Every rank makes its own bad copies (serial reads need no agreement).
@@ -448,7 +448,7 @@ TEST(MpiBank, H5pyReadsTheBank) {
   const int64_t n = 7, T = 2, d = 3;
   Stream s = make_stream(n, T, d, 71, "doc-");
   dist::RowRange mine = dist::ShardSpec(n, world).range(rank);
-  mac::write_bank(path, meta("amort-1", T, d), rows_of(s, mine.begin, mine.end), false, *comm, &kWorld);
+  mac::write_bank(path, meta("amort-1", T, d), rows_of(s, mine.begin, mine.end), false, *comm, dist::MpiHandle::world());
   if (rank == 0) {
     // Debian's python3-h5py (tools/setup.sh) lives under /usr/bin/python3, which a pyenv or venv
     // python3 earlier on PATH would hide.

@@ -31,7 +31,7 @@ TEST(ParallelH5, EveryRankWritesItsRowsOfOneDataset) {
   const int64_t rows = 23;
   dist::RowRange mine = dist::ShardSpec(rows, comm->world_size()).range(comm->rank());
   {
-    io::H5File file(path, io::H5File::Mode::Create, &kWorld);
+    io::H5File file(path, io::H5File::Mode::Create, dist::MpiHandle::world());
     file.create_dataset("/summaries", at::kFloat, {rows, 3}, 4, true, true);
     at::Tensor block = at::arange(mine.begin * 3, mine.end * 3, at::kFloat).view({mine.size(), 3});
     file.write_rows("/summaries", mine.begin, block);
@@ -70,7 +70,7 @@ TEST(ParallelTrainer, RanksStayIdenticalAndResumeIsBitExact) {
   auto comm = make_comm();
   Problem straight;
   {
-    train::Trainer t(options(shared_dir(*comm, "straight")), straight.parameters(), *comm, &kWorld, 41, "", 1.0);
+    train::Trainer t(options(shared_dir(*comm, "straight")), straight.parameters(), *comm, dist::MpiHandle::world(), 41, "", 1.0);
     t.run(straight.loss());
   }
   // Data parallel: every rank ends with the same weights.
@@ -84,7 +84,7 @@ TEST(ParallelTrainer, RanksStayIdenticalAndResumeIsBitExact) {
   core::clear_stop_request();
   {
     Problem first;
-    train::Trainer t(options(dir), first.parameters(), *comm, &kWorld, 41, "", 1.0);
+    train::Trainer t(options(dir), first.parameters(), *comm, dist::MpiHandle::world(), 41, "", 1.0);
     // Only rank 0 gets the signal: the ranks must still agree to stop at the same step.
     auto r = t.run(first.loss(), [&](int64_t step) {
       if (step == 10 && comm->rank() == 0) std::raise(SIGTERM);
@@ -98,7 +98,7 @@ TEST(ParallelTrainer, RanksStayIdenticalAndResumeIsBitExact) {
     torch::NoGradGuard no_grad;
     for (auto& [name, p] : second.parameters()) p.zero_();
   }
-  train::Trainer t(options(dir), second.parameters(), *comm, &kWorld, 41, "", 1.0);
+  train::Trainer t(options(dir), second.parameters(), *comm, dist::MpiHandle::world(), 41, "", 1.0);
   EXPECT_EQ(t.resume(), 10);
   t.run(second.loss());
   auto a = straight.parameters(), b = second.parameters();
@@ -110,7 +110,7 @@ TEST(ParallelCheckpoint, EmptyPerRankStateResumesAtTheSameWorldSize) {
   // or all: it comes back empty, the others' whole, each on its own rank.
   auto comm = make_comm();
   const int rank = comm->rank();
-  train::CheckpointStore store(shared_dir(*comm, "empty_state"), *comm, &kWorld);
+  train::CheckpointStore store(shared_dir(*comm, "empty_state"), *comm, dist::MpiHandle::world());
   train::CheckpointData data;
   data.step = 7;
   data.world = comm->world_size();

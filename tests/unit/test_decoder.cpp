@@ -66,7 +66,7 @@ double ref_slope(int64_t h, int64_t H) {  // h = 1..H, H a power of two
 
 at::Tensor ref_norm(const at::Tensor& x, const Params& p, const std::string& name, const DecoderConfig& c) {
   const at::Tensor& w = p.at(name + ".weight");
-  if (c.norm == "rms") return x / ((x * x).mean(-1, true) + c.norm_eps).sqrt() * w;
+  if (c.norm == DecoderConfig::Norm::Rms) return x / ((x * x).mean(-1, true) + c.norm_eps).sqrt() * w;
   at::Tensor mean = x.mean(-1, true);
   at::Tensor var = ((x - mean) * (x - mean)).mean(-1, true);
   return (x - mean) / (var + c.norm_eps).sqrt() * w + p.at(name + ".bias");
@@ -85,11 +85,11 @@ at::Tensor gelu_erf_formula(const at::Tensor& x) { return 0.5 * x * (1.0 + torch
 at::Tensor silu_formula(const at::Tensor& x) { return x / (1.0 + torch::exp(-x)); }
 
 at::Tensor ref_mlp(const at::Tensor& h, const Params& p, const std::string& name, const DecoderConfig& c) {
-  if (c.mlp == "swiglu")
+  if (c.mlp == DecoderConfig::Mlp::SwiGlu)
     return ref_linear(silu_formula(ref_linear(h, p, name + ".gate")) * ref_linear(h, p, name + ".up"), p,
                       name + ".down");
   at::Tensor u = ref_linear(h, p, name + ".up");
-  return ref_linear(c.mlp == "gelu" ? gelu_erf_formula(u) : gelu_new_formula(u), p, name + ".down");
+  return ref_linear(c.mlp == DecoderConfig::Mlp::Gelu ? gelu_erf_formula(u) : gelu_new_formula(u), p, name + ".down");
 }
 
 // Rotates one head vector in place at position pos (pairs i, i + hd/2).
@@ -118,7 +118,7 @@ at::Tensor ref_attention(const at::Tensor& h, const Params& p, const std::string
   for (int64_t hh = 0; hh < H; ++hh) {
     for (int64_t i = 0; i < T; ++i) {
       std::vector<double> qi = vec(q, i, hh);
-      if (c.positions == "rope") ref_rope(qi, static_cast<double>(P + i), c.rope_theta);
+      if (c.positions == DecoderConfig::Positions::Rope) ref_rope(qi, static_cast<double>(P + i), c.rope_theta);
       std::vector<double> scores;
       std::vector<std::vector<double>> values;
       for (int64_t j = 0; j < P + i + 1; ++j) {  // prefix slots, then tokens 0..i
@@ -131,13 +131,13 @@ at::Tensor ref_attention(const at::Tensor& h, const Params& p, const std::string
         } else {
           kj = vec(k, j - P, hh);
           vj = vec(v, j - P, hh);
-          if (c.positions == "rope") ref_rope(kj, static_cast<double>(j), c.rope_theta);
+          if (c.positions == DecoderConfig::Positions::Rope) ref_rope(kj, static_cast<double>(j), c.rope_theta);
         }
         double s = 0;
         for (int64_t e = 0; e < hd; ++e) s += qi[e] * kj[e];
         s /= std::sqrt(static_cast<double>(hd));
         // query position P + i; key position j (prefix slots 0..P-1, tokens P..)
-        if (c.positions == "alibi") s -= ref_slope(hh + 1, H) * static_cast<double>(P + i - j);
+        if (c.positions == DecoderConfig::Positions::Alibi) s -= ref_slope(hh + 1, H) * static_cast<double>(P + i - j);
         scores.push_back(s);
         values.push_back(vj);
       }
@@ -165,7 +165,7 @@ RefOut ref_forward(Decoder& m, const std::vector<int64_t>& ids, const Prefix* pr
   at::Tensor x = torch::zeros({T, c.d_model}, torch::kDouble);
   for (int64_t t = 0; t < T; ++t) {
     x[t] = p.at("wte.weight")[ids[t]];
-    if (c.positions == "learned") x[t] += p.at("wpe.weight")[P + t];
+    if (c.positions == DecoderConfig::Positions::Learned) x[t] += p.at("wpe.weight")[P + t];
   }
   RefOut r;
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -177,7 +177,7 @@ RefOut ref_forward(Decoder& m, const std::vector<int64_t>& ids, const Prefix* pr
       pv = prefix->values[l][0].to(torch::kDouble);
     }
     at::Tensor h = ref_norm(x, p, b + ".ln1", c);
-    if (c.block == "parallel") {
+    if (c.block == DecoderConfig::Block::Parallel) {
       x = x + ref_attention(h, p, b + ".attn", c, pk, pv) + ref_mlp(h, p, b + ".mlp", c);
     } else {
       x = x + ref_attention(h, p, b + ".attn", c, pk, pv);
@@ -213,10 +213,10 @@ std::vector<DecoderConfig> all_variants() {
       for (const char* norm : {"layer", "rms"})
         for (const char* mlp : {"gelu", "gelu_new", "swiglu"}) {
           DecoderConfig c = small("gpt2");
-          c.positions = pos;
-          c.block = block;
-          c.norm = norm;
-          c.mlp = mlp;
+          c.positions = core::parse_enum<DecoderConfig::Positions>(pos, "positions");
+          c.block = core::parse_enum<DecoderConfig::Block>(block, "block");
+          c.norm = core::parse_enum<DecoderConfig::Norm>(norm, "norm");
+          c.mlp = core::parse_enum<DecoderConfig::Mlp>(mlp, "mlp");
           c.tied_head = std::string(pos) != "rope";  // exercise both heads
           c.head_bias = std::string(pos) == "alibi" ? false : !c.tied_head;
           out.push_back(c);
@@ -225,7 +225,8 @@ std::vector<DecoderConfig> all_variants() {
 }
 
 std::string describe(const DecoderConfig& c) {
-  return c.positions + "/" + c.block + "/" + c.norm + "/" + c.mlp;
+  return std::string(core::name_of(c.positions)) + "/" + core::name_of(c.block) + "/" + core::name_of(c.norm) + "/" +
+         core::name_of(c.mlp);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -615,7 +616,7 @@ TEST(Decoder, HiddenStatesAndCapturedQkv) {
     ASSERT_EQ(out.hidden_states.size(), 4u) << preset;
     auto p = m->named_parameters();
     at::Tensor h0 = p["wte.weight"].index_select(0, ids.flatten()).view({2, 5, 16});
-    if (c.positions == "learned") h0 = h0 + p["wpe.weight"].narrow(0, 0, 5);
+    if (c.positions == DecoderConfig::Positions::Learned) h0 = h0 + p["wpe.weight"].narrow(0, 0, 5);
     expect_close(out.hidden_states[0], h0, 1e-6, std::string(preset) + " H0");
     // H[L] is after ln_f: the logits are its projection.
     at::Tensor hl = out.hidden_states[3];
@@ -628,7 +629,7 @@ TEST(Decoder, HiddenStatesAndCapturedQkv) {
     expect_close(out.q.reshape({10, 16}), ref_linear(h1, dp, "blocks.1.attn.q"), 1e-5, std::string(preset) + " q");
     expect_close(out.k.reshape({10, 16}), ref_linear(h1, dp, "blocks.1.attn.k"), 1e-5, std::string(preset) + " k");
     expect_close(out.v.reshape({10, 16}), ref_linear(h1, dp, "blocks.1.attn.v"), 1e-5, std::string(preset) + " v");
-    EXPECT_EQ(out.alibi_bias.defined(), c.positions == "alibi");
+    EXPECT_EQ(out.alibi_bias.defined(), c.positions == DecoderConfig::Positions::Alibi);
   }
 }
 
@@ -667,7 +668,7 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
 
 void check_mlp_block_values(const std::string& preset, const std::string& mlp) {
   DecoderConfig c = small(preset, 5, 4, 1, 1, 3);
-  c.mlp = mlp;
+  c.mlp = core::parse_enum<DecoderConfig::Mlp>(mlp, "mlp");
   Decoder m = make_model(c, 4, 0.5);
   auto p = m->named_parameters();
   {
@@ -683,7 +684,7 @@ void check_mlp_block_values(const std::string& preset, const std::string& mlp) {
     at::Tensor d = t.to(torch::kDouble).contiguous();
     return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
   };
-  const bool rms = c.norm == "rms";
+  const bool rms = c.norm == DecoderConfig::Norm::Rms;
   auto norm = [&](const std::vector<double>& x, const std::string& name) {
     std::vector<double> w = vec(p[name + ".weight"]), y(x.size());
     double mean = 0, sq = 0;
@@ -705,17 +706,17 @@ void check_mlp_block_values(const std::string& preset, const std::string& mlp) {
     return y;
   };
   std::vector<double> x = vec(p["wte.weight"][3]);
-  if (c.positions == "learned") {
+  if (c.positions == DecoderConfig::Positions::Learned) {
     std::vector<double> pe = vec(p["wpe.weight"][0]);
     for (size_t i = 0; i < x.size(); ++i) x[i] += pe[i];
   }
   std::vector<double> h = norm(x, "blocks.0.ln2"), a = lin(h, "blocks.0.mlp.up");
-  if (mlp == "swiglu") {
+  if (c.mlp == DecoderConfig::Mlp::SwiGlu) {
     std::vector<double> g = lin(h, "blocks.0.mlp.gate");
     for (size_t i = 0; i < a.size(); ++i) a[i] *= g[i] / (1.0 + std::exp(-g[i]));
   } else {
     for (double& u : a)
-      u = mlp == "gelu" ? 0.5 * u * (1.0 + std::erf(u / std::sqrt(2.0)))
+      u = c.mlp == DecoderConfig::Mlp::Gelu ? 0.5 * u * (1.0 + std::erf(u / std::sqrt(2.0)))
                         : 0.5 * u * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (u + 0.044715 * u * u * u)));
   }
   std::vector<double> dn = lin(a, "blocks.0.mlp.down");
@@ -771,9 +772,7 @@ TEST(Decoder, ValidateNamesTheOption) {
   } catch (const core::UserError& e) {
     EXPECT_EQ(std::string(e.what()), "model.n_heads: d_model 130 is not divisible by 4 heads");
   }
-  c = small("gpt2");
-  c.positions = "sinusoidal";
-  EXPECT_THROW(c.validate(), core::UserError);
+  EXPECT_THROW(core::parse_enum<DecoderConfig::Positions>("sinusoidal", "model.positions"), core::UserError);
   EXPECT_THROW(DecoderConfig::preset("gpt3"), core::UserError);
   c = small("gpt2");
   c.vocab_size = 0;
@@ -789,17 +788,17 @@ TEST(Decoder, PresetsKeepSizes) {
   EXPECT_EQ(a.d_model, 64);
   EXPECT_EQ(a.n_layers, 3);
   EXPECT_EQ(a.vocab_size, 99);
-  EXPECT_EQ(a.positions, "alibi");
-  EXPECT_EQ(a.block, "parallel");
+  EXPECT_STREQ(core::name_of(a.positions), "alibi");
+  EXPECT_STREQ(core::name_of(a.block), "parallel");
   EXPECT_DOUBLE_EQ(a.norm_eps, 1e-6);
   EXPECT_FALSE(a.bias);
   EXPECT_TRUE(a.has_mlp_bias());
   EXPECT_FALSE(a.tied_head);
   EXPECT_TRUE(a.head_bias);
   DecoderConfig l = DecoderConfig::preset("llama");
-  EXPECT_EQ(l.positions, "rope");
-  EXPECT_EQ(l.norm, "rms");
-  EXPECT_EQ(l.mlp, "swiglu");
+  EXPECT_STREQ(core::name_of(l.positions), "rope");
+  EXPECT_STREQ(core::name_of(l.norm), "rms");
+  EXPECT_STREQ(core::name_of(l.mlp), "swiglu");
   EXPECT_FALSE(l.has_mlp_bias());
   DecoderConfig g = DecoderConfig::preset("gpt2");
   EXPECT_TRUE(g.tied_head);
@@ -818,7 +817,7 @@ TEST(Decoder, ConfigFromOptions) {
     EXPECT_EQ(c.d_ff, 512);
     EXPECT_EQ(c.max_positions, 512);
     EXPECT_EQ(c.vocab_size, 0);
-    EXPECT_EQ(c.positions, "learned");
+    EXPECT_STREQ(core::name_of(c.positions), "learned");
   }
   {
     config::Config cfg(schema);
@@ -826,9 +825,9 @@ TEST(Decoder, ConfigFromOptions) {
     cfg.apply_override("model.mlp=gelu");
     cfg.apply_override("model.d_model=64");
     DecoderConfig c = decoder_config_from(cfg);
-    EXPECT_EQ(c.positions, "rope");  // from the preset, not the option's default
-    EXPECT_EQ(c.norm, "rms");
-    EXPECT_EQ(c.mlp, "gelu");        // explicit override
+    EXPECT_STREQ(core::name_of(c.positions), "rope");  // from the preset, not the option's default
+    EXPECT_STREQ(core::name_of(c.norm), "rms");
+    EXPECT_STREQ(core::name_of(c.mlp), "gelu");        // explicit override
     EXPECT_EQ(c.d_model, 64);
     EXPECT_FALSE(c.tied_head);
   }

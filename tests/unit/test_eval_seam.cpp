@@ -72,7 +72,7 @@ TEST(EvalSeam, ContendersOnTheSameStreamSeeTheSameQuestionsAndFillOneTable) {
     eval::ContenderRegistry registry;  // one registration line per contender
     registry.add({"first", "records", [&](eval::EvalContext&) { return std::make_unique<RecordingContender>(&seen[comm.rank()][0]); }});
     registry.add({"second", "records", [&](eval::EvalContext&) { return std::make_unique<RecordingContender>(&seen[comm.rank()][1]); }});
-    eval::EvalContext ctx(cfg, eval::eval_options_from(cfg), comm, nullptr);
+    eval::EvalContext ctx(cfg, eval::eval_options_from(cfg), comm, {});
     eval::run_evaluation(ctx, registry);
   });
 

@@ -102,7 +102,7 @@ GenerateOptions greedy_opts(int64_t n, int32_t eos = -1) {
 
 GenerateOptions beam_opts(int64_t n, int beams, int32_t eos = -1) {
   GenerateOptions o;
-  o.strategy = "beam";
+  o.strategy = GenerateOptions::Strategy::Beam;
   o.max_new_tokens = n;
   o.num_beams = beams;
   o.eos_id = eos;
@@ -111,7 +111,7 @@ GenerateOptions beam_opts(int64_t n, int beams, int32_t eos = -1) {
 
 GenerateOptions diverse_opts(int64_t n, int beams, int groups, double penalty, int32_t eos = -1) {
   GenerateOptions o;
-  o.strategy = "diverse_beam";
+  o.strategy = GenerateOptions::Strategy::DiverseBeam;
   o.max_new_tokens = n;
   o.num_beams = beams;
   o.num_beam_groups = groups;
@@ -304,9 +304,7 @@ TEST(Generate, OptionValidation) {
   auto o = greedy_opts(4);
   o.num_beams = 3;
   EXPECT_THROW(generate(m, kPrompts, o), UserError);
-  o = greedy_opts(4);
-  o.strategy = "sample";
-  EXPECT_THROW(generate(m, kPrompts, o), UserError);
+  EXPECT_THROW(engram::core::parse_enum<GenerateOptions::Strategy>("sample", "--strategy"), UserError);
   o = beam_opts(4, 4);
   o.num_beam_groups = 2;
   EXPECT_THROW(generate(m, kPrompts, o), UserError);

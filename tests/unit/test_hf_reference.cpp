@@ -80,7 +80,7 @@ void expect_generations_match(const std::string& model_name) {
   // Each prompt alone for the three strategies (HF's settings in make_fixtures.py).
   for (const std::string strategy : {"greedy", "beam", "diverse_beam"}) {
     GenerateOptions o = options;
-    o.strategy = strategy;
+    o.strategy = engram::core::parse_enum<GenerateOptions::Strategy>(strategy, "strategy");
     if (strategy == "beam") o.num_beams = 3;
     if (strategy == "diverse_beam") {
       o.num_beams = 4;

@@ -387,7 +387,7 @@ TEST(MacModel, ReadWithLmAddsTheLmStateToBothEncodersInputs) {
 
 TEST(MacModel, PrefixViaLmIsMadeByEachLayersOwnProjections) {
   auto c = reading_config();
-  c.prefix_via = "lm";
+  c.prefix_via = mac::MacConfig::PrefixVia::Lm;
   c.P = 2;  // P L = 4 slots = T
   torch::manual_seed(4);
   mac::MacModel m(c);
@@ -419,8 +419,7 @@ TEST(MacModules, ConfigNamesTheReadingAndPrefixOptions) {
     }
   };
   auto c = tiny_config();
-  c.prefix_via = "both";
-  expect_error(c, "mac.prefix_via must be direct or lm");
+  EXPECT_THROW(core::parse_enum<mac::MacConfig::PrefixVia>("both", "mac.prefix_via"), core::UserError);
   c = tiny_config();
   c.read_with_lm = true;  // T5 width 32, LM width 16
   expect_error(c, "must equal the base LM's width 16");
@@ -428,7 +427,7 @@ TEST(MacModules, ConfigNamesTheReadingAndPrefixOptions) {
   c.read_layer = 3;
   expect_error(c, "mac.read_layer must be in [0, 2]");
   c = tiny_config(4, 2, 1);
-  c.prefix_via = "lm";  // P L = 2 slots < T = 4
+  c.prefix_via = mac::MacConfig::PrefixVia::Lm;  // P L = 2 slots < T = 4
   expect_error(c, "mac.summary_tokens (4) must not exceed");
 }
 

@@ -53,7 +53,7 @@ TEST(Trainer, LossGoesDown) {
   auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
   Problem p(1);
   p.model->eval();  // no dropout noise: a clean signal
-  train::Trainer trainer(options(fresh_dir("train_down"), 60), p.parameters(), *comm, nullptr, 37, "", 1.0);
+  train::Trainer trainer(options(fresh_dir("train_down"), 60), p.parameters(), *comm, {}, 37, "", 1.0);
   at::Tensor before = torch::mse_loss(p.model->forward(p.x), p.y);
   auto result = trainer.run(p.loss());
   at::Tensor after = torch::mse_loss(p.model->forward(p.x), p.y);
@@ -70,7 +70,7 @@ TEST(Trainer, FiguresOfTheLossFunctionAreLoggedAsWindowMeans) {
   auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
   Problem p(1);
   const std::string dir = fresh_dir("train_figures");
-  train::Trainer trainer(options(dir, 8), p.parameters(), *comm, nullptr, 37, "", 1.0);
+  train::Trainer trainer(options(dir, 8), p.parameters(), *comm, {}, 37, "", 1.0);
   int calls = 0;
   auto base = p.loss();
   trainer.run([&](const std::vector<int64_t>& indices) {
@@ -93,7 +93,7 @@ TEST(Trainer, FiguresOfTheLossFunctionAreLoggedAsWindowMeans) {
 TEST(Trainer, TenStepsResumeTenStepsEqualsTwentySteps) {
   auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
   Problem straight(5);
-  train::Trainer a(options(fresh_dir("train_straight"), 20), straight.parameters(), *comm, nullptr, 37, "", 1.0);
+  train::Trainer a(options(fresh_dir("train_straight"), 20), straight.parameters(), *comm, {}, 37, "", 1.0);
   a.run(straight.loss());
 
   // The same 20-step run (same schedule), interrupted after step 10 (as SLURM's pre-timeout signal
@@ -103,7 +103,7 @@ TEST(Trainer, TenStepsResumeTenStepsEqualsTwentySteps) {
   core::clear_stop_request();
   {
     Problem first(5);
-    train::Trainer b(options(dir, 20), first.parameters(), *comm, nullptr, 37, "", 1.0);
+    train::Trainer b(options(dir, 20), first.parameters(), *comm, {}, 37, "", 1.0);
     auto stopped = b.run(first.loss(), [](int64_t step) {
       if (step == 10) std::raise(SIGUSR1);
     });
@@ -119,7 +119,7 @@ TEST(Trainer, TenStepsResumeTenStepsEqualsTwentySteps) {
     for (auto& [name, p] : second.parameters()) p.uniform_(-1, 1);
   }
   torch::manual_seed(999);
-  train::Trainer c(options(dir, 20), second.parameters(), *comm, nullptr, 37, "", 1.0);
+  train::Trainer c(options(dir, 20), second.parameters(), *comm, {}, 37, "", 1.0);
   EXPECT_EQ(c.resume(), 10);
   c.run(second.loss());
   auto pa = straight.parameters(), pc = second.parameters();
@@ -162,7 +162,7 @@ std::vector<std::pair<std::string, at::Tensor>> run_with_queue(const std::string
   auto p = std::make_shared<Problem>(8);
   QueueLoss state;
   {
-    train::Trainer t(options(dir, 6), p->parameters(), *comm, nullptr, 37, "", 1.0);
+    train::Trainer t(options(dir, 6), p->parameters(), *comm, {}, 37, "", 1.0);
     if (keep) state.keep(t);
     t.run(state.wrap(*p), [&](int64_t step) {
       if (interrupt && step == 3) std::raise(SIGUSR1);
@@ -172,7 +172,7 @@ std::vector<std::pair<std::string, at::Tensor>> run_with_queue(const std::string
   if (interrupt) {
     QueueLoss fresh;  // as a new process would have it: empty
     auto q = std::make_shared<Problem>(8);
-    train::Trainer t(options(dir, 6), q->parameters(), *comm, nullptr, 37, "", 1.0);
+    train::Trainer t(options(dir, 6), q->parameters(), *comm, {}, 37, "", 1.0);
     if (keep) fresh.keep(t);
     EXPECT_EQ(t.resume(), 3);
     if (keep) EXPECT_EQ(fresh.queue.size(0), 3);
@@ -207,7 +207,7 @@ TEST(Trainer, TheCallersRankStateIsCheckpointedForABitExactResume) {
     for (int round = 0; round < 2; ++round) {
       Problem p(1);
       at::Tensor empty = torch::zeros({0}), restored = torch::ones({3});
-      train::Trainer t(options(dir, 1 + round), p.parameters(), *comm, nullptr, 37, "", 1.0);
+      train::Trainer t(options(dir, 1 + round), p.parameters(), *comm, {}, 37, "", 1.0);
       t.keep_rank_state("empty", [&] { return empty; }, [&](const at::Tensor& flat) { restored = flat; });
       EXPECT_EQ(t.resume(), round);
       if (round == 1) EXPECT_EQ(restored.numel(), 0);
@@ -217,7 +217,7 @@ TEST(Trainer, TheCallersRankStateIsCheckpointedForABitExactResume) {
   // Names that are not plain HDF5 path components are refused.
   auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
   Problem p(1);
-  train::Trainer t(options(fresh_dir("queue_names"), 1), p.parameters(), *comm, nullptr, 37, "", 1.0);
+  train::Trainer t(options(fresh_dir("queue_names"), 1), p.parameters(), *comm, {}, 37, "", 1.0);
   EXPECT_THROW(t.keep_rank_state("a/b", [] { return torch::zeros({1}); }, [](const at::Tensor&) {}), core::UserError);
 }
 
@@ -227,7 +227,7 @@ TEST(Trainer, StopSignalSavesTheStepAndResumes) {
   core::clear_stop_request();
   const std::string dir = fresh_dir("train_stop");
   Problem p(2);
-  train::Trainer t(options(dir, 30), p.parameters(), *comm, nullptr, 37, "", 1.0);
+  train::Trainer t(options(dir, 30), p.parameters(), *comm, {}, 37, "", 1.0);
   auto result = t.run(p.loss(), [](int64_t step) {
     if (step == 7) std::raise(SIGTERM);
   });
@@ -237,7 +237,7 @@ TEST(Trainer, StopSignalSavesTheStepAndResumes) {
   EXPECT_TRUE(fs::exists(dir + "/checkpoints/step_00000007.h5"));
   EXPECT_TRUE(fs::exists(dir + "/checkpoints/step_00000007.done"));
   Problem q(3);
-  train::Trainer again(options(dir, 30), q.parameters(), *comm, nullptr, 37, "", 1.0);
+  train::Trainer again(options(dir, 30), q.parameters(), *comm, {}, 37, "", 1.0);
   EXPECT_EQ(again.resume(), 7);
   EXPECT_EQ(again.run(q.loss()).last_step, 30);
 }
@@ -245,7 +245,7 @@ TEST(Trainer, StopSignalSavesTheStepAndResumes) {
 TEST(Checkpoint, OnlyCommittedStepsCountAndOldOnesArePruned) {
   auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
   const std::string dir = fresh_dir("ckpt_store");
-  train::CheckpointStore store(dir, *comm, nullptr, 2);
+  train::CheckpointStore store(dir, *comm, {}, 2);
   EXPECT_FALSE(store.latest().has_value());
   for (int64_t step : {1, 2, 3}) {
     train::CheckpointData data;
@@ -281,7 +281,7 @@ TEST(Trainer, Bf16AutocastTrainsAndKeepsFloat32Weights) {
   p.model->eval();
   auto o = options(fresh_dir("train_bf16"), 60);
   o.bf16 = train::Bf16::On;
-  train::Trainer trainer(o, p.parameters(), *comm, nullptr, 37, "", 1.0);
+  train::Trainer trainer(o, p.parameters(), *comm, {}, 37, "", 1.0);
   at::Tensor before = torch::mse_loss(p.model->forward(p.x), p.y);
   bool saw_bf16 = false;
   auto loss = p.loss();
@@ -309,7 +309,7 @@ TEST(Trainer, Bf16AutoFollowsTheMatmulProbe) {
   Problem p(1);
   auto o = options(fresh_dir("train_bf16_auto"), 2);
   o.bf16 = train::Bf16::Auto;
-  train::Trainer trainer(o, p.parameters(), *comm, nullptr, 37, "", 1.0);
+  train::Trainer trainer(o, p.parameters(), *comm, {}, 37, "", 1.0);
   at::ScalarType seen = at::kDouble;
   auto loss = p.loss();
   auto result = trainer.run([&](const std::vector<int64_t>& indices) {
@@ -328,7 +328,7 @@ TEST(Trainer, ProfileStepsWritesATraceAndAnOpTable) {
   const std::string dir = fresh_dir("train_profile");
   auto o = options(dir, 7);
   o.profile_steps = 2;
-  train::Trainer trainer(o, p.parameters(), *comm, nullptr, 37, "", 1.0);
+  train::Trainer trainer(o, p.parameters(), *comm, {}, 37, "", 1.0);
   trainer.run(p.loss());
   std::ifstream trace_file(dir + "/profile.json");
   ASSERT_TRUE(trace_file.good());

@@ -108,7 +108,6 @@ std::string number(double x) { return fmt::format("{:.6g}", x); }
 
 int run(const Options& o, int rank, int world) {
   auto comm = engram::dist::make_mpi_communicator(MPI_COMM_WORLD, std::chrono::seconds(600));
-  const MPI_Comm mpi_world = MPI_COMM_WORLD;
   const std::string bank = o.dir + "/bank.h5", dd_file = o.dir + "/dd.bin";
   if (rank == 0) {
     std::filesystem::remove_all(o.dir);
@@ -127,7 +126,7 @@ int run(const Options& o, int rank, int world) {
   for (int rep = 0; rep < o.reps; ++rep) {
     comm->barrier();
     auto t0 = std::chrono::steady_clock::now();
-    engram::mac::write_bank(bank, meta, rows, /*append=*/false, *comm, &mpi_world);
+    engram::mac::write_bank(bank, meta, rows, /*append=*/false, *comm, engram::dist::MpiHandle::world());
     bank_times.push_back(max_over_ranks(seconds_since(t0)));
     if (rank == 0) {
       file_bytes = static_cast<int64_t>(std::filesystem::file_size(bank));

@@ -252,7 +252,7 @@ std::string models_json(const model::Decoder& lm, const mac::MacModel& m) {
       "\"vocab\":{}}},\"read_with_lm\":{},\"prefix_via\":\"{}\",\"keys\":\"{}\",\"aggregator\":\"{}x{}x{}\","
       "\"slot_hidden\":{},\"parameters\":{}}}",
       l.d_model, l.n_layers, l.n_heads, l.d_ff, l.vocab_size, lm->num_parameters(), c.T, c.P, t.d_model, t.d_kv, t.d_ff,
-      t.n_layers, t.n_decoder_layers, t.n_heads, t.vocab_size, c.read_with_lm, c.prefix_via,
+      t.n_layers, t.n_decoder_layers, t.n_heads, t.vocab_size, c.read_with_lm, engram::core::name_of(c.prefix_via),
       c.retrieval_dim > 0 ? c.retrieval_keys : "none",
       c.aggregator_blocks, c.aggregator_heads, c.aggregator_head_dim, c.slot_hidden, m->num_parameters());
 }
@@ -271,12 +271,12 @@ AdaptSetup adapt_setup(const std::string& scale) {
   AdaptSetup s;
   if (scale == "quickstart") {
     s.lm = base_config();
-    s.lm.positions = "rope";
+    s.lm.positions = model::DecoderConfig::Positions::Rope;
     s.lm.validate();
     s.mac = mac_config(s.lm, 128);
     s.mac.P = 4;
     s.mac.read_with_lm = true;
-    s.mac.prefix_via = "lm";
+    s.mac.prefix_via = engram::mac::MacConfig::PrefixVia::Lm;
     s.mac.retrieval_keys = "tokens";
     s.mac.retrieval_vocab = s.lm.vocab_size;
     s.mac.validate();
@@ -316,7 +316,7 @@ int run_adapt(const Options& o) {
   const model::DecoderConfig& lm_config = setup.lm;
   torch::manual_seed(o.seed);
   mac::MacModel m(setup.mac);
-  if (setup.mac.read_with_lm || setup.mac.prefix_via == "lm") m->attach_lm(frozen_lm(lm_config));
+  if (setup.mac.read_with_lm || setup.mac.prefix_via == engram::mac::MacConfig::PrefixVia::Lm) m->attach_lm(frozen_lm(lm_config));
   model::Decoder ft(lm_config);  // FT(C) trains every weight of the base LM
   const int64_t vocab = lm_config.vocab_size;
 
@@ -541,7 +541,7 @@ int run_answer(const Options& o) {
   const at::Tensor q_mask = torch::ones({Bq, o.question_tokens}, torch::kInt64);
   model::GenerateOptions generation;
   generation.max_new_tokens = o.new_tokens;
-  generation.strategy = "greedy";
+  generation.strategy = engram::model::GenerateOptions::Strategy::Greedy;
   generation.eos_id = -1;  // every row generates max_new_tokens: the same work in every run
   generation.pad_id = 0;
   generation.validate();

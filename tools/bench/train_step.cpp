@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
   config.n_heads = heads;
   config.d_ff = d_ff > 0 ? d_ff : 4 * d;
   config.max_positions = seq;
-  config.positions = positions;
+  config.positions = engram::core::parse_enum<engram::model::DecoderConfig::Positions>(positions, "--positions");
   engram::model::Decoder model(config);
   model->train();
   model->set_fused_attention(attention == "fused");

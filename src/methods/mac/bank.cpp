@@ -319,8 +319,8 @@ std::vector<int64_t> new_document_indices(const std::string& path, bool append, 
 }
 
 int64_t write_bank(const std::string& path, const BankMeta& meta, const BankRows& rows, bool append,
-                   dist::Communicator& comm, const void* mpi_comm) {
-  ENGRAM_CHECK(comm.world_size() == 1 || mpi_comm != nullptr,
+                   dist::Communicator& comm, dist::MpiHandle mpi_comm) {
+  ENGRAM_CHECK(comm.world_size() == 1 || mpi_comm.parallel(),
                "write_bank {}: {} ranks need the MPI communicator for parallel HDF5", path, comm.world_size());
   // The same on every rank (gather_contributions checks), so every rank throws alike.
   if (meta.T <= 0 || meta.d <= 0 || meta.T > kMaxDim || meta.d > kMaxDim)

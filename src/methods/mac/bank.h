@@ -20,6 +20,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "dist/mpi_handle.h"
+
 namespace engram::dist {
 class Communicator;
 }
@@ -57,7 +59,7 @@ std::vector<int64_t> new_document_indices(const std::string& path, bool append, 
 // order is rank 0's rows, then rank 1's, ... after any existing rows. `mpi_comm`: the job's MPI
 // communicator handle (null for one process). Returns the total row count after the write.
 int64_t write_bank(const std::string& path, const BankMeta& meta, const BankRows& rows, bool append,
-                   dist::Communicator& comm, const void* mpi_comm);
+                   dist::Communicator& comm, dist::MpiHandle mpi_comm);
 
 // Read access (any world size; serial HDF5, each rank opens the file itself).
 class BankReader {

@@ -12,7 +12,7 @@
 namespace engram::mac {
 
 MemorizeReport memorize(MacSystem& s, const std::vector<data::Document>& documents, const MemorizeOptions& options,
-                        dist::Communicator& comm, const void* mpi_comm) {
+                        dist::Communicator& comm, dist::MpiHandle mpi_comm) {
   core::Stopwatch clock;
   MemorizeReport report;
   report.offered = static_cast<int64_t>(documents.size());

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/mpi_handle.h"
 #include "data/document.h"
 #include "methods/mac/system.h"
 
@@ -34,6 +35,6 @@ struct MemorizeReport {
 
 // Collective.
 MemorizeReport memorize(MacSystem& system, const std::vector<data::Document>& documents,
-                        const MemorizeOptions& options, dist::Communicator& comm, const void* mpi_comm);
+                        const MemorizeOptions& options, dist::Communicator& comm, dist::MpiHandle mpi_comm);
 
 }  // namespace engram::mac

@@ -571,7 +571,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
                               : "");
   // FLOPs per trained answer token are dominated by the modules; 6 x MAC parameters is the
   // usual estimate for the progress line.
-  train::Trainer trainer(options, named_parameters_of(s.mac), comm, rt.mpi_comm_handle(),
+  train::Trainer trainer(options, named_parameters_of(s.mac), comm, rt.mpi_handle(),
                          static_cast<int64_t>(set.rows.size()), cfg.to_yaml(),
                          6.0 * static_cast<double>(s.mac->num_parameters()));
   SummaryPool pool;

@@ -33,9 +33,7 @@ void MacConfig::validate() const {
   ENGRAM_CHECK(d > 0 && L > 0 && H > 0 && d % H == 0, "MacConfig: base LM shape not set");
   if (slots() < T)
     core::fail("mac.summary_tokens ({}) must not exceed the {} prefix slots it expands to ({}prefix_tokens x layers)", T,
-               slots(), prefix_via == "lm" ? "" : "2 x ");
-  if (prefix_via != "direct" && prefix_via != "lm")
-    core::fail("mac.prefix_via must be direct or lm, got '{}'", prefix_via);
+               slots(), prefix_via == PrefixVia::Lm ? "" : "2 x ");
   if (read_with_lm && (read_layer < 0 || read_layer > L))
     core::fail("mac.read_layer must be in [0, {}] (0 = token embeddings, l = after block l), got {}", L, read_layer);
   if (read_with_lm && (amortizer.d_model != d || question.d_model != d))
@@ -320,7 +318,7 @@ Retriever& MacModelImpl::retriever() {
 }
 
 model::Prefix MacModelImpl::prefix(const at::Tensor& latent) {
-  if (config_.prefix_via != "lm") return prefix_head_(latent);
+  if (config_.prefix_via != MacConfig::PrefixVia::Lm) return prefix_head_(latent);
   ENGRAM_CHECK(!lm_.is_empty(), "MacModel: prefix_via lm needs attach_lm() first");
   at::Tensor y = prefix_head_->slots(latent);  // [B, P L, d], slot j = p L + l
   if (config_.prefix_scale != 1.0) y = y * config_.prefix_scale;

@@ -17,6 +17,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include "core/enum_names.h"
 #include "model/decoder.h"
 #include "methods/mac/token_keys.h"
 #include "model/t5.h"
@@ -36,10 +37,11 @@ struct MacConfig {
   // module that already reads; its states tell the encoders which token answers what.
   bool read_with_lm = false;
   int64_t read_layer = 1;  // which LM state: 0 = token embeddings, l = after block l (l <= L)
-  // How the slots become the LM's prefix: "direct" (the reference: the slots are the keys and
-  // values, 2PL of them) or "lm" (PL slots are virtual-token states, one per layer and prefix
+  // How the slots become the LM's prefix: Direct (the reference: the slots are the keys and
+  // values, 2PL of them) or Lm (PL slots are virtual-token states, one per layer and prefix
   // position, and each layer makes its keys and values with its own projections).
-  std::string prefix_via = "direct";
+  enum class PrefixVia { Direct, Lm };
+  PrefixVia prefix_via = PrefixVia::Direct;
   int64_t aggregator_blocks = 4;
   int64_t aggregator_heads = 8;
   int64_t aggregator_head_dim = 96;
@@ -59,7 +61,7 @@ struct MacConfig {
   // The frozen LM's shape (filled from its DecoderConfig).
   int64_t d = 0, L = 0, H = 0;
 
-  int64_t slots() const { return (prefix_via == "lm" ? 1 : 2) * P * L; }  // n = 2PL (direct) or PL (lm)
+  int64_t slots() const { return (prefix_via == PrefixVia::Lm ? 1 : 2) * P * L; }  // n = 2PL (direct) or PL (lm)
   // core::UserError naming the mac.* option.
   void validate() const;
 };
@@ -205,3 +207,9 @@ class MacModelImpl : public torch::nn::Module {
 TORCH_MODULE(MacModel);
 
 }  // namespace engram::mac
+
+template <>
+struct engram::core::EnumNames<engram::mac::MacConfig::PrefixVia> {
+  using PrefixVia = engram::mac::MacConfig::PrefixVia;
+  static constexpr std::pair<PrefixVia, const char*> names[] = {{PrefixVia::Direct, "direct"}, {PrefixVia::Lm, "lm"}};
+};

@@ -83,7 +83,7 @@ std::string mac_config_to_json(const MacConfig& c) {
                    {"mask_encoder_padding", c.mask_encoder_padding},
                    {"read_with_lm", c.read_with_lm},
                    {"read_layer", c.read_layer},
-                   {"prefix_via", c.prefix_via},
+                   {"prefix_via", core::name_of(c.prefix_via)},
                    {"aggregator_blocks", c.aggregator_blocks},
                    {"aggregator_heads", c.aggregator_heads},
                    {"aggregator_head_dim", c.aggregator_head_dim},
@@ -111,7 +111,7 @@ MacConfig mac_config_from_json(const std::string& text, const std::string& origi
     c.mask_encoder_padding = j.at("mask_encoder_padding");
     c.read_with_lm = j.value("read_with_lm", false);
     c.read_layer = j.value("read_layer", int64_t{1});
-    c.prefix_via = j.value("prefix_via", std::string("direct"));
+    c.prefix_via = core::parse_enum<MacConfig::PrefixVia>(j.value("prefix_via", std::string("direct")), origin + ": prefix_via");
     c.aggregator_blocks = j.at("aggregator_blocks");
     c.aggregator_heads = j.at("aggregator_heads");
     c.aggregator_head_dim = j.at("aggregator_head_dim");
@@ -154,7 +154,8 @@ void declare_mac_options(config::Schema& schema) {
                  "(the first block's output carried the most in the quickstart world)");
   schema.add_string("mac.prefix_via", "direct",
                     "direct: the 2PL slots are the prefix keys and values (the reference); lm: PL slots are virtual "
-                    "token states that each layer of the frozen LM projects to its own keys and values");
+                    "token states that each layer of the frozen LM projects to its own keys and values",
+                    core::enum_choices<MacConfig::PrefixVia>());
   schema.add_int("mac.aggregator.blocks", 4, "cross-attention blocks of the aggregation network");
   schema.add_int("mac.aggregator.heads", 8, "attention heads of the aggregator");
   schema.add_int("mac.aggregator.head_dim", 96, "per-head size of the aggregator");
@@ -264,7 +265,7 @@ MacConfig mac_config_from(const config::Config& cfg, const model::DecoderConfig&
   c.mask_encoder_padding = cfg.get_bool("mac.mask_encoder_padding");
   c.read_with_lm = cfg.get_bool("mac.read_with_lm");
   c.read_layer = cfg.get_int("mac.read_layer");
-  c.prefix_via = cfg.get_string("mac.prefix_via");
+  c.prefix_via = core::parse_enum<MacConfig::PrefixVia>(cfg.get_string("mac.prefix_via"), "mac.prefix_via");
   c.aggregator_blocks = cfg.get_int("mac.aggregator.blocks");
   c.aggregator_heads = cfg.get_int("mac.aggregator.heads");
   c.aggregator_head_dim = cfg.get_int("mac.aggregator.head_dim");
