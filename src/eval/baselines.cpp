@@ -61,6 +61,7 @@ class FineTuneContender : public Contender {
         snapshots_[i + 1] = weights_of(model_);
     }
     model_->eval();
+    final_weights_ = weights_of(model_);
     return static_cast<double>(model_->num_parameters()) * 4 / static_cast<double>(stream.size());
   }
 
@@ -73,10 +74,9 @@ class FineTuneContender : public Contender {
 
   QaEvalResult answer_after(int64_t documents, const Stream& stream, const std::vector<StreamQuestion>& questions,
                             EvalContext& ctx) override {
-    const std::vector<at::Tensor> final_weights = weights_of(model_);
     load_weights(snapshots_.at(documents));
     QaEvalResult r = closed_book(stream, questions, ctx);
-    load_weights(final_weights);
+    load_weights(final_weights_);
     return r;
   }
 
@@ -112,6 +112,7 @@ class FineTuneContender : public Contender {
 
   model::Decoder model_{nullptr};
   std::map<int64_t, std::vector<at::Tensor>> snapshots_;  // documents absorbed -> weights then
+  std::vector<at::Tensor> final_weights_;                 // after the whole stream
 };
 
 }  // namespace

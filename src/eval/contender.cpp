@@ -13,13 +13,7 @@ EvalContext::EvalContext(const config::Config& config, EvalOptions options, dist
     : config(config), options(std::move(options)), comm(comm), mpi_comm(mpi_comm) {}
 
 model::LanguageModel& EvalContext::base() {
-  if (!base_.decoder) {
-    model::LanguageModelSource source;
-    source.path = options.base_model;
-    source.key = "base.model";
-    source.frozen = true;
-    base_ = model::load_language_model(source);
-  }
+  if (!base_.decoder) base_ = load_base_model(options.base_model);
   return base_;
 }
 

@@ -93,6 +93,14 @@ EvalOptions eval_options_from(const config::Config& cfg) {
   return o;
 }
 
+model::LanguageModel load_base_model(const std::string& path) {
+  model::LanguageModelSource source;
+  source.path = path;
+  source.key = "base.model";
+  source.frozen = true;
+  return model::load_language_model(source);
+}
+
 int64_t retention_span(int64_t n) { return std::max<int64_t>(1, n / 10); }
 
 std::vector<int64_t> curve_points(const EvalOptions& options, int64_t n) {

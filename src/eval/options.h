@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/generate.h"
+#include "model/language_model.h"
 
 namespace engram::config {
 class Config;
@@ -44,6 +45,9 @@ struct EvalOptions {
   DecodingOptions decoding;
 };
 EvalOptions eval_options_from(const config::Config& config);
+
+// The frozen base LM of base.model (`path`) with its tokenizer: what every method starts from.
+model::LanguageModel load_base_model(const std::string& path);
 
 // The stream lengths the curves need, for a stream of n documents: the curve sizes up to n and
 // the retention points (fractions k / retention_points of n, at least the first tenth).

@@ -105,13 +105,12 @@ train::TrainResult train_decoder(const PretrainOptions& o, model::Decoder& decod
 
 // The model file: weights, architecture, the tokenizer beside it under the Hugging Face name, so
 // the folder is self-contained (and converts). Rank 0 writes it.
-std::string save_model(const PretrainOptions& o, model::Decoder& decoder) {
+void save_model(const PretrainOptions& o, model::Decoder& decoder) {
   fs::create_directories(o.out_dir);
   const std::string tokenizer_copy = o.out_dir + "/tokenizer.model";
   if (fs::absolute(tokenizer_copy) != fs::absolute(o.tokenizer))
     fs::copy_file(o.tokenizer, tokenizer_copy, fs::copy_options::overwrite_existing);
   model::save_model_file(o.out_dir + "/model.h5", decoder, tokenizer_copy, o.config_yaml);
-  return o.out_dir + "/model.h5";
 }
 
 // Does it read without knowing? The evaluation entities were never in the pretraining data.
@@ -177,7 +176,7 @@ PretrainReport pretrain_base_lm(const PretrainOptions& o, dist::Communicator& co
     report.stopped = true;
     return report;
   }
-  if (comm.rank() == 0) report.model_path = save_model(o, decoder);
+  if (comm.rank() == 0) save_model(o, decoder);
   comm.barrier();
   evaluate_reading(o, decoder, *tokenizer, comm, report);
   report.model_path = o.out_dir + "/model.h5";

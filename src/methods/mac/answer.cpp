@@ -12,6 +12,7 @@
 #include "data/collate.h"
 #include "dist/communicator.h"
 #include "dist/shard_spec.h"
+#include "eval/options.h"
 #include "methods/mac/bank.h"
 #include "methods/mac/options.h"
 #include "methods/mac/retrieve.h"
@@ -32,7 +33,7 @@ AnswerOptions answer_options_from(const config::Config& cfg, const text::Tokeniz
   options.batch = cfg.get_int("mac.answer_batch");
   options.question_tokens = cfg.get_int("mac.question_tokens");
   options.prompt_tokens = cfg.get_int("mac.qa_tokens");
-  options.generation = generate_options_from(cfg, lm_tokenizer);
+  options.generation = eval::decoding_options_from(cfg).generate_options(lm_tokenizer);
   return options;
 }
 

@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
-#include "eval/options.h"
 #include "core/error.h"
 
 namespace engram::mac {
@@ -250,10 +249,6 @@ void declare_mac_options(config::Schema& schema) {
                     "attention on each, so every level reads summaries, as in training)",
                     {"latent", "summary"});
   schema.add_int("mac.answer_batch", 64, "questions answered together");
-}
-
-model::GenerateOptions generate_options_from(const config::Config& cfg, const text::Tokenizer& tokenizer) {
-  return eval::decoding_options_from(cfg).generate_options(tokenizer);
 }
 
 MacConfig mac_config_from(const config::Config& cfg, const model::DecoderConfig& lm, int64_t vocab) {

@@ -20,9 +20,6 @@ void declare_mac_options(config::Schema& schema);
 // amortizer/question tokenizer. Bad values -> core::UserError naming the option.
 MacConfig mac_config_from(const config::Config& config, const model::DecoderConfig& lm, int64_t vocab);
 
-// Decoding of answers from decoding.* (EOS and padding of `tokenizer`).
-model::GenerateOptions generate_options_from(const config::Config& config, const text::Tokenizer& tokenizer);
-
 // MacConfig <-> JSON (stored in mac.h5, so a trained model rebuilds its own shape).
 std::string mac_config_to_json(const MacConfig& config);
 MacConfig mac_config_from_json(const std::string& json, const std::string& origin);

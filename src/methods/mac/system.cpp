@@ -10,10 +10,10 @@
 #include "core/error.h"
 #include "io/h5file.h"
 #include "methods/mac/options.h"
+#include "eval/options.h"
 #include "model/hf.h"
-#include "model/language_model.h"
-#include "text/tokenizer.h"
 #include "model/model_file.h"
+#include "text/tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -25,17 +25,18 @@ std::string shape_text(at::IntArrayRef sizes) { return "[" + fmt::format("{}", f
 constexpr const char* kFormat = "engram-mac";
 constexpr int64_t kVersion = 1;
 
-void attach_base(const config::Config& cfg, model::LanguageModel base, MacSystem& s) {
+// `base` comes frozen and in eval mode (eval::load_base_model).
+void attach_base(const config::Config& cfg, const model::LanguageModel& base, MacSystem& s) {
   s.lm = base.decoder;
   s.lm_source = base.source;
   s.lm_tokenizer = base.tokenizer;
-  for (auto& p : s.lm->parameters()) p.requires_grad_(false);
-  s.lm->eval();
   const std::string mac_tokenizer = cfg.get_string("mac.tokenizer");
   s.mac_tokenizer = mac_tokenizer.empty() ? s.lm_tokenizer : std::shared_ptr<text::Tokenizer>(text::load_tokenizer(mac_tokenizer));
 }
 
-void load_base(const config::Config& cfg, MacSystem& s) { attach_base(cfg, load_frozen_base(cfg), s); }
+void load_base(const config::Config& cfg, MacSystem& s) {
+  attach_base(cfg, eval::load_base_model(cfg.get_string("base.model")), s);
+}
 
 // Copies the weights of a Hugging Face T5 folder into `target` (same shapes required).
 void init_t5_from_hf(model::T5& target, const std::string& folder, const std::string& key) {
@@ -142,15 +143,7 @@ void save_mac_model(const std::string& path, MacModel& mac, const std::string& b
 }
 
 MacSystem load_mac_system(const config::Config& cfg, const std::string& path) {
-  return load_mac_system(cfg, path, load_frozen_base(cfg));
-}
-
-model::LanguageModel load_frozen_base(const config::Config& cfg) {
-  model::LanguageModelSource source;
-  source.path = cfg.get_string("base.model");
-  source.key = "base.model";
-  source.frozen = true;
-  return model::load_language_model(source);
+  return load_mac_system(cfg, path, eval::load_base_model(cfg.get_string("base.model")));
 }
 
 MacSystem load_mac_system(const config::Config& cfg, const std::string& path, const model::LanguageModel& base) {
@@ -165,7 +158,7 @@ MacSystem load_mac_system(const config::Config& cfg, const std::string& path, co
   MacConfig c = mac_config_from_json(file.attr_string("/meta", "architecture"), path);
   const auto& lm = s.lm->config();
   if (c.d != lm.d_model || c.L != lm.n_layers || c.H != lm.n_heads)
-    core::fail("{}: trained for a base LM with d {}, {} layers, {} heads; mac.base {} has d {}, {} layers, {} heads", path,
+    core::fail("{}: trained for a base LM with d {}, {} layers, {} heads; base.model {} has d {}, {} layers, {} heads", path,
                c.d, c.L, c.H, s.lm_source, lm.d_model, lm.n_layers, lm.n_heads);
   s.mac = MacModel(c);
   s.mac->attach_lm(s.lm);

@@ -43,13 +43,12 @@ struct MacSystem {
 // mac.amortizer.hf / mac.question.hf when set).
 MacSystem build_mac_system(const config::Config& config, bool fresh_modules);
 
-// The trained MAC of PATH (mac.h5) around the base LM of mac.base. A file trained on another
+// The trained MAC of PATH (mac.h5) around the base LM of base.model. A file trained on another
 // base LM shape, or a bad file -> core::UserError naming it.
 MacSystem load_mac_system(const config::Config& config, const std::string& path);
-// The same around a base LM already loaded (the evaluation shares one between contenders).
+// The same around a base LM already loaded and frozen (the evaluation shares one between
+// contenders: eval::load_base_model).
 MacSystem load_mac_system(const config::Config& config, const std::string& path, const model::LanguageModel& base);
-// The base LM of base.model with its tokenizer, frozen.
-model::LanguageModel load_frozen_base(const config::Config& config);
 
 void save_mac_model(const std::string& path, MacModel& mac, const std::string& base, const std::string& config_yaml);
 
