@@ -35,7 +35,11 @@ int run_generate(CommandContext& ctx) {
   options.num_beams = args["beams"].as<int>();
   options.num_beam_groups = args["groups"].as<int>();
   options.diversity_penalty = args["diversity"].as<double>();
-  if (options.strategy != model::GenerateOptions::Strategy::Greedy && options.num_beams == 1) options.num_beams = 4;
+  using Strategy = model::GenerateOptions::Strategy;
+  const bool beams = options.strategy == Strategy::Beam || options.strategy == Strategy::DiverseBeam;
+  if (beams && options.num_beams == 1) options.num_beams = 4;
+  options.temperature = args["temperature"].as<double>();
+  options.seed = args["seed"].as<uint64_t>();
   options.eos_id = lm.tokenizer->eos_id();
   options.pad_id = std::max(0, lm.tokenizer->pad_id());
   options.validate();
@@ -63,7 +67,7 @@ Command generate_command() {
   c.description =
       "Loads a model (--checkpoint: engram model file or run folder; --hf: Hugging Face folder) and\n"
       "continues each prompt: greedy by default, --strategy beam or diverse_beam (--beams, --groups,\n"
-      "--diversity). Prompts of different lengths run as one batch. Prints prompt + continuation, one\n"
+      "--diversity), or sample (--temperature, --seed). Prompts of different lengths run as one batch. Prints prompt + continuation, one\n"
       "per line (--only-new: the continuation only).\n\n"
       "examples:\n"
       "  engram generate --checkpoint runs/quickstart/base --prompt \"Context: ... Question: ... Answer:\"\n"
@@ -73,7 +77,9 @@ Command generate_command() {
     o.add_options()("prompt,p", po::value<std::vector<std::string>>()->composing(), "a prompt (repeatable)")(
         "prompts-file", po::value<std::string>(), "a file with one prompt per line")(
         "max-new-tokens,n", po::value<int64_t>()->default_value(16), "tokens to generate at most")(
-        "strategy", po::value<std::string>()->default_value("greedy"), "greedy | beam | diverse_beam")(
+        "strategy", po::value<std::string>()->default_value("greedy"), "greedy | beam | diverse_beam | sample")(
+        "temperature", po::value<double>()->default_value(1.0), "sample: softmax(logits / temperature)")(
+        "seed", po::value<uint64_t>()->default_value(0), "sample: seed of the draws")(
         "beams", po::value<int>()->default_value(1), "beams (beam and diverse_beam; default 4 there)")(
         "groups", po::value<int>()->default_value(1), "beam groups (diverse_beam)")(
         "diversity", po::value<double>()->default_value(0.0), "diversity penalty between groups (diverse_beam)")(

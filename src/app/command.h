@@ -58,6 +58,8 @@ Command mac_train_command();
 Command mac_memorize_command();
 Command mac_answer_command();
 Command mac_eval_command();
+Command inject_command();
+Command selfparam_eval_command();
 
 // The contenders `engram eval` knows, in the order `engram eval --help` lists them (contenders.cpp).
 }  // namespace engram::app

@@ -3,6 +3,7 @@
 #include "eval/baselines.h"
 #include "eval/contender.h"
 #include "methods/mac/contender.h"
+#include "methods/selfparam/contender.h"
 
 namespace engram::app {
 
@@ -13,6 +14,8 @@ const eval::ContenderRegistry& builtin_contenders() {
     r.add(eval::context_contender());
     r.add(eval::ft_contender());
     r.add(mac::mac_contender());
+    r.add(selfparam::selfparam_contender());
+    r.add(selfparam::ft_s_contender());
     return r;
   }();
   return registry;

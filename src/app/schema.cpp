@@ -3,6 +3,7 @@
 #include "data/synth.h"
 #include "dist/options.h"
 #include "eval/options.h"
+#include "methods/selfparam/options.h"
 #include "pretrain/pretrain.h"
 #include "methods/mac/options.h"
 #include "model/decoder.h"
@@ -38,6 +39,7 @@ config::Schema full_schema() {
   eval::declare_shared_options(schema);
   pretrain::declare_pretrain_options(schema);
   mac::declare_mac_options(schema);
+  selfparam::declare_selfparam_options(schema);
   return schema;
 }
 
@@ -47,7 +49,8 @@ const std::vector<Command>& commands() {
                                             generate_command(), convert_command(),
                                             eval_command(), mac_train_command(),
                                             mac_memorize_command(), mac_answer_command(),
-                                            mac_eval_command()};
+                                            mac_eval_command(), inject_command(),
+                                            selfparam_eval_command()};
   return all;
 }
 

@@ -17,9 +17,12 @@ void GenerateOptions::validate() const {
   if (num_beams % num_beam_groups != 0)
     core::fail("generate.num_beams ({}) must be divisible by generate.num_beam_groups ({})", num_beams,
                num_beam_groups);
-  if (strategy == Strategy::Greedy && (num_beams != 1 || num_beam_groups != 1))
-    core::fail("generate.strategy greedy needs num_beams = 1 and num_beam_groups = 1, got {} and {}", num_beams,
-               num_beam_groups);
+  const bool one_row = strategy == Strategy::Greedy || strategy == Strategy::Sample;
+  if (one_row && (num_beams != 1 || num_beam_groups != 1))
+    core::fail("generate.strategy {} needs num_beams = 1 and num_beam_groups = 1, got {} and {}",
+               core::name_of(strategy), num_beams, num_beam_groups);
+  if (strategy == Strategy::Sample && !(temperature > 0))
+    core::fail("generate.temperature must be > 0 to sample, got {}", temperature);
   if (strategy == Strategy::Beam && num_beam_groups != 1)
     core::fail("generate.strategy beam needs num_beam_groups = 1 (use diverse_beam), got {}", num_beam_groups);
   if (strategy == Strategy::Beam && diversity_penalty != 0)
@@ -144,9 +147,12 @@ at::Tensor last_logits(Decoder& model, const at::Tensor& ids, const at::Tensor& 
   return logits.select(1, logits.size(1) - 1).to(torch::kFloat);  // [B, V]
 }
 
+// Greedy: the most likely token at each step; sample: a draw from softmax(logits / temperature).
 std::vector<std::vector<Hypothesis>> run_greedy(Decoder& model, const Batch& batch, const GenerateOptions& o,
                                                 const Prefix* prefix) {
   const int64_t B = batch.ids.size(0);
+  const bool sample = o.strategy == GenerateOptions::Strategy::Sample;
+  at::Generator draws = at::detail::createCPUGenerator(o.seed);
   std::vector<std::vector<Hypothesis>> result(B, std::vector<Hypothesis>(1));
   std::vector<double> sum(B, 0.0);
   std::vector<bool> done(B, false);
@@ -155,7 +161,8 @@ std::vector<std::vector<Hypothesis>> run_greedy(Decoder& model, const Batch& bat
   auto logits = last_logits(model, batch.ids, mask, prefix, &cache);
   for (int64_t step = 0; step < o.max_new_tokens; ++step) {
     auto logprobs = torch::log_softmax(logits, -1);
-    auto next = logits.argmax(-1);  // [B]
+    auto next = sample ? torch::multinomial(torch::softmax(logits / o.temperature, -1), 1, false, draws).squeeze(1)
+                       : logits.argmax(-1);  // [B]
     auto chosen = logprobs.gather(1, next.unsqueeze(1)).squeeze(1);
     auto next_a = next.accessor<int64_t, 1>();
     auto chosen_a = chosen.accessor<float, 1>();
@@ -380,7 +387,8 @@ std::vector<std::vector<Hypothesis>> generate_hypotheses(Decoder& model,
     batch_prefix = expand_prefix(*prefix, B, 1);
     p = &batch_prefix;
   }
-  if (options.strategy == GenerateOptions::Strategy::Greedy) return run_greedy(model, batch, options, p);
+  if (options.strategy == GenerateOptions::Strategy::Greedy || options.strategy == GenerateOptions::Strategy::Sample)
+    return run_greedy(model, batch, options, p);
   return run_beam(model, batch, options, p);
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// Text generation with the decoder LM: greedy, beam search (HF BeamSearchScorer) and diverse group
+// Text generation with the decoder LM: greedy, sampling (one token at a time from
+// softmax(logits / temperature), seeded: SELF-PARAM's self-sampled targets), beam search (HF BeamSearchScorer) and diverse group
 // beam search (HF group beam search, Vijayakumar et al. 2016), with an optional MAC prefix.
 //
 // Batching: prompts of different lengths are left-padded with pad_id and masked, so every row's
@@ -35,7 +36,7 @@
 namespace engram::model {
 
 struct GenerateOptions {
-  enum class Strategy { Greedy, Beam, DiverseBeam };
+  enum class Strategy { Greedy, Beam, DiverseBeam, Sample };
   int64_t max_new_tokens = 16;
   Strategy strategy = Strategy::Greedy;
   int num_beams = 1;
@@ -45,6 +46,8 @@ struct GenerateOptions {
   bool early_stopping = true;
   int32_t eos_id = -1;  // -1: no EOS, every row runs max_new_tokens
   int32_t pad_id = 0;   // left padding of prompts and filler after a row stops
+  double temperature = 1.0;  // sample: tokens drawn from softmax(logits / temperature)
+  uint64_t seed = 0;         // sample: the draws' generator seed (the same seed, the same samples)
 
   // core::UserError naming the option: num_beams < 1, num_beam_groups < 1,
   // num_beams % num_beam_groups != 0, greedy with num_beams != 1, beam with num_beam_groups != 1,
@@ -80,5 +83,8 @@ template <>
 struct engram::core::EnumNames<engram::model::GenerateOptions::Strategy> {
   using Strategy = engram::model::GenerateOptions::Strategy;
   static constexpr std::pair<Strategy, const char*> names[] = {
-      {Strategy::Greedy, "greedy"}, {Strategy::Beam, "beam"}, {Strategy::DiverseBeam, "diverse_beam"}};
+      {Strategy::Greedy, "greedy"},
+      {Strategy::Beam, "beam"},
+      {Strategy::DiverseBeam, "diverse_beam"},
+      {Strategy::Sample, "sample"}};
 };

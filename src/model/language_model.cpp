@@ -11,6 +11,7 @@ LanguageModel load_language_model(const LanguageModelSource& source) {
   lm.decoder = loaded.decoder;
   lm.source = loaded.source;
   const std::string tokenizer_path = source.tokenizer.empty() ? loaded.tokenizer_path : source.tokenizer;
+  lm.tokenizer_path = tokenizer_path;
   if (!tokenizer_path.empty()) lm.tokenizer = text::load_tokenizer(tokenizer_path);
   else if (source.require_tokenizer)
     core::fail("{}: {} names no tokenizer: give one (a SentencePiece .model or a folder with vocab.json + merges.txt)",

@@ -19,6 +19,7 @@ struct LanguageModel {
   Decoder decoder{nullptr};
   std::shared_ptr<text::Tokenizer> tokenizer;  // null only when none was required and none exists
   std::string source;                          // for messages: "runs/x/model.h5", "hf:gpt2-folder"
+  std::string tokenizer_path;                  // the file or folder the tokenizer was read from
 };
 
 struct LanguageModelSource {

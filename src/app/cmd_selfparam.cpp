@@ -1,0 +1,175 @@
+// SELF-PARAM commands: inject (documents into a model's own weights, written back as a model with
+// no extra parameter) and selfparam-eval (the single, batch and sequential protocols).
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "app/command.h"
+#include "app/model_source.h"
+#include "core/error.h"
+#include "data/options.h"
+#include "data/readers.h"
+#include "dist/runtime.h"
+#include "eval/options.h"
+#include "eval/stream.h"
+#include "methods/selfparam/experiments.h"
+#include "methods/selfparam/injector.h"
+#include "model/hf.h"
+#include "model/model_file.h"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace engram::app {
+namespace {
+
+// --checkpoint / --hf when given, else base.model.
+LanguageModel injected_base(const CommandContext& ctx) {
+  if (ctx.args.count("checkpoint") || ctx.args.count("hf")) return load_language_model(ctx.args, true);
+  return eval::load_base_model(ctx.config.get_string("base.model"));
+}
+
+std::set<std::string> questions_of(const std::vector<data::Document>& docs) {
+  std::set<std::string> out;
+  for (const auto& d : docs)
+    for (const auto& qa : d.qa) out.insert(selfparam::normalize_question(qa.question));
+  return out;
+}
+
+// The injected model where `generate --checkpoint` (engram) or `--hf` (Hugging Face) reads it.
+void write_model(model::Decoder& decoder, const LanguageModel& lm, const CommandContext& ctx, const std::string& out) {
+  fs::create_directories(out);
+  if (ctx.args.count("hf")) {
+    const std::string folder = ctx.args["hf"].as<std::string>();
+    model::save_hf_decoder(decoder, model::read_hf_config(folder).model_type, out, lm.tokenizer_path);
+    return;
+  }
+  const std::string tokenizer = out + "/" + fs::path(lm.tokenizer_path).filename().string();
+  if (fs::absolute(tokenizer) != fs::absolute(lm.tokenizer_path))
+    fs::copy_file(lm.tokenizer_path, tokenizer, fs::copy_options::overwrite_existing);
+  model::save_model_file(out + "/model.h5", decoder, tokenizer, ctx.config.to_yaml());
+}
+
+int run_inject(CommandContext& ctx) {
+  auto& comm = ctx.runtime->comm();
+  if (!ctx.args.count("documents")) core::fail("inject: give the documents to inject with --documents FILE");
+  if (!ctx.args.count("out")) core::fail("inject: give the output folder with --out DIR");
+  const std::string out = ctx.args["out"].as<std::string>();
+  auto docs = data::read_files(ctx.args["documents"].as<std::vector<std::string>>(), data::read_options_from(ctx.config));
+  if (docs.empty()) core::fail("inject: --documents holds no document");
+  LanguageModel lm = injected_base(ctx);
+  selfparam::SelfParamOptions options = selfparam::selfparam_options_from(ctx.config);
+  selfparam::Injector injector(lm, options, questions_of(docs), comm.rank(), comm.world_size());
+  std::vector<std::string> texts;
+  for (const auto& d : docs) texts.push_back(d.text);
+  model::Decoder student = selfparam::fresh_copy(lm.decoder);
+  const bool sequential = ctx.args["mode"].as<std::string>() == "sequential";
+  if (!sequential && ctx.args["mode"].as<std::string>() != "batch")
+    core::fail("--mode: expected batch or sequential, got '{}'", ctx.args["mode"].as<std::string>());
+  nlohmann::json report = {{"documents", docs.size()}, {"mode", ctx.args["mode"].as<std::string>()}};
+  double seconds = 0;
+  int64_t steps = 0, dropped = 0;
+  for (size_t first = 0; first < texts.size(); first += sequential ? 1 : texts.size()) {
+    std::vector<std::string> part(texts.begin() + static_cast<std::ptrdiff_t>(first),
+                                  sequential ? texts.begin() + static_cast<std::ptrdiff_t>(first + 1) : texts.end());
+    selfparam::TargetSet targets = injector.targets(student, part, comm);
+    dropped += targets.dropped_test;
+    auto r = injector.inject(student, part, targets, selfparam::Objective::Distill, comm, nullptr, first);
+    seconds += r.seconds, steps += r.steps;
+  }
+  report["seconds"] = seconds;
+  report["optimizer_steps"] = steps;
+  report["targets_dropped_as_test_questions"] = dropped;
+  report["extra_parameters"] = student->num_parameters() - lm.decoder->num_parameters();
+  if (comm.rank() == 0) {
+    write_model(student, lm, ctx, out);
+    std::ofstream(out + "/inject.json") << report.dump(2) << "\n";
+    std::cout << fmt::format("injected {} documents in {:.1f} s ({} optimizer steps); wrote {}\n", docs.size(), seconds,
+                             steps, out);
+  }
+  comm.barrier();
+  return 0;
+}
+
+int run_selfparam_eval(CommandContext& ctx) {
+  auto& comm = ctx.runtime->comm();
+  const eval::EvalOptions eval_options = eval::eval_options_from(ctx.config);
+  selfparam::SelfParamOptions options = selfparam::selfparam_options_from(ctx.config);
+  LanguageModel base = eval::load_base_model(eval_options.base_model);
+  eval::Stream stream = eval::make_stream(data::read_all(eval_options.test_stream), eval_options.test_stream, 0, 0);
+  std::set<std::string> excluded = questions_of(stream.documents);
+  selfparam::Injector injector(base, options, excluded, comm.rank(), comm.world_size());
+  selfparam::ExperimentContext ectx{base, stream, injector, comm, eval_options.decoding.max_new_tokens};
+  std::string wanted = ctx.args["experiments"].as<std::string>();
+  nlohmann::json results = {{"test_stream", stream.source}, {"targets", injector.targets_label()}};
+  if (wanted.find("single") != std::string::npos) results["single"] = selfparam::run_single(ectx, options.single_documents);
+  if (wanted.find("batch") != std::string::npos)
+    results["batch"] = selfparam::run_batch(ectx, options.batch_documents, options.locality_documents);
+  if (wanted.find("sequential") != std::string::npos) {
+    results["sequential"] = selfparam::run_sequential(ectx, options.sequential_documents);
+    selfparam::SelfParamOptions without = options;
+    without.unrelated = false;
+    selfparam::Injector plain(base, without, excluded, comm.rank(), comm.world_size());
+    selfparam::ExperimentContext pctx{base, stream, plain, comm, eval_options.decoding.max_new_tokens};
+    results["sequential_without_unrelated"] = selfparam::run_sequential(pctx, options.sequential_documents);
+  }
+  if (comm.rank() == 0) {
+    fs::create_directories(options.out_dir);
+    std::ofstream(options.out_dir + "/results.json") << results.dump(2) << "\n";
+    std::cout << results.dump(2) << "\n";
+  }
+  comm.barrier();
+  return 0;
+}
+
+}  // namespace
+
+Command inject_command() {
+  Command c;
+  c.name = "inject";
+  c.summary = "SELF-PARAM: distil documents into a model's own weights (no extra parameter)";
+  c.description =
+      "Injects --documents into the base LM (base.model, or --checkpoint / --hf) by SELF-PARAM's KL\n"
+      "distillation (selfparam.*): target sentences sampled by the model reading each document (a target\n"
+      "asking one of the documents' own questions is dropped), three terms per target, LoRA merged into\n"
+      "the weights afterwards. --mode batch: all documents in one injection; sequential: one after\n"
+      "another, each with the current model as teacher. Targets are split across ranks. Writes --out:\n"
+      "an engram model folder (model.h5 + tokenizer), or with --hf a Hugging Face folder of the same\n"
+      "type, and inject.json.\n\n"
+      "example: mpirun -np 2 engram inject --config configs/quickstart.yaml --documents stream.jsonl --out runs/x/injected";
+  c.add_options = [](po::options_description& o) {
+    add_model_source_options(o);
+    o.add_options()("documents", po::value<std::vector<std::string>>()->composing(),
+                    "documents to inject, any supported format (repeatable)")(
+        "out", po::value<std::string>(), "output folder")(
+        "mode", po::value<std::string>()->default_value("batch"), "batch | sequential");
+  };
+  c.run = run_inject;
+  return c;
+}
+
+Command selfparam_eval_command() {
+  Command c;
+  c.name = "selfparam-eval";
+  c.summary = "SELF-PARAM's single, batch and sequential protocols on the test stream";
+  c.description =
+      "On stream.test: single injection (selfparam.single_documents, each into a fresh model, beside FT(S),\n"
+      "FT(C), closed book and context in prompt on the same questions), batch injection\n"
+      "(selfparam.batch_documents together, with locality on the next selfparam.locality_documents) and\n"
+      "sequential injection (selfparam.sequential_documents in turn: F1[i][j] as \"i-j\", with and without\n"
+      "term (C)). Writes selfparam.out_dir/results.json; tools/plot_selfparam.py draws the matrix.\n\n"
+      "example: mpirun -np 2 engram selfparam-eval --config configs/quickstart.yaml --experiments single,sequential";
+  c.add_options = [](po::options_description& o) {
+    o.add_options()("experiments", po::value<std::string>()->default_value("single,batch,sequential"),
+                    "which protocols, comma-separated");
+  };
+  c.run = run_selfparam_eval;
+  return c;
+}
+
+}  // namespace engram::app

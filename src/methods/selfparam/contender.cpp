@@ -1,0 +1,93 @@
+#include "methods/selfparam/contender.h"
+
+#include <set>
+
+#include "config/config.h"
+#include "data/readers.h"
+#include "dist/communicator.h"
+#include "methods/selfparam/experiments.h"
+#include "methods/selfparam/injector.h"
+#include "methods/selfparam/options.h"
+
+namespace engram::selfparam {
+namespace {
+
+std::set<std::string> stream_questions(const eval::Stream& stream) {
+  std::set<std::string> out;
+  for (const auto& d : stream.documents)
+    for (const auto& qa : d.qa) out.insert(normalize_question(qa.question));
+  return out;
+}
+
+class InjectionContender : public eval::Contender {
+ public:
+  InjectionContender(eval::EvalContext& ctx, Objective objective)
+      : options_(selfparam_options_from(ctx.config)), objective_(objective) {}
+
+  double absorb(const eval::Stream& stream, eval::EvalContext& ctx) override {
+    model::LanguageModel& base = ctx.base();
+    Injector injector(base, options_, stream_questions(stream), ctx.comm.rank(), ctx.comm.world_size());
+    label_ = injector.targets_label();
+    const std::vector<std::string> texts = document_texts(stream, 0, stream.size());
+    targets_ = injector.targets(base.decoder, texts, ctx.comm);
+    model_ = fresh_copy(base.decoder);
+    report_ = injector.inject(model_, texts, targets_, objective_, ctx.comm);
+    return 0.0;  // merged into the weights: no extra parameter, nothing stored per document
+  }
+
+  std::vector<eval::Row> answer(const eval::Stream& stream, const std::vector<eval::StreamQuestion>& questions,
+                                eval::EvalContext& ctx) override {
+    model::LanguageModel& base = ctx.base();
+    eval::Row row;
+    row.name = objective_ == Objective::Distill ? "SELF-PARAM (batch injection, " + label_ + ")"
+                                                : "FT(S) (the same targets and steps, cross-entropy)";
+    row.scores = eval::answer_with_prompts(model_, *base.tokenizer, stream, questions, data::PromptFormat::QuestionAnswer,
+                                           ctx.options.decoding.max_new_tokens, ctx.comm);
+    row.extras = {{"targets_sampled", static_cast<double>(targets_.sampled)},
+                  {"targets_dropped_as_test_questions", static_cast<double>(targets_.dropped_test)},
+                  {"optimizer_steps", static_cast<double>(report_.steps)}};
+    add_locality(row, stream, ctx);
+    return {row};
+  }
+
+ private:
+  // Test documents after the stream's: read in context, their perplexity, the KL to the base LM.
+  void add_locality(eval::Row& row, const eval::Stream& stream, eval::EvalContext& ctx) {
+    if (options_.locality_documents <= 0) return;
+    auto all = data::read_all(stream.source);
+    if (static_cast<int64_t>(all.size()) <= stream.size()) return;
+    std::vector<data::Document> others(all.begin() + stream.size(), all.end());
+    eval::Stream other = eval::make_stream(std::move(others), stream.source, options_.locality_documents, 0);
+    model::LanguageModel& base = ctx.base();
+    const int64_t tokens = ctx.options.decoding.max_new_tokens;
+    const Locality before = measure_locality(base.decoder, base, other, 0, other.size(), tokens, ctx.comm);
+    const Locality after = measure_locality(model_, base, other, 0, other.size(), tokens, ctx.comm);
+    row.extras.insert(row.extras.end(), {{"locality_documents", static_cast<double>(other.size())},
+                                         {"in_context_f1_before", before.in_context_f1},
+                                         {"in_context_f1_after", after.in_context_f1},
+                                         {"perplexity_before", before.perplexity},
+                                         {"perplexity_after", after.perplexity},
+                                         {"kl_to_base_after", after.kl_to_base}});
+  }
+
+  SelfParamOptions options_;
+  Objective objective_;
+  std::string label_;
+  TargetSet targets_;
+  InjectionReport report_;
+  model::Decoder model_{nullptr};
+};
+
+}  // namespace
+
+eval::ContenderSpec selfparam_contender() {
+  return {"selfparam", "SELF-PARAM: the stream distilled into the model's own weights in one batch injection (selfparam.*)",
+          [](eval::EvalContext& ctx) { return std::make_unique<InjectionContender>(ctx, Objective::Distill); }};
+}
+
+eval::ContenderSpec ft_s_contender() {
+  return {"ft_s", "FT(S): cross-entropy on SELF-PARAM's target sentences, the same optimizer steps",
+          [](eval::EvalContext& ctx) { return std::make_unique<InjectionContender>(ctx, Objective::CrossEntropy); }};
+}
+
+}  // namespace engram::selfparam
