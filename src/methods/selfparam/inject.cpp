@@ -108,8 +108,11 @@ class StepBuilder {
 };
 
 // One optimizer step on `loss` (undefined: this rank had nothing; it still joins the reduction).
-double optimizer_step(const at::Tensor& loss, torch::optim::AdamW& optimizer, dist::GradReducer* reducer) {
-  optimizer.zero_grad();
+double optimizer_step(const at::Tensor& loss, const std::vector<at::Tensor>& params, torch::optim::AdamW& optimizer,
+                      dist::GradReducer* reducer) {
+  // Zeroed in place: Optimizer::zero_grad detaches, which the GradReducer's bucket views refuse.
+  for (const auto& p : params)
+    if (p.grad().defined()) const_cast<at::Tensor&>(p).mutable_grad().zero_();
   double value = 0;
   if (loss.defined()) {
     loss.backward();
@@ -153,6 +156,13 @@ InjectionReport inject(model::Decoder& model, const InjectionInputs& in, const S
   if (objective == Objective::Distill) (*teacher)->eval();  // no dropout in the teacher (the reference keeps it)
 
   TrainableParts trainable(model, o);
+  if (comm.world_size() > 1) {  // fresh adapters are random: every rank starts from rank 0's
+    torch::NoGradGuard no_grad;
+    for (const auto& p : trainable.params()) {
+      at::Tensor data = p.detach();
+      comm.broadcast(data, 0);
+    }
+  }
   torch::optim::AdamW optimizer(trainable.params(), torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
   std::unique_ptr<dist::GradReducer> reducer;
   if (comm.world_size() > 1) reducer = std::make_unique<dist::GradReducer>(comm, trainable.params());
@@ -189,12 +199,12 @@ InjectionReport inject(model::Decoder& model, const InjectionInputs& in, const S
       };
       if (objective == Objective::CrossEntropy) {
         loss_sum += optimizer_step(sentence_cross_entropy(model, examples([&](const Item& i) { return build.qa(i); }), start),
-                                   optimizer, reducer.get());
+                                   trainable.params(), optimizer, reducer.get());
         ++loss_count;
       } else {
         auto distill = [&](const std::vector<DistillExample>& ex) {
-          loss_sum += optimizer_step(distillation_loss(*teacher, model, ex, start, o.temperature, o.reduction), optimizer,
-                                     reducer.get());
+          loss_sum += optimizer_step(distillation_loss(*teacher, model, ex, start, o.temperature, o.reduction),
+                                     trainable.params(), optimizer, reducer.get());
           ++loss_count;
         };
         distill(examples([&](const Item& i) { return build.qa(i); }));

@@ -1,0 +1,207 @@
+// SELF-PARAM's pieces (specs/selfparam.md 5, C7): the KL and its slices, its gradient, targets,
+// and an injection that moves the student toward the teacher reading the document.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "../common/selfparam_fixture.h"
+#include "dist/local_communicator.h"
+#include "methods/selfparam/distill.h"
+#include "methods/selfparam/inject.h"
+#include "methods/selfparam/targets.h"
+#include "model/generate.h"
+
+namespace engram::selfparam {
+namespace {
+
+using Reduction = SelfParamOptions::Reduction;
+
+TEST(SelfParamSlices, WithBosTheyAreTheReferences) {
+  const Slices s = target_slices(1, 7, 5);  // teacher [Lx, Lx + n), student [0, n)
+  EXPECT_EQ(s.teacher_begin, 7);
+  EXPECT_EQ(s.student_begin, 0);
+  EXPECT_EQ(s.length, 5);
+}
+
+TEST(SelfParamSlices, WithoutBosTheFirstTargetTokenIsNotPredicted) {
+  const Slices s = target_slices(0, 7, 5);
+  EXPECT_EQ(s.teacher_begin, 7);  // position 7 (the target's first token) predicts its second
+  EXPECT_EQ(s.student_begin, 0);
+  EXPECT_EQ(s.length, 4);
+  EXPECT_EQ(target_slices(0, 3, 1).length, 0);
+}
+
+TEST(SelfParamSlices, EmptyContextGivesTheSameRows) {
+  for (int64_t start : {0, 1}) {
+    const Slices s = target_slices(start, 0, 6);
+    EXPECT_EQ(s.teacher_begin, s.student_begin) << start;
+  }
+  // With an empty context the teacher's and the student's inputs and rows are the same tensors.
+  auto tok = selfparam_fixture::tokenizer();
+  model::Decoder m = selfparam_fixture::tiny_decoder(tok->vocab_size());
+  DistillExample e{{}, tok->encode("Question: who is it? Answer: Bob\n")};
+  const at::Tensor loss = distillation_loss(m, m, {e}, {}, 1.0, Reduction::Token);
+  EXPECT_NEAR(loss.item<double>(), 0.0, 1e-7);
+}
+
+TEST(SelfParamKl, ZeroWhenStudentEqualsTeacherAndPositiveOtherwise) {
+  torch::manual_seed(1);
+  at::Tensor logits = torch::randn({4, 11});
+  EXPECT_NEAR(distillation_kl(logits, logits.clone(), 1.0, Reduction::Mean).item<double>(), 0.0, 1e-7);
+  EXPECT_GT(distillation_kl(logits, torch::randn({4, 11}), 1.0, Reduction::Mean).item<double>(), 1e-4);
+}
+
+TEST(SelfParamKl, MatchesTheDefinitionWithTemperatureAndReduction) {
+  torch::manual_seed(2);
+  at::Tensor t = torch::randn({3, 5}, torch::kDouble), s = torch::randn({3, 5}, torch::kDouble);
+  const double T = 2.0;
+  at::Tensor p = torch::softmax(t / T, -1), q = torch::softmax(s / T, -1);
+  const double kl = (p * (p.log() - q.log())).sum().item<double>();
+  EXPECT_NEAR(distillation_kl(t, s, T, Reduction::Mean).item<double>(), T * T * kl / 15.0, 1e-5);
+  EXPECT_NEAR(distillation_kl(t, s, T, Reduction::Token).item<double>(), T * T * kl / 3.0, 1e-5);
+}
+
+TEST(SelfParamKl, GradientIsQMinusPOverNV) {
+  torch::manual_seed(3);
+  const int64_t n = 6, V = 9;
+  at::Tensor t = torch::randn({n, V});
+  at::Tensor s = torch::randn({n, V}).set_requires_grad(true);
+  distillation_kl(t, s, 1.0, Reduction::Mean).backward();
+  at::Tensor expected = (torch::softmax(s.detach(), -1) - torch::softmax(t, -1)) / static_cast<double>(n * V);
+  EXPECT_LE((s.grad() - expected).abs().max().item<double>(), 1e-7);
+}
+
+TEST(SelfParamKl, TeacherGetsNoGradient) {
+  auto tok = selfparam_fixture::tokenizer();
+  model::Decoder teacher = selfparam_fixture::tiny_decoder(tok->vocab_size(), 1);
+  model::Decoder student = selfparam_fixture::tiny_decoder(tok->vocab_size(), 2);
+  DistillExample e{tok->encode("Context: Bob lives in Paris."), tok->encode("Question: where? Answer: Paris\n")};
+  distillation_loss(teacher, student, {e}, {}, 1.0, Reduction::Mean).backward();
+  for (const auto& p : teacher->parameters()) EXPECT_FALSE(p.grad().defined());
+  int64_t with_grad = 0;
+  for (const auto& p : student->parameters()) with_grad += p.grad().defined() ? 1 : 0;
+  EXPECT_GT(with_grad, 0);
+}
+
+TEST(SelfParamTargets, ParsesCompletePairsOnly) {
+  auto pairs = parse_qa_pairs("Question: Where does Bob live? Answer:  Paris\nQuestion: What is his job? Answer: baker\n"
+                              "Question: no answer here\nQuestion: cut off Answer: car");
+  ASSERT_EQ(pairs.size(), 2u);
+  EXPECT_EQ(pairs[0], "Question: Where does Bob live? Answer: Paris\n");
+  EXPECT_EQ(pairs[1], "Question: What is his job? Answer: baker\n");
+  EXPECT_TRUE(parse_qa_pairs("Question:  Answer: x\n").empty());
+}
+
+TEST(SelfParamTargets, QuestionsCompareNormalised) {
+  EXPECT_EQ(normalize_question("  Where does  Bob live? "), "where does bob live");
+  EXPECT_EQ(question_of_pair("Question: Where does Bob live? Answer: Paris\n"), "where does bob live");
+}
+
+TEST(SelfParamTargets, AnswerIsEncodedApartAsPretrainingLaysItOut) {
+  auto tok = selfparam_fixture::tokenizer();
+  auto ids = encode_target(*tok, "Question: where? Answer: Paris\n");
+  auto expected = tok->encode("Question: where? Answer:");
+  for (int32_t id : tok->encode(" Paris\n")) expected.push_back(id);
+  EXPECT_EQ(ids, expected);
+  EXPECT_EQ(encode_target(*tok, "Context: plain text"), tok->encode("Context: plain text"));
+}
+
+TEST(SelfParamTargets, SampledTargetsAreDrawnPerDocumentAndSkipExcludedQuestions) {
+  auto tok = selfparam_fixture::tokenizer();
+  model::Decoder m = selfparam_fixture::tiny_decoder(tok->vocab_size());
+  auto comm = dist::make_local_communicator(std::chrono::seconds(60));
+  SelfParamOptions o = selfparam_fixture::quick_options();
+  o.epochs = 2, o.per_epoch = 2, o.sample_tokens = 8;
+  // A random model rarely writes a whole pair: documents may end up empty, and are counted.
+  TargetSet t = sample_targets(m, *tok, {"Bob lives in Paris.", "Ann is a baker."}, {}, o, *comm);
+  ASSERT_EQ(t.per_document.size(), 2u);
+  for (const auto& list : t.per_document) EXPECT_TRUE(list.empty() || list.size() == 4u);
+  EXPECT_EQ(t.empty_documents, static_cast<int64_t>(t.per_document[0].empty()) + static_cast<int64_t>(t.per_document[1].empty()));
+}
+
+TEST(GenerateSample, SameSeedSameTokensOtherSeedOthers) {
+  auto tok = selfparam_fixture::tokenizer();
+  model::Decoder m = selfparam_fixture::tiny_decoder(tok->vocab_size());
+  model::GenerateOptions g;
+  g.strategy = model::GenerateOptions::Strategy::Sample;
+  g.max_new_tokens = 12;
+  g.seed = 5;
+  const std::vector<std::vector<int32_t>> prompts = {tok->encode("Hello there"), tok->encode("Hello there")};
+  auto a = model::generate(m, prompts, g), b = model::generate(m, prompts, g);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a[0], a[1]);  // two rows of one call draw apart
+  g.temperature = 0;
+  EXPECT_THROW(g.validate(), core::UserError);
+}
+
+double target_kl(model::Decoder& teacher, model::Decoder& student, const DistillExample& e) {
+  torch::NoGradGuard no_grad;
+  return distillation_loss(teacher, student, {e}, {}, 1.0, Reduction::Token).item<double>();
+}
+
+TEST(SelfParamInject, StudentLearnsToAnswerAsTheTeacherReadingTheDocumentWithNoExtraParameter) {
+  auto tok = selfparam_fixture::tokenizer();
+  model::Decoder model = selfparam_fixture::tiny_decoder(tok->vocab_size());
+  model::Decoder original = frozen_copy(model);
+  const int64_t parameters = model->num_parameters();
+  const std::vector<std::string> docs = {"Bob lives in Paris and bakes bread."};
+  TargetSet targets;
+  targets.per_document = {std::vector<std::string>(30, "Question: Where does Bob live? Answer: Paris\n")};
+  const DistillExample e{tok->encode("Context: " + docs[0]), encode_target(*tok, targets.per_document[0][0])};
+  const double before = target_kl(original, model, e);
+  auto comm = dist::make_local_communicator(std::chrono::seconds(60));
+  InjectionInputs in;
+  in.tokenizer = tok.get();
+  in.documents = &docs;
+  in.targets = &targets;
+  SelfParamOptions o = selfparam_fixture::quick_options();
+  InjectionReport r = inject(model, in, o, Objective::Distill, *comm);
+  EXPECT_EQ(r.items, 30);
+  EXPECT_EQ(r.steps, 30);
+  const double after = target_kl(original, model, e);
+  EXPECT_GT(before, 1e-3);
+  EXPECT_LT(after, 0.2 * before) << before << " -> " << after;
+  EXPECT_EQ(model->num_parameters(), parameters);  // LoRA merged and removed
+  for (const auto& p : model->parameters()) EXPECT_TRUE(p.requires_grad());  // flags as they were
+  EXPECT_FALSE(model->is_training());
+}
+
+TEST(SelfParamInject, MlpOnlyChangesOnlyMlpWeights) {
+  auto tok = selfparam_fixture::tokenizer();
+  model::Decoder model = selfparam_fixture::tiny_decoder(tok->vocab_size());
+  model::Decoder original = frozen_copy(model);
+  const std::vector<std::string> docs = {"Ann is a baker."};
+  TargetSet targets;
+  targets.per_document = {std::vector<std::string>(5, "Question: What is Ann? Answer: baker\n")};
+  auto comm = dist::make_local_communicator(std::chrono::seconds(60));
+  InjectionInputs in{tok.get(), &docs, &targets};
+  SelfParamOptions o = selfparam_fixture::quick_options();
+  o.update = SelfParamOptions::Update::Mlp;
+  o.epochs = 5;
+  inject(model, in, o, Objective::Distill, *comm);
+  auto before = original->named_parameters();
+  for (const auto& p : model->named_parameters()) {
+    const bool changed = !torch::equal(p.value(), before[p.key()]);
+    EXPECT_EQ(changed, p.key().find(".mlp.") != std::string::npos) << p.key();
+  }
+}
+
+TEST(SelfParamInject, CrossEntropyTakesOneStepPerSentencePerDistillationTerm) {
+  auto tok = selfparam_fixture::tokenizer();
+  model::Decoder model = selfparam_fixture::tiny_decoder(tok->vocab_size());
+  const std::vector<std::string> docs = {"Ann is a baker.", "Bob is a cook."};
+  TargetSet targets;
+  targets.per_document = {std::vector<std::string>(4, "Question: What is Ann? Answer: baker\n"),
+                          std::vector<std::string>(4, "Question: What is Bob? Answer: cook\n")};
+  auto comm = dist::make_local_communicator(std::chrono::seconds(60));
+  InjectionInputs in{tok.get(), &docs, &targets};
+  SelfParamOptions o = selfparam_fixture::quick_options();
+  o.epochs = 2, o.per_epoch = 2, o.continuation = true;  // two distillation terms per item
+  model::Decoder copy = frozen_copy(model);
+  const InjectionReport distill = inject(model, in, o, Objective::Distill, *comm);
+  const InjectionReport ce = inject(copy, in, o, Objective::CrossEntropy, *comm);
+  EXPECT_EQ(distill.steps, 16);  // 2 epochs x 2 documents x 2 targets x 2 terms
+  EXPECT_EQ(ce.steps, distill.steps);
+}
+
+}  // namespace
+}  // namespace engram::selfparam
