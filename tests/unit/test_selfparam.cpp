@@ -82,6 +82,26 @@ TEST(SelfParamKl, TeacherGetsNoGradient) {
   EXPECT_GT(with_grad, 0);
 }
 
+TEST(SelfParamKl, ABatchIsTheMeanOfItsExamples) {
+  // Examples of different lengths share one padded forward pass; padding must change nothing.
+  auto tok = selfparam_fixture::tokenizer();
+  model::Decoder teacher = selfparam_fixture::tiny_decoder(tok->vocab_size(), 1);
+  model::Decoder student = selfparam_fixture::tiny_decoder(tok->vocab_size(), 2);
+  const std::vector<DistillExample> examples = {
+      {tok->encode("Context: Bob lives in Paris."), tok->encode("Question: where? Answer: Paris\n")},
+      {tok->encode("Context: Ann"), tok->encode("Question: What is the job of Ann, the woman? Answer: baker\n")},
+      {{}, tok->encode("Unrelated text with no context at all")}};
+  torch::NoGradGuard no_grad;
+  for (auto reduction : {Reduction::Mean, Reduction::Token}) {
+    double sum = 0;
+    for (const auto& e : examples) sum += distillation_loss(teacher, student, {e}, {}, 1.0, reduction).item<double>();
+    EXPECT_NEAR(distillation_loss(teacher, student, examples, {}, 1.0, reduction).item<double>(), sum / 3, 1e-6 * sum);
+    double ce = 0;
+    for (const auto& e : examples) ce += sentence_cross_entropy(student, {e}, {}).item<double>();
+    EXPECT_NEAR(sentence_cross_entropy(student, examples, {}).item<double>(), ce / 3, 1e-5);
+  }
+}
+
 TEST(SelfParamTargets, ParsesCompletePairsOnly) {
   auto pairs = parse_qa_pairs("Question: Where does Bob live? Answer:  Paris\nQuestion: What is his job? Answer: baker\n"
                               "Question: no answer here\nQuestion: cut off Answer: car");

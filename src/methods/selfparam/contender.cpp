@@ -1,6 +1,9 @@
 #include "methods/selfparam/contender.h"
 
+#include <map>
 #include <set>
+
+#include <fmt/format.h>
 
 #include "config/config.h"
 #include "data/readers.h"
@@ -19,6 +22,19 @@ std::set<std::string> stream_questions(const eval::Stream& stream) {
   return out;
 }
 
+// The targets of a stream, sampled once per process: SELF-PARAM and FT(S) train on the same
+// sentences, and sampling is a large part of an injection's time.
+const TargetSet& stream_targets(Injector& injector, model::Decoder& reader, const eval::Stream& stream,
+                                const std::vector<std::string>& texts, dist::Communicator& comm) {
+  static std::map<std::string, TargetSet> sampled;
+  const SelfParamOptions& o = injector.options();
+  const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", stream.source, stream.size(), o.epochs, o.per_epoch, o.sample_temperature,
+                                      o.seed, injector.targets_label(), o.sample_tokens);
+  auto found = sampled.find(key);
+  if (found == sampled.end()) found = sampled.emplace(key, injector.targets(reader, texts, comm)).first;
+  return found->second;
+}
+
 class InjectionContender : public eval::Contender {
  public:
   InjectionContender(eval::EvalContext& ctx, Objective objective)
@@ -29,7 +45,7 @@ class InjectionContender : public eval::Contender {
     Injector injector(base, options_, stream_questions(stream), ctx.comm.rank(), ctx.comm.world_size());
     label_ = injector.targets_label();
     const std::vector<std::string> texts = document_texts(stream, 0, stream.size());
-    targets_ = injector.targets(base.decoder, texts, ctx.comm);
+    targets_ = stream_targets(injector, base.decoder, stream, texts, ctx.comm);
     model_ = fresh_copy(base.decoder);
     report_ = injector.inject(model_, texts, targets_, objective_, ctx.comm);
     return 0.0;  // merged into the weights: no extra parameter, nothing stored per document

@@ -32,57 +32,85 @@ at::Tensor distillation_kl(const at::Tensor& teacher_logits, const at::Tensor& s
 
 namespace {
 
-at::Tensor ids_tensor(const std::vector<int32_t>& a, const std::vector<int32_t>& b, const std::vector<int32_t>& c) {
-  std::vector<int64_t> ids;
+std::vector<int32_t> joined(const std::vector<int32_t>& a, const std::vector<int32_t>& b, const std::vector<int32_t>& c) {
+  std::vector<int32_t> ids;
   ids.reserve(a.size() + b.size() + c.size());
   for (const auto* part : {&a, &b, &c}) ids.insert(ids.end(), part->begin(), part->end());
-  return torch::tensor(ids, torch::kLong).unsqueeze(0);
+  return ids;
 }
 
-// Batch 1 per example: the reference's batch size, and no padding to mask (examples differ in
-// length by a whole document).
-at::Tensor logits_of(model::Decoder& m, const at::Tensor& ids) { return m->forward(ids).logits.squeeze(0); }
+// Logits [B, T, V] of several sequences in one forward pass, padded on the right. Under the causal
+// mask a position sees only earlier ones and positions count from the first token, so padding
+// after a sequence changes none of its rows: no attention mask is needed.
+at::Tensor batch_logits(model::Decoder& m, const std::vector<std::vector<int32_t>>& rows) {
+  size_t longest = 0;
+  for (const auto& r : rows) longest = std::max(longest, r.size());
+  at::Tensor ids = torch::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(longest)}, torch::kLong);
+  auto a = ids.accessor<int64_t, 2>();
+  for (size_t b = 0; b < rows.size(); ++b)
+    for (size_t t = 0; t < rows[b].size(); ++t) a[static_cast<int64_t>(b)][static_cast<int64_t>(t)] = rows[b][t];
+  return m->forward(ids).logits;
+}
+
+// The examples that have a token to predict, with their slices.
+std::vector<std::pair<const DistillExample*, Slices>> predictable(const std::vector<DistillExample>& examples,
+                                                                  const std::vector<int32_t>& start, bool with_context) {
+  std::vector<std::pair<const DistillExample*, Slices>> out;
+  for (const auto& e : examples) {
+    const Slices s = target_slices(static_cast<int64_t>(start.size()),
+                                   with_context ? static_cast<int64_t>(e.context.size()) : 0,
+                                   static_cast<int64_t>(e.target.size()));
+    if (s.length > 0) out.emplace_back(&e, s);
+  }
+  return out;
+}
 
 }  // namespace
 
 at::Tensor distillation_loss(model::Decoder& teacher, model::Decoder& student, const std::vector<DistillExample>& examples,
                              const std::vector<int32_t>& start, double temperature,
                              SelfParamOptions::Reduction reduction) {
-  at::Tensor total;
-  int64_t counted = 0;
-  for (const auto& e : examples) {
-    const Slices s = target_slices(static_cast<int64_t>(start.size()), static_cast<int64_t>(e.context.size()),
-                                   static_cast<int64_t>(e.target.size()));
-    if (s.length == 0) continue;
-    at::Tensor teacher_rows;
-    {
-      torch::NoGradGuard no_grad;
-      teacher_rows = logits_of(teacher, ids_tensor(start, e.context, e.target)).narrow(0, s.teacher_begin, s.length);
-    }
-    at::Tensor student_rows = logits_of(student, ids_tensor(start, {}, e.target)).narrow(0, s.student_begin, s.length);
-    at::Tensor kl = distillation_kl(teacher_rows, student_rows, temperature, reduction);
-    total = total.defined() ? total + kl : kl;
-    ++counted;
+  const auto items = predictable(examples, start, true);
+  if (items.empty()) return {};
+  std::vector<std::vector<int32_t>> teacher_rows, student_rows;
+  for (const auto& [e, s] : items) {
+    teacher_rows.push_back(joined(start, e->context, e->target));
+    student_rows.push_back(joined(start, {}, e->target));
   }
-  if (!counted) return {};
-  return total / static_cast<double>(counted);
+  at::Tensor teacher_logits;
+  {
+    torch::NoGradGuard no_grad;
+    teacher_logits = batch_logits(teacher, teacher_rows);
+  }
+  const at::Tensor student_logits = batch_logits(student, student_rows);
+  at::Tensor total;
+  for (size_t b = 0; b < items.size(); ++b) {
+    const Slices& s = items[b].second;
+    const auto i = static_cast<int64_t>(b);
+    at::Tensor kl = distillation_kl(teacher_logits[i].narrow(0, s.teacher_begin, s.length),
+                                    student_logits[i].narrow(0, s.student_begin, s.length), temperature, reduction);
+    total = total.defined() ? total + kl : kl;
+  }
+  return total / static_cast<double>(items.size());
 }
 
 at::Tensor sentence_cross_entropy(model::Decoder& student, const std::vector<DistillExample>& examples,
                                   const std::vector<int32_t>& start) {
+  const auto items = predictable(examples, start, false);
+  if (items.empty()) return {};
+  std::vector<std::vector<int32_t>> rows;
+  for (const auto& [e, s] : items) rows.push_back(joined(start, {}, e->target));
+  const at::Tensor logits = batch_logits(student, rows);
   at::Tensor total;
-  int64_t counted = 0;
-  for (const auto& e : examples) {
-    const Slices s = target_slices(static_cast<int64_t>(start.size()), 0, static_cast<int64_t>(e.target.size()));
-    if (s.length == 0) continue;
-    at::Tensor rows = logits_of(student, ids_tensor(start, {}, e.target)).narrow(0, s.student_begin, s.length);
-    std::vector<int64_t> next(e.target.end() - s.length, e.target.end());
-    at::Tensor ce = torch::nn::functional::cross_entropy(rows.to(torch::kFloat), torch::tensor(next, torch::kLong));
+  for (size_t b = 0; b < items.size(); ++b) {
+    const auto& [e, s] = items[b];
+    std::vector<int64_t> next(e->target.end() - s.length, e->target.end());
+    at::Tensor ce = torch::nn::functional::cross_entropy(
+        logits[static_cast<int64_t>(b)].narrow(0, s.student_begin, s.length).to(torch::kFloat),
+        torch::tensor(next, torch::kLong));
     total = total.defined() ? total + ce : ce;
-    ++counted;
   }
-  if (!counted) return {};
-  return total / static_cast<double>(counted);
+  return total / static_cast<double>(items.size());
 }
 
 }  // namespace engram::selfparam

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/log.h"
+#include "core/progress.h"
 #include "data/collate.h"
 #include "dist/communicator.h"
 #include "model/generate.h"
@@ -27,7 +28,8 @@ constexpr int kMaxRounds = 6;         // sampling rounds before a document keeps
 // Draws pairs for the documents of this rank until each has `wanted` or the rounds run out.
 void sample_rank_share(model::Decoder& generator, const text::Tokenizer& tokenizer,
                        const std::vector<std::string>& documents, const std::vector<size_t>& mine,
-                       const std::set<std::string>& excluded, const SelfParamOptions& o, TargetSet& out) {
+                       const std::set<std::string>& excluded, const SelfParamOptions& o, bool log_progress,
+                       TargetSet& out) {
   const size_t wanted = static_cast<size_t>(o.epochs * o.per_epoch);
   model::GenerateOptions g;
   g.strategy = model::GenerateOptions::Strategy::Sample;
@@ -46,6 +48,7 @@ void sample_rank_share(model::Decoder& generator, const text::Tokenizer& tokeniz
       for (int64_t k = 0; k < draws; ++k) prompts.push_back(ids), owner.push_back(d);
     }
     if (prompts.empty()) return;
+    core::Progress progress("sampling targets", static_cast<int64_t>(prompts.size()), log_progress, 10.0, "draw");
     for (size_t first = 0; first < prompts.size(); first += kRowsPerCall) {
       const size_t last = std::min(prompts.size(), first + kRowsPerCall);
       std::vector<std::vector<int32_t>> part(prompts.begin() + first, prompts.begin() + last);
@@ -62,6 +65,7 @@ void sample_rank_share(model::Decoder& generator, const text::Tokenizer& tokeniz
           if (list.size() < wanted) list.push_back(std::move(pair));
         }
       }
+      progress.update(static_cast<int64_t>(first + outputs.size()));
     }
   }
 }
@@ -139,7 +143,7 @@ TargetSet sample_targets(model::Decoder& generator, const text::Tokenizer& token
   std::vector<size_t> mine;
   for (size_t d = static_cast<size_t>(comm.rank()); d < documents.size(); d += static_cast<size_t>(comm.world_size()))
     mine.push_back(d);
-  sample_rank_share(generator, tokenizer, documents, mine, excluded, options, set);
+  sample_rank_share(generator, tokenizer, documents, mine, excluded, options, comm.rank() == 0 && documents.size() > 1, set);
   gather(set, comm);
   const size_t wanted = static_cast<size_t>(options.epochs * options.per_epoch);
   for (auto& list : set.per_document) {

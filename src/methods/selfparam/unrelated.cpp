@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "data/collate.h"
 #include "data/readers.h"
 #include "text/tokenizer.h"
 
@@ -12,7 +13,7 @@ UnrelatedText::UnrelatedText(std::string path, const text::Tokenizer& tokenizer,
                              int world)
     : path_(std::move(path)), tokenizer_(tokenizer), max_tokens_(max_tokens), rank_(rank), world_(world) {
   reopen();
-  std::string first;
+  std::vector<int32_t> first;
   if (!read_one(first)) core::fail("selfparam.unrelated_file '{}' holds no text", path_);
   reopen();
 }
@@ -32,15 +33,39 @@ void UnrelatedText::reopen() {
   documents_ = std::make_unique<data::DocumentReader>(path_, options);
 }
 
-bool UnrelatedText::read_one(std::string& text) {
+namespace {
+
+// A document with questions as engram's pretraining lays it out (pretrain.cpp): "Context: <text>
+// Question: q1 Answer: a1\nQuestion: q2 Answer: a2\n...", answers encoded apart, training-template
+// questions only. Term (C) on this text keeps what pretraining taught: reading a context.
+std::vector<int32_t> reading_layout(const data::Document& doc, const text::Tokenizer& tokenizer) {
+  std::vector<int32_t> ids;
+  auto append = [&](const std::string& piece) {
+    for (int32_t id : tokenizer.encode(piece)) ids.push_back(id);
+  };
+  bool first = true;
+  for (const auto& qa : doc.qa) {
+    if (qa.heldout || qa.answers.empty()) continue;
+    append(first ? data::prompt_text(data::PromptFormat::ContextQuestionAnswer, doc.text, qa.question)
+                 : "Question: " + qa.question + " Answer:");
+    append(data::answer_text(qa.answers.front()) + "\n");
+    first = false;
+  }
+  if (first) append(doc.text);
+  return ids;
+}
+
+}  // namespace
+
+bool UnrelatedText::read_one(std::vector<int32_t>& ids) {
   if (lines_) {
-    while (std::getline(*lines_, text))
-      if (!text.empty()) return true;
+    for (std::string line; std::getline(*lines_, line);)
+      if (!line.empty()) return ids = tokenizer_.encode(line), true;
     return false;
   }
   data::Document doc;
   while (documents_->next(doc))
-    if (!doc.text.empty()) return text = doc.text, true;
+    if (!doc.text.empty()) return ids = reading_layout(doc, tokenizer_), true;
   return false;
 }
 
@@ -48,13 +73,12 @@ std::vector<int32_t> UnrelatedText::next() {
   // The first call passes over the texts of lower ranks; later calls over the other W - 1 ranks'.
   const int passes = started_ ? world_ : rank_ + 1;
   started_ = true;
-  std::string text;
+  std::vector<int32_t> ids;
   for (int k = 0; k < passes; ++k) {
-    if (read_one(text)) continue;
+    if (read_one(ids)) continue;
     reopen();
-    if (!read_one(text)) core::fail("selfparam.unrelated_file '{}' holds no text", path_);
+    if (!read_one(ids)) core::fail("selfparam.unrelated_file '{}' holds no text", path_);
   }
-  auto ids = tokenizer_.encode(text);
   if (static_cast<int64_t>(ids.size()) > max_tokens_) ids.resize(static_cast<size_t>(max_tokens_));
   return ids;
 }

@@ -1,6 +1,9 @@
 #pragma once
 // Term (C)'s text (specs/selfparam.md 1): documents that have nothing to do with the injected ones
-// (the reference reads SlimPajama in stored order), truncated to a number of tokens. Rank r reads
+// (the reference reads SlimPajama, a slice of its models' pretraining data, in stored order),
+// truncated to a number of tokens. Documents with questions are laid out as engram's pretraining
+// saw them (context, then its questions and answers), so term (C) keeps the reading the base LM was
+// taught; documents without are their text. Rank r reads
 // texts r, r + W, r + 2W, ... of the file, so the ranks together read it in order; the file starts
 // over at its end.
 #include <cstdint>
@@ -26,7 +29,7 @@ class UnrelatedText {
   std::vector<int32_t> next();  // this rank's next text, tokenized and truncated
 
  private:
-  bool read_one(std::string& text);  // the file's next text; false at its end
+  bool read_one(std::vector<int32_t>& ids);  // the file's next text, tokenized; false at its end
   void reopen();
 
   std::string path_;
