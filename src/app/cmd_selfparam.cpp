@@ -47,7 +47,14 @@ void write_model(model::Decoder& decoder, const LanguageModel& lm, const Command
   fs::create_directories(out);
   if (ctx.args.count("hf")) {
     const std::string folder = ctx.args["hf"].as<std::string>();
-    model::save_hf_decoder(decoder, model::read_hf_config(folder).model_type, out, lm.tokenizer_path);
+    const std::string type = model::read_hf_config(folder).model_type;
+    const fs::path tokenizer(lm.tokenizer_path);
+    if (fs::is_directory(tokenizer) || tokenizer.filename() == "tokenizer.model") {
+      model::save_hf_decoder(decoder, type, out, lm.tokenizer_path);
+    } else {  // a SentencePiece file given with --tokenizer: the folder's tokenizer.model
+      model::save_hf_decoder(decoder, type, out);
+      fs::copy_file(tokenizer, out + "/tokenizer.model", fs::copy_options::overwrite_existing);
+    }
     return;
   }
   const std::string tokenizer = out + "/" + fs::path(lm.tokenizer_path).filename().string();
@@ -74,19 +81,25 @@ int run_inject(CommandContext& ctx) {
     core::fail("--mode: expected batch or sequential, got '{}'", ctx.args["mode"].as<std::string>());
   nlohmann::json report = {{"documents", docs.size()}, {"mode", ctx.args["mode"].as<std::string>()}};
   core::Stopwatch clock;  // sampling the targets and injecting
-  int64_t steps = 0, dropped = 0;
+  int64_t steps = 0, dropped = 0, sampled = 0, empty = 0;
   for (size_t first = 0; first < texts.size(); first += sequential ? 1 : texts.size()) {
     std::vector<std::string> part(texts.begin() + static_cast<std::ptrdiff_t>(first),
                                   sequential ? texts.begin() + static_cast<std::ptrdiff_t>(first + 1) : texts.end());
     selfparam::TargetSet targets = injector.targets(student, part, comm);
-    dropped += targets.dropped_test;
+    dropped += targets.dropped_test, sampled += targets.sampled, empty += targets.empty_documents;
     auto r = injector.inject(student, part, targets, selfparam::Objective::Distill, comm, nullptr, first);
     steps += r.steps;
   }
   const double seconds = clock.seconds();
   report["seconds"] = seconds;
   report["optimizer_steps"] = steps;
+  report["targets_sampled"] = sampled;
   report["targets_dropped_as_test_questions"] = dropped;
+  report["documents_without_targets"] = empty;
+  if (empty > 0 && comm.rank() == 0)
+    spdlog::warn("inject: for {} of {} documents the model wrote no usable \"Question: .. Answer: ..\" line; nothing "
+                 "was distilled from them (a model that was not taught the reading format: selfparam.targets generator)",
+                 empty, docs.size());
   report["extra_parameters"] = student->num_parameters() - lm.decoder->num_parameters();
   if (comm.rank() == 0) {
     write_model(student, lm, ctx, out);

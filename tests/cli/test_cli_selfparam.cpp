@@ -1,0 +1,125 @@
+// The SELF-PARAM commands as a user runs them, on a tiny world and a tiny base LM: engram inject
+// (batch on 2 ranks, sequential, and a Hugging Face base written back as a Hugging Face folder),
+// generate closed book on the injected model, selfparam-eval's three protocols and results, the
+// selfparam and ft_s rows of engram eval, and clear errors for bad input.
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+
+using namespace cli;
+namespace fs = std::filesystem;
+
+namespace {
+
+class TinySelfParam : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir = ::testing::TempDir() + "cli_selfparam";
+    fs::remove_all(dir);
+    sets = " --set synth.entities=400 --set synth.out_dir=" + dir + "/data --set tokenizer.input=" + dir +
+           "/data/corpus.txt --set tokenizer.model=" + dir + "/tok.model --set tokenizer.vocab_size=400" +
+           " --set pretrain.data=[" + dir + "/data/pretrain.jsonl] --set pretrain.eval_data=" + dir +
+           "/data/valid.jsonl --set pretrain.out_dir=" + dir + "/base --set pretrain.eval_questions=4" +
+           " --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2 --set model.d_ff=64" +
+           " --set train.micro_batch=4 --set train.steps=2 --set train.log_every=1 --set base.model=" + dir +
+           "/base --set stream.test=" + dir + "/data/test.jsonl --set selfparam.unrelated_file=" + dir +
+           "/data/pretrain.jsonl --set selfparam.out_dir=" + dir + "/sp --set selfparam.epochs=2" +
+           " --set selfparam.per_epoch=2 --set selfparam.sample_tokens=12 --set decoding.max_new_tokens=3" +
+           " --set eval.out_dir=" + dir + "/eval --set eval.questions=12 --set eval.documents=6";
+    ASSERT_EQ(run(kEngram + " synth" + sets).code, 0);
+    ASSERT_EQ(run(kEngram + " tokenizer" + sets).code, 0);
+    Result r = run(kMpirun + "2 " + kEngram + " pretrain" + sets);
+    ASSERT_EQ(r.code, 0) << r.output;
+    std::ifstream in(dir + "/data/test.jsonl");
+    std::ofstream out(dir + "/docs.jsonl");
+    std::string line;
+    for (int i = 0; i < 3 && std::getline(in, line); ++i) out << line << "\n";
+  }
+  static std::string dir, sets;
+};
+std::string TinySelfParam::dir, TinySelfParam::sets;
+
+nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(std::ifstream(path)); }
+
+}  // namespace
+
+TEST_F(TinySelfParam, InjectThenGenerateClosedBook) {
+  Result r = run(kMpirun + "2 " + kEngram + " inject" + sets + " --documents " + dir + "/docs.jsonl --out " + dir + "/injected");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "injected 3 documents")) << r.output;
+  EXPECT_TRUE(fs::exists(dir + "/injected/model.h5"));
+  auto report = read_json(dir + "/injected/inject.json");
+  EXPECT_EQ(report["extra_parameters"].get<int64_t>(), 0);  // merged
+  EXPECT_EQ(report["documents"].get<int64_t>(), 3);
+  // Three steps per target, targets split over 2 ranks: 2 epochs of 2 targets per document that got
+  // any (this base LM had 2 pretraining steps: it may write none, which the report counts).
+  const int64_t with_targets = 3 - report["documents_without_targets"].get<int64_t>();
+  EXPECT_EQ(report["optimizer_steps"].get<int64_t>(), 3 * 2 * ((with_targets * 2 + 1) / 2));
+  r = run(kEngram + " generate --checkpoint " + dir + "/injected --prompt \"Question: Who? Answer:\" -n 3");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "Question: Who? Answer:")) << r.output;
+  // Sequential: one injection per document, each with the current model as teacher.
+  r = run(kEngram + " inject" + sets + " --documents " + dir + "/docs.jsonl --out " + dir + "/sequential --mode sequential");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(read_json(dir + "/sequential/inject.json")["mode"].get<std::string>(), "sequential");
+}
+
+TEST_F(TinySelfParam, AHuggingFaceBaseIsWrittenBackAsHuggingFace) {
+  Result r = run(kEngram + " convert --checkpoint " + dir + "/base --to-hf " + dir + "/hf_base");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run(kEngram + " inject" + sets + " --hf " + dir + "/hf_base --tokenizer " + dir + "/tok.model --documents " + dir +
+          "/docs.jsonl --out " + dir + "/hf_injected");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(dir + "/hf_injected/config.json"));
+  EXPECT_TRUE(fs::exists(dir + "/hf_injected/model.safetensors"));
+  EXPECT_EQ(read_json(dir + "/hf_injected/config.json")["model_type"].get<std::string>(), "gpt2");
+  r = run(kEngram + " generate --hf " + dir + "/hf_injected --tokenizer " + dir + "/tok.model --prompt \"Question: Who? Answer:\" -n 2");
+  EXPECT_EQ(r.code, 0) << r.output;
+}
+
+TEST_F(TinySelfParam, EvaluationProtocolsAndTableRows) {
+  Result r = run(kMpirun + "2 " + kEngram + " selfparam-eval" + sets +
+                 " --set selfparam.single_documents=2 --set selfparam.batch_documents=3 --set selfparam.sequential_documents=2"
+                 " --set selfparam.locality_documents=2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto results = read_json(dir + "/sp/results.json");
+  for (const char* row : {"SELF-PARAM", "FT(S)", "FT(C)", "closed book", "context in prompt"})
+    EXPECT_TRUE(results["single"]["rows"].contains(row)) << row;
+  EXPECT_EQ(results["batch"]["documents"].get<int>(), 3);
+  EXPECT_TRUE(results["batch"]["locality"].contains("after SELF-PARAM"));
+  for (const char* run : {"sequential", "sequential_without_unrelated"}) {
+    EXPECT_EQ(results[run]["f1"].size(), 6u) << run;  // i = 0..2 injections x j = 0..1 documents
+    EXPECT_TRUE(results[run]["f1"].contains("2-1")) << run;
+  }
+  r = run(kMpirun + "2 " + kEngram + " eval" + sets + " --methods closed_book,selfparam,ft_s");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto table = read_json(dir + "/eval/results.json");
+  ASSERT_EQ(table["rows"].size(), 3u);
+  EXPECT_EQ(table["rows"][1]["contender"].get<std::string>(), "selfparam");
+  EXPECT_EQ(table["rows"][1]["storage_bytes_per_doc"].get<double>(), 0.0);
+  EXPECT_TRUE(table["rows"][1].contains("targets_dropped_as_test_questions"));
+  EXPECT_TRUE(table["rows"][1].contains("in_context_f1_after"));
+  EXPECT_EQ(table["rows"][2]["contender"].get<std::string>(), "ft_s");
+}
+
+TEST_F(TinySelfParam, BadInputIsAClearError) {
+  Result r = run(kEngram + " inject" + sets + " --out " + dir + "/x");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.output, "--documents")) << r.output;
+  r = run(kEngram + " inject" + sets + " --set selfparam.unrelated_file= --documents " + dir + "/docs.jsonl --out " + dir + "/x");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.output, "selfparam.unrelated_file")) << r.output;
+  r = run(kEngram + " inject" + sets + " --set selfparam.unrelated_file=" + dir + "/missing.jsonl --documents " + dir +
+          "/docs.jsonl --out " + dir + "/x");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.output, "missing.jsonl")) << r.output;
+  r = run(kEngram + " inject" + sets + " --mode sideways --documents " + dir + "/docs.jsonl --out " + dir + "/x");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.output, "--mode")) << r.output;
+  r = run(kEngram + " selfparam-eval" + sets + " --set selfparam.reduction=median");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.output, "selfparam.reduction")) << r.output;
+}
