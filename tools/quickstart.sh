@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# From a fresh clone: installs what is missing, builds (Release), then runs the whole MAC
-# pipeline on the embedded default config (configs/quickstart.yaml) with 2 MPI ranks on CPU:
-#   synth -> tokenizer -> pretrain (base LM) -> mac-train -> eval (every contender, one table)
+# From a fresh clone: installs what is missing, builds (Release), then runs the whole pipeline on
+# the embedded default config (configs/quickstart.yaml) with 2 MPI ranks on CPU:
+#   synth -> tokenizer -> pretrain (base LM) -> mac-train -> eval (every contender, one table:
+#   the baselines, MAC, then SELF-PARAM and FT(S), which inject the stream during eval)
 # and ends by printing the comparison table. Every step is resumable: run it again after an
 # interruption and finished steps are skipped (delete runs/quickstart to start over).
 #   NP=2 tools/quickstart.sh [--set key=value ...]   extra options go to every step

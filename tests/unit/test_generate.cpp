@@ -304,7 +304,7 @@ TEST(Generate, OptionValidation) {
   auto o = greedy_opts(4);
   o.num_beams = 3;
   EXPECT_THROW(generate(m, kPrompts, o), UserError);
-  EXPECT_THROW(engram::core::parse_enum<GenerateOptions::Strategy>("sample", "--strategy"), UserError);
+  EXPECT_THROW(engram::core::parse_enum<GenerateOptions::Strategy>("nucleus", "--strategy"), UserError);
   o = beam_opts(4, 4);
   o.num_beam_groups = 2;
   EXPECT_THROW(generate(m, kPrompts, o), UserError);
