@@ -44,4 +44,16 @@ inline bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
+// A tiny synthetic world (400 entities) and a tiny base LM pretrained for 2 steps, all under
+// `dir`, with base.model and stream.test pointing at them: what the method commands' tests share.
+inline std::string tiny_world_sets(const std::string& dir) {
+  return " --set synth.entities=400 --set synth.out_dir=" + dir + "/data --set tokenizer.input=" + dir +
+         "/data/corpus.txt --set tokenizer.model=" + dir + "/tok.model --set tokenizer.vocab_size=400" +
+         " --set pretrain.data=[" + dir + "/data/pretrain.jsonl] --set pretrain.eval_data=" + dir +
+         "/data/valid.jsonl --set pretrain.out_dir=" + dir + "/base --set pretrain.eval_questions=4" +
+         " --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2 --set model.d_ff=64" +
+         " --set train.micro_batch=4 --set train.steps=2 --set train.log_every=1" + " --set base.model=" + dir +
+         "/base --set stream.test=" + dir + "/data/test.jsonl";
+}
+
 }  // namespace cli

@@ -25,14 +25,8 @@ class TinyMac : public ::testing::Test {
   static void SetUpTestSuite() {
     dir = ::testing::TempDir() + "cli_mac";
     fs::remove_all(dir);
-    sets = " --set synth.entities=400 --set synth.out_dir=" + dir + "/data --set tokenizer.input=" + dir +
-           "/data/corpus.txt --set tokenizer.model=" + dir + "/tok.model --set tokenizer.vocab_size=400" +
-           " --set pretrain.data=[" + dir + "/data/pretrain.jsonl] --set pretrain.eval_data=" + dir +
-           "/data/valid.jsonl --set pretrain.out_dir=" + dir + "/base --set pretrain.eval_questions=4" +
-           " --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2 --set model.d_ff=64" +
-           " --set train.micro_batch=4 --set train.steps=2 --set train.log_every=1" +
-           " --set base.model=" + dir + "/base --set mac.out_dir=" + dir + "/mac --set stream.train=[" + dir +
-           "/data/train.jsonl] --set stream.test=" + dir + "/data/test.jsonl --set mac.summary_tokens=2" +
+    sets = tiny_world_sets(dir) + " --set mac.out_dir=" + dir + "/mac --set stream.train=[" + dir +
+           "/data/train.jsonl] --set mac.summary_tokens=2" +
            t5("amortizer") + t5("question") +
            " --set mac.aggregator.blocks=1 --set mac.aggregator.heads=2 --set mac.aggregator.head_dim=8" +
            " --set mac.retriever.dim=8 --set mac.slot_hidden=16 --set mac.doc_tokens=64 --set mac.question_tokens=24 --set mac.qa_tokens=40" +

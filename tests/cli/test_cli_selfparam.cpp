@@ -19,13 +19,7 @@ class TinySelfParam : public ::testing::Test {
   static void SetUpTestSuite() {
     dir = ::testing::TempDir() + "cli_selfparam";
     fs::remove_all(dir);
-    sets = " --set synth.entities=400 --set synth.out_dir=" + dir + "/data --set tokenizer.input=" + dir +
-           "/data/corpus.txt --set tokenizer.model=" + dir + "/tok.model --set tokenizer.vocab_size=400" +
-           " --set pretrain.data=[" + dir + "/data/pretrain.jsonl] --set pretrain.eval_data=" + dir +
-           "/data/valid.jsonl --set pretrain.out_dir=" + dir + "/base --set pretrain.eval_questions=4" +
-           " --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2 --set model.d_ff=64" +
-           " --set train.micro_batch=4 --set train.steps=2 --set train.log_every=1 --set base.model=" + dir +
-           "/base --set stream.test=" + dir + "/data/test.jsonl --set selfparam.unrelated_file=" + dir +
+    sets = tiny_world_sets(dir) + " --set selfparam.unrelated_file=" + dir +
            "/data/pretrain.jsonl --set selfparam.out_dir=" + dir + "/sp --set selfparam.epochs=2" +
            " --set selfparam.per_epoch=2 --set selfparam.sample_tokens=12 --set decoding.max_new_tokens=3" +
            " --set eval.out_dir=" + dir + "/eval --set eval.questions=12 --set eval.documents=6";
