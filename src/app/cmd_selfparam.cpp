@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -111,6 +112,18 @@ int run_inject(CommandContext& ctx) {
   return 0;
 }
 
+// "single,batch" -> {single, batch}; an unknown name -> core::UserError naming --experiments.
+std::set<std::string> experiments_of(const std::string& list) {
+  std::set<std::string> out;
+  std::stringstream in(list);
+  for (std::string name; std::getline(in, name, ',');) {
+    if (name != "single" && name != "batch" && name != "sequential")
+      core::fail("--experiments: expected single, batch or sequential (comma-separated), got '{}'", name);
+    out.insert(name);
+  }
+  return out;
+}
+
 int run_selfparam_eval(CommandContext& ctx) {
   auto& comm = ctx.runtime->comm();
   const eval::EvalOptions eval_options = eval::eval_options_from(ctx.config);
@@ -120,12 +133,12 @@ int run_selfparam_eval(CommandContext& ctx) {
   std::set<std::string> excluded = questions_of(stream.documents);
   selfparam::Injector injector(base, options, excluded, comm.rank(), comm.world_size());
   selfparam::ExperimentContext ectx{base, stream, injector, comm, eval_options.decoding.max_new_tokens};
-  std::string wanted = ctx.args["experiments"].as<std::string>();
+  const std::set<std::string> wanted = experiments_of(ctx.args["experiments"].as<std::string>());
   nlohmann::json results = {{"test_stream", stream.source}, {"targets", injector.targets_label()}};
-  if (wanted.find("single") != std::string::npos) results["single"] = selfparam::run_single(ectx, options.single_documents);
-  if (wanted.find("batch") != std::string::npos)
+  if (wanted.count("single")) results["single"] = selfparam::run_single(ectx, options.single_documents);
+  if (wanted.count("batch"))
     results["batch"] = selfparam::run_batch(ectx, options.batch_documents, options.locality_documents);
-  if (wanted.find("sequential") != std::string::npos) {
+  if (wanted.count("sequential")) {
     results["sequential"] = selfparam::run_sequential(ectx, options.sequential_documents);
     selfparam::SelfParamOptions without = options;
     without.unrelated = false;

@@ -113,6 +113,9 @@ TEST_F(TinySelfParam, BadInputIsAClearError) {
   r = run(kEngram + " inject" + sets + " --mode sideways --documents " + dir + "/docs.jsonl --out " + dir + "/x");
   EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(contains(r.output, "--mode")) << r.output;
+  r = run(kEngram + " selfparam-eval" + sets + " --experiments single,sequentail");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(contains(r.output, "sequentail")) << r.output;
   r = run(kEngram + " selfparam-eval" + sets + " --set selfparam.reduction=median");
   EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(contains(r.output, "selfparam.reduction")) << r.output;
