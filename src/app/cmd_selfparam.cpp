@@ -36,13 +36,6 @@ LanguageModel injected_base(const CommandContext& ctx) {
   return eval::load_base_model(ctx.config.get_string("base.model"));
 }
 
-std::set<std::string> questions_of(const std::vector<data::Document>& docs) {
-  std::set<std::string> out;
-  for (const auto& d : docs)
-    for (const auto& qa : d.qa) out.insert(selfparam::normalize_question(qa.question));
-  return out;
-}
-
 // The injected model where `generate --checkpoint` (engram) or `--hf` (Hugging Face) reads it.
 void write_model(model::Decoder& decoder, const LanguageModel& lm, const CommandContext& ctx, const std::string& out) {
   fs::create_directories(out);
@@ -73,7 +66,7 @@ int run_inject(CommandContext& ctx) {
   if (docs.empty()) core::fail("inject: --documents holds no document");
   LanguageModel lm = injected_base(ctx);
   selfparam::SelfParamOptions options = selfparam::selfparam_options_from(ctx.config);
-  selfparam::Injector injector(lm, options, questions_of(docs), comm.rank(), comm.world_size());
+  selfparam::Injector injector(lm, options, selfparam::questions_of(docs), comm.rank(), comm.world_size());
   std::vector<std::string> texts;
   for (const auto& d : docs) texts.push_back(d.text);
   model::Decoder student = selfparam::fresh_copy(lm.decoder);
@@ -130,7 +123,7 @@ int run_selfparam_eval(CommandContext& ctx) {
   selfparam::SelfParamOptions options = selfparam::selfparam_options_from(ctx.config);
   LanguageModel base = eval::load_base_model(eval_options.base_model);
   eval::Stream stream = eval::make_stream(data::read_all(eval_options.test_stream), eval_options.test_stream, 0, 0);
-  std::set<std::string> excluded = questions_of(stream.documents);
+  std::set<std::string> excluded = selfparam::questions_of(stream.documents);
   selfparam::Injector injector(base, options, excluded, comm.rank(), comm.world_size());
   selfparam::ExperimentContext ectx{base, stream, injector, comm, eval_options.decoding.max_new_tokens};
   const std::set<std::string> wanted = experiments_of(ctx.args["experiments"].as<std::string>());

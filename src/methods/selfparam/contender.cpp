@@ -15,13 +15,6 @@
 namespace engram::selfparam {
 namespace {
 
-std::set<std::string> stream_questions(const eval::Stream& stream) {
-  std::set<std::string> out;
-  for (const auto& d : stream.documents)
-    for (const auto& qa : d.qa) out.insert(normalize_question(qa.question));
-  return out;
-}
-
 // The targets of a stream, sampled once per process: SELF-PARAM and FT(S) train on the same
 // sentences, and sampling is a large part of an injection's time.
 const TargetSet& stream_targets(Injector& injector, model::Decoder& reader, const eval::Stream& stream,
@@ -42,7 +35,7 @@ class InjectionContender : public eval::Contender {
 
   double absorb(const eval::Stream& stream, eval::EvalContext& ctx) override {
     model::LanguageModel& base = ctx.base();
-    Injector injector(base, options_, stream_questions(stream), ctx.comm.rank(), ctx.comm.world_size());
+    Injector injector(base, options_, questions_of(stream.documents), ctx.comm.rank(), ctx.comm.world_size());
     label_ = injector.targets_label();
     const std::vector<std::string> texts = document_texts(stream, 0, stream.size());
     targets_ = stream_targets(injector, base.decoder, stream, texts, ctx.comm);

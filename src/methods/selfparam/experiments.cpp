@@ -25,6 +25,11 @@ QaEvalResult closed_book(model::Decoder& m, ExperimentContext& ctx, int64_t firs
                                    data::PromptFormat::QuestionAnswer, ctx.max_new_tokens, comm);
 }
 
+QaEvalResult in_context(ExperimentContext& ctx, int64_t first, int64_t count) {
+  return eval::answer_with_prompts(ctx.base.decoder, *ctx.base.tokenizer, ctx.stream, ctx.stream.questions_about(first, count),
+                                   data::PromptFormat::ContextQuestionAnswer, ctx.max_new_tokens, ctx.comm);
+}
+
 void merge_into(QaEvalResult& total, const QaEvalResult& part) {
   total.all.merge(part.all);
   total.heldout.merge(part.heldout);
@@ -133,9 +138,7 @@ nlohmann::json run_single(ExperimentContext& ctx, int64_t documents) {
   }
   for (auto name : {"SELF-PARAM", "FT(S)", "FT(C)"}) rows[name].reduce(ctx.comm);
   rows["closed book"] = closed_book(ctx.base.decoder, ctx, 0, documents, ctx.comm);
-  rows["context in prompt"] =
-      eval::answer_with_prompts(ctx.base.decoder, *ctx.base.tokenizer, ctx.stream, ctx.stream.questions_about(0, documents),
-                                data::PromptFormat::ContextQuestionAnswer, ctx.max_new_tokens, ctx.comm);
+  rows["context in prompt"] = in_context(ctx, 0, documents);
   nlohmann::json totals = nlohmann::json::object();
   for (const auto& bytes : ctx.comm.all_gather_bytes(counts.dump())) add_counts(totals, nlohmann::json::parse(bytes));
   return {{"documents", documents}, {"targets", totals}, {"rows", rows_json(rows)}};
@@ -162,9 +165,7 @@ nlohmann::json run_batch(ExperimentContext& ctx, int64_t documents, int64_t loca
       locality[std::string("after ") + name] = measure_locality(m, ctx.base, ctx.stream, documents, other, ctx.max_new_tokens, ctx.comm).to_json();
   }
   rows["closed book"] = closed_book(ctx.base.decoder, ctx, 0, documents, ctx.comm);
-  rows["context in prompt"] =
-      eval::answer_with_prompts(ctx.base.decoder, *ctx.base.tokenizer, ctx.stream, ctx.stream.questions_about(0, documents),
-                                data::PromptFormat::ContextQuestionAnswer, ctx.max_new_tokens, ctx.comm);
+  rows["context in prompt"] = in_context(ctx, 0, documents);
   return {{"documents", documents}, {"targets", targets_json(targets)}, {"rows", rows_json(rows)},
           {"timing", timing}, {"locality", locality}};
 }

@@ -117,6 +117,13 @@ std::string normalize_question(const std::string& question) {
   return out;
 }
 
+std::set<std::string> questions_of(const std::vector<data::Document>& documents) {
+  std::set<std::string> out;
+  for (const auto& d : documents)
+    for (const auto& qa : d.qa) out.insert(normalize_question(qa.question));
+  return out;
+}
+
 std::string question_of_pair(const std::string& pair) {
   const size_t q = pair.find("Question:");
   const size_t a = pair.find("Answer:");

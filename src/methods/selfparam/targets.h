@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "data/document.h"
 #include "methods/selfparam/options.h"
 #include "model/decoder.h"
 
@@ -34,6 +35,8 @@ struct TargetSet {
 std::vector<std::string> parse_qa_pairs(const std::string& text);
 // Lower case, single spaces, no surrounding space or final '?': how questions are compared.
 std::string normalize_question(const std::string& question);
+// The normalised questions of `documents`: what no target may ask.
+std::set<std::string> questions_of(const std::vector<data::Document>& documents);
 // The question of a "Question: q Answer: a" pair, normalised.
 std::string question_of_pair(const std::string& pair);
 
