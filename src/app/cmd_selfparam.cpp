@@ -21,8 +21,11 @@
 #include "eval/stream.h"
 #include "methods/selfparam/experiments.h"
 #include "methods/selfparam/injector.h"
+#include "methods/selfparam/resume.h"
 #include "model/hf.h"
 #include "model/model_file.h"
+#include "train/checkpoint.h"
+#include "train/training_state.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -34,6 +37,15 @@ namespace {
 LanguageModel injected_base(const CommandContext& ctx) {
   if (ctx.args.count("checkpoint") || ctx.args.count("hf")) return load_language_model(ctx.args, true);
   return eval::load_base_model(ctx.config.get_string("base.model"));
+}
+
+// A stop signal ended the injection: it was saved; the same command continues it.
+int stopped_exit(dist::Communicator& comm, const selfparam::InjectionCheckpoints& checkpoints) {
+  if (comm.rank() == 0)
+    std::cout << fmt::format("inject: stopped by a signal and saved in {}; run the same command again to continue\n",
+                             checkpoints.dir());
+  comm.barrier();
+  return 0;
 }
 
 // The injected model where `generate --checkpoint` (engram) or `--hf` (Hugging Face) reads it.
@@ -57,49 +69,95 @@ void write_model(model::Decoder& decoder, const LanguageModel& lm, const Command
   model::save_model_file(out + "/model.h5", decoder, tokenizer, ctx.config.to_yaml());
 }
 
+// Target-sentence counts over the job's parts.
+struct TargetCounts {
+  int64_t sampled = 0, dropped = 0, empty = 0;
+  void add(const selfparam::TargetSet& t) { sampled += t.sampled, dropped += t.dropped_test, empty += t.empty_documents; }
+};
+
+// A part's targets: kept by the run that was stopped, or sampled now (and kept for a resume).
+selfparam::TargetSet part_targets(selfparam::Injector& injector, model::Decoder& reader,
+                                  const std::vector<data::Document>& part_docs, int64_t part,
+                                  selfparam::InjectionCheckpoints& checkpoints, dist::Communicator& comm) {
+  if (auto kept = checkpoints.kept_targets(part)) return std::move(*kept);
+  selfparam::TargetSet targets = injector.targets(reader, part_docs, comm);
+  checkpoints.keep_targets(part, targets);
+  return targets;
+}
+
+// The merged model between two parts of a sequential run, for a resume.
+void save_between_parts(selfparam::InjectionCheckpoints& checkpoints, model::Decoder& student, int64_t parts_done,
+                        int64_t job_steps) {
+  train::CheckpointData data;
+  for (const auto& p : student->named_parameters()) data.model.emplace_back(p.key(), p.value());
+  data.rng = train::cpu_generator().get_state();
+  checkpoints.save({parts_done, 0, job_steps}, std::move(data));
+}
+
 int run_inject(CommandContext& ctx) {
   auto& comm = ctx.runtime->comm();
   if (!ctx.args.count("documents")) core::fail("inject: give the documents to inject with --documents FILE");
   if (!ctx.args.count("out")) core::fail("inject: give the output folder with --out DIR");
   const std::string out = ctx.args["out"].as<std::string>();
+  const std::string mode = ctx.args["mode"].as<std::string>();
+  if (mode != "batch" && mode != "sequential") core::fail("--mode: expected batch or sequential, got '{}'", mode);
+  const bool sequential = mode == "sequential";
   auto docs = data::read_files(ctx.args["documents"].as<std::vector<std::string>>(), data::read_options_from(ctx.config));
   if (docs.empty()) core::fail("inject: --documents holds no document");
   LanguageModel lm = injected_base(ctx);
   selfparam::SelfParamOptions options = selfparam::selfparam_options_from(ctx.config);
   selfparam::Injector injector(lm, options, selfparam::questions_of(docs), comm.rank(), comm.world_size());
-  std::vector<std::string> texts;
-  for (const auto& d : docs) texts.push_back(d.text);
   model::Decoder student = selfparam::fresh_copy(lm.decoder);
-  const bool sequential = ctx.args["mode"].as<std::string>() == "sequential";
-  if (!sequential && ctx.args["mode"].as<std::string>() != "batch")
-    core::fail("--mode: expected batch or sequential, got '{}'", ctx.args["mode"].as<std::string>());
-  nlohmann::json report = {{"documents", docs.size()}, {"mode", ctx.args["mode"].as<std::string>()}};
-  core::Stopwatch clock;  // sampling the targets and injecting
-  int64_t steps = 0, dropped = 0, sampled = 0, empty = 0;
-  for (size_t first = 0; first < texts.size(); first += sequential ? 1 : texts.size()) {
-    std::vector<std::string> part(texts.begin() + static_cast<std::ptrdiff_t>(first),
-                                  sequential ? texts.begin() + static_cast<std::ptrdiff_t>(first + 1) : texts.end());
-    selfparam::TargetSet targets = injector.targets(student, part, comm);
-    dropped += targets.dropped_test, sampled += targets.sampled, empty += targets.empty_documents;
-    auto r = injector.inject(student, part, targets, selfparam::Objective::Distill, comm, nullptr, first);
-    steps += r.steps;
+  selfparam::InjectionCheckpoints checkpoints(out + "/checkpoints", comm, ctx.runtime->mpi_handle(), options.save_every,
+                                              ctx.config.to_yaml());
+  const auto at = checkpoints.resumed_at();
+  if (const auto* saved = checkpoints.between_parts()) {
+    train::NamedTensors weights;
+    for (const auto& p : student->named_parameters()) weights.emplace_back(p.key(), p.value());
+    train::load_parameters(weights, *saved, checkpoints.resumed_file());
+    train::cpu_generator().set_state(saved->rng);
   }
-  const double seconds = clock.seconds();
-  report["seconds"] = seconds;
-  report["optimizer_steps"] = steps;
-  report["targets_sampled"] = sampled;
-  report["targets_dropped_as_test_questions"] = dropped;
-  report["documents_without_targets"] = empty;
-  if (empty > 0 && comm.rank() == 0)
+  core::Stopwatch clock;  // sampling the targets and injecting
+  int64_t steps = 0, job_steps = at.job_step - at.step;
+  TargetCounts counts;
+  const size_t part_size = sequential ? 1 : docs.size();
+  for (size_t first = 0, part = 0; first < docs.size(); first += part_size, ++part) {
+    const std::vector<data::Document> part_docs(docs.begin() + static_cast<std::ptrdiff_t>(first),
+                                                docs.begin() + static_cast<std::ptrdiff_t>(first + part_size));
+    if (static_cast<int64_t>(part) < at.part) {  // injected before the resume: its counts only
+      if (auto kept = checkpoints.kept_targets(static_cast<int64_t>(part))) counts.add(*kept);
+      continue;
+    }
+    selfparam::TargetSet targets = part_targets(injector, student, part_docs, static_cast<int64_t>(part), checkpoints, comm);
+    counts.add(targets);
+    const selfparam::InjectionPlace place{&checkpoints, static_cast<int64_t>(part), job_steps};
+    auto r = injector.inject(student, selfparam::texts_of(part_docs), targets, selfparam::Objective::Distill, comm,
+                             nullptr, first, place);
+    steps += r.steps;
+    job_steps += r.rounds;
+    if (r.stopped) return stopped_exit(comm, checkpoints);
+    const bool more = first + part_size < docs.size();
+    if (more && checkpoints.save_due(job_steps)) {
+      save_between_parts(checkpoints, student, static_cast<int64_t>(part) + 1, job_steps);
+      if (checkpoints.stop_requested()) return stopped_exit(comm, checkpoints);
+    }
+  }
+  nlohmann::json report = {{"documents", docs.size()}, {"mode", mode}, {"seconds", clock.seconds()},
+                           {"optimizer_steps", steps}, {"targets_sampled", counts.sampled},
+                           {"targets_dropped_as_test_questions", counts.dropped},
+                           {"documents_without_targets", counts.empty},
+                           {"resumed_from", checkpoints.resumed_file()},
+                           {"extra_parameters", student->num_parameters() - lm.decoder->num_parameters()}};
+  if (counts.empty > 0 && comm.rank() == 0)
     spdlog::warn("inject: for {} of {} documents the model wrote no usable \"Question: .. Answer: ..\" line; nothing "
                  "was distilled from them (a model that was not taught the reading format: selfparam.targets generator)",
-                 empty, docs.size());
-  report["extra_parameters"] = student->num_parameters() - lm.decoder->num_parameters();
+                 counts.empty, docs.size());
   if (comm.rank() == 0) {
     write_model(student, lm, ctx, out);
     std::ofstream(out + "/inject.json") << report.dump(2) << "\n";
-    std::cout << fmt::format("injected {} documents in {:.1f} s ({} optimizer steps); wrote {}\n", docs.size(), seconds,
-                             steps, out);
+    fs::remove_all(checkpoints.dir());  // the model is written: a rerun starts afresh
+    std::cout << fmt::format("injected {} documents in {:.1f} s ({} optimizer steps); wrote {}\n", docs.size(),
+                             report["seconds"].get<double>(), steps, out);
   }
   comm.barrier();
   return 0;

@@ -26,6 +26,7 @@
 #include "train/precision.h"
 #include "train/profile.h"
 #include "train/schedule.h"
+#include "train/training_state.h"
 
 namespace engram::train {
 
@@ -95,12 +96,6 @@ TrainOptions train_options_from(const config::Config& c, const std::string& sect
 
 namespace {
 
-std::string optimizer_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
-
-std::string shape_of(at::IntArrayRef sizes) { return fmt::format("[{}]", fmt::join(sizes, ", ")); }
-
-// The process-wide CPU generator (dropout and every other random op).
-at::Generator cpu_generator() { return at::detail::getDefaultCPUGenerator(); }
 
 // What the steps since the last log line add up to on this rank.
 struct LogWindow {
@@ -181,13 +176,6 @@ class ProfileWindow {
   std::unique_ptr<StepProfile> profile_;
 };
 
-// Stop signals: every rank learns whether any rank got one, so all save the same step.
-bool stop_requested_on_any_rank(dist::Communicator& comm) {
-  at::Tensor stop = at::full({1}, core::stop_requested() ? 1 : 0, at::kInt);
-  comm.all_reduce(stop, dist::ReduceOp::Max);
-  return stop.item<int>() != 0;
-}
-
 // Zero in place (Optimizer::zero_grad detaches, which views into GradReducer buckets refuse).
 void zero_gradients(std::vector<at::Tensor>& trainable) {
   for (auto& p : trainable)
@@ -262,14 +250,7 @@ struct Trainer::State {
     data.counters["examples_seen"] = examples_seen;
     data.values["tokens_seen"] = tokens_seen;
     for (const auto& [name, p] : parameters) data.model.emplace_back(name, p);
-    for (const auto& [name, p] : trainable) {
-      auto it = optimizer->state().find(optimizer_key(p));
-      if (it == optimizer->state().end()) continue;  // no update yet
-      auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-      data.optim.emplace_back(name + "/exp_avg", s.exp_avg());
-      data.optim.emplace_back(name + "/exp_avg_sq", s.exp_avg_sq());
-      data.optim.emplace_back(name + "/step", at::full({1}, s.step(), at::kLong));
-    }
+    save_adamw_state(*optimizer, trainable, data);
     data.rng = cpu_generator().get_state();
     data.data = at::full({1}, examples_seen, at::kLong);
     for (const auto& [name, state] : rank_state) data.rank_state[name] = state.get();
@@ -385,25 +366,8 @@ int64_t Trainer::resume() {
   auto latest = s.store->latest();
   if (!latest) return 0;
   CheckpointData data = s.store->load(*latest);
-  std::map<std::string, at::Tensor> saved(data.model.begin(), data.model.end());
-  torch::NoGradGuard no_grad;
-  for (auto& [name, p] : s.parameters) {
-    auto it = saved.find(name);
-    if (it == saved.end()) core::fail("{}: checkpoint has no parameter '{}'", s.store->file_of(*latest), name);
-    if (!it->second.sizes().equals(p.sizes()))
-      core::fail("{}: parameter '{}' has shape {} in the checkpoint, the model has {}", s.store->file_of(*latest), name,
-                 shape_of(it->second.sizes()), shape_of(p.sizes()));
-    p.copy_(it->second);
-  }
-  std::map<std::string, at::Tensor> optim(data.optim.begin(), data.optim.end());
-  for (auto& [name, p] : s.trainable) {
-    if (!optim.count(name + "/exp_avg")) continue;
-    auto state = std::make_unique<torch::optim::AdamWParamState>();
-    state->exp_avg(optim[name + "/exp_avg"].view(p.sizes()).to(p.options()).clone());
-    state->exp_avg_sq(optim[name + "/exp_avg_sq"].view(p.sizes()).to(p.options()).clone());
-    state->step(optim[name + "/step"].item<int64_t>());
-    s.optimizer->state()[optimizer_key(p)] = std::move(state);
-  }
+  load_parameters(s.parameters, data, s.store->file_of(*latest));
+  load_adamw_state(*s.optimizer, s.trainable, data);
   s.step = data.step;
   s.examples_seen = data.counters.count("examples_seen") ? data.counters["examples_seen"] : 0;
   s.tokens_seen = data.values.count("tokens_seen") ? data.values["tokens_seen"] : 0;

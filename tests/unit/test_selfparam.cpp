@@ -3,11 +3,19 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
 #include "../common/selfparam_fixture.h"
+#include "core/signals.h"
 #include "dist/local_communicator.h"
 #include "methods/selfparam/distill.h"
 #include "methods/selfparam/inject.h"
+#include "methods/selfparam/resume.h"
 #include "methods/selfparam/targets.h"
+#include "methods/selfparam/teacher_cache.h"
+#include "methods/selfparam/unrelated.h"
 #include "model/generate.h"
 
 namespace engram::selfparam {
@@ -221,6 +229,149 @@ TEST(SelfParamInject, CrossEntropyTakesOneStepPerSentencePerDistillationTerm) {
   const InjectionReport ce = inject(copy, in, o, Objective::CrossEntropy, *comm);
   EXPECT_EQ(distill.steps, 16);  // 2 epochs x 2 documents x 2 targets x 2 terms
   EXPECT_EQ(ce.steps, distill.steps);
+}
+
+
+TEST(SelfParamTeacherRows, WholeRowsGiveTheLiveLossAndATopKIsTheRenormalisedKl) {
+  auto tok = selfparam_fixture::tokenizer();
+  model::Decoder teacher = selfparam_fixture::tiny_decoder(tok->vocab_size(), 1);
+  model::Decoder student = selfparam_fixture::tiny_decoder(tok->vocab_size(), 2);
+  const std::vector<DistillExample> examples = {
+      {tok->encode("Context: Bob lives in Paris."), tok->encode("Question: where? Answer: Paris\n")},
+      {tok->encode("Context: Ann"), tok->encode("Question: What is the job of Ann? Answer: baker\n")}};
+  std::vector<std::vector<int32_t>> inputs;
+  std::vector<std::pair<int64_t, int64_t>> slices;
+  for (const auto& e : examples) {
+    std::vector<int32_t> ids = e.context;
+    ids.insert(ids.end(), e.target.begin(), e.target.end());
+    inputs.push_back(ids);
+    const Slices s = target_slices(0, static_cast<int64_t>(e.context.size()), static_cast<int64_t>(e.target.size()));
+    slices.emplace_back(s.teacher_begin, s.length);
+  }
+  torch::NoGradGuard no_grad;
+  const auto whole = teacher_rows(teacher, inputs, slices, 0, 2);  // both in one padded pass
+  EXPECT_FALSE(whole[0].indices.defined());
+  for (auto reduction : {Reduction::Mean, Reduction::Token})
+    EXPECT_NEAR(distillation_loss(whole, student, examples, {}, 2.0, reduction).item<double>(),
+                distillation_loss(teacher, student, examples, {}, 2.0, reduction).item<double>(), 1e-6);
+  // Top 2 of 4 logits: p renormalised on ids {0, 1}, the student's full log-softmax there.
+  const TeacherRows top{torch::tensor({{2.0f, 1.0f}}), torch::tensor({{0, 1}}, torch::kInt)};
+  const at::Tensor s = torch::tensor({{0.5f, -1.0f, 0.0f, 3.0f}});
+  const double z = std::log(std::exp(0.5) + std::exp(-1.0) + 1.0 + std::exp(3.0));
+  const double p0 = std::exp(2.0) / (std::exp(2.0) + std::exp(1.0)), p1 = 1 - p0;
+  const double kl = p0 * (std::log(p0) - (0.5 - z)) + p1 * (std::log(p1) - (-1.0 - z));
+  EXPECT_NEAR(rows_kl(top, s, 1.0, Reduction::Token).item<double>(), kl, 1e-6);
+  EXPECT_NEAR(rows_kl(top, s, 1.0, Reduction::Mean).item<double>(), kl / 4, 1e-6);  // n V = 1 x 4
+  // A top-k as wide as the vocabulary keeps whole rows.
+  EXPECT_FALSE(teacher_rows(teacher, inputs, slices, tok->vocab_size(), 1)[0].indices.defined());
+  const auto top8 = teacher_rows(teacher, inputs, slices, 8, 1);
+  EXPECT_EQ(top8[1].logits.size(1), 8);
+  EXPECT_LT((top8[1].logits.select(1, 0) - whole[1].logits.amax(1)).abs().max().item<double>(), 1e-5);  // the largest first
+}
+
+TEST(SelfParamTeacherCache, ContinuationRowsAreRowsOfOnePassOverTheDocument) {
+  auto tok = selfparam_fixture::tokenizer();
+  model::Decoder teacher = selfparam_fixture::tiny_decoder(tok->vocab_size(), 1);
+  const auto doc = tok->encode("Context: Bob lives in Paris and bakes bread every day.");
+  TeacherCache cache(teacher, {}, {doc}, {}, 0);
+  torch::NoGradGuard no_grad;
+  for (size_t r : {size_t{1}, size_t{4}, doc.size() - 2}) {
+    const DistillExample split{{doc.begin(), doc.begin() + static_cast<std::ptrdiff_t>(r)},
+                               {doc.begin() + static_cast<std::ptrdiff_t>(r), doc.end()}};
+    const Slices s = target_slices(0, static_cast<int64_t>(r), static_cast<int64_t>(doc.size() - r));
+    const auto live = teacher_rows(teacher, {doc}, {{s.teacher_begin, s.length}}, 0, 1);
+    const TeacherRows cached = cache.continuation(0, split);
+    ASSERT_EQ(cached.logits.size(0), s.length);
+    EXPECT_LT((cached.logits - live[0].logits).abs().max().item<double>(), 1e-5) << r;
+  }
+  EXPECT_EQ(cache.bytes(), static_cast<int64_t>((doc.size() - 1) * tok->vocab_size() * 4));
+}
+
+// Two documents, three terms, LoRA dropout: every random draw of an injection is in play.
+struct ResumeCase {
+  std::shared_ptr<text::Tokenizer> tok = selfparam_fixture::tokenizer();
+  std::vector<std::string> docs = {"Ann is a baker in Rome.", "Bob is a cook in Oslo."};
+  TargetSet targets;
+  SelfParamOptions o = selfparam_fixture::quick_options();
+  std::string unrelated_file = ::testing::TempDir() + "selfparam_unrelated.txt";
+  ResumeCase() {
+    targets.per_document = {{"Question: What is Ann? Answer: baker\n", "Question: Where is Ann? Answer: Rome\n"},
+                            {"Question: What is Bob? Answer: cook\n", "Question: Where is Bob? Answer: Oslo\n"}};
+    o.epochs = 2, o.per_epoch = 2, o.continuation = true, o.unrelated = true, o.lora_dropout = 0.2;
+    std::ofstream(unrelated_file) << "The river runs north.\nA storm passed.\nBread rises slowly.\n";
+  }
+  // The model injected from the same start, with `place`; resumed runs get a fresh process's state.
+  std::pair<model::Decoder, InjectionReport> run(InjectionPlace place, dist::Communicator& comm) {
+    model::Decoder m = selfparam_fixture::tiny_decoder(tok->vocab_size(), 3);
+    UnrelatedText unrelated(unrelated_file, *tok, 16, 0, 1);
+    InjectionInputs in{tok.get(), &docs, &targets, &unrelated};
+    in.seed = 5;
+    in.place = place;
+    torch::manual_seed(11);
+    InjectionReport r = inject(m, in, o, Objective::Distill, comm);
+    return {m, r};
+  }
+};
+
+double max_difference(model::Decoder& a, model::Decoder& b) {
+  auto other = b->named_parameters();
+  double worst = 0;
+  for (const auto& p : a->named_parameters())
+    worst = std::max(worst, (p.value() - other[p.key()]).abs().max().item<double>());
+  return worst;
+}
+
+TEST(SelfParamResume, AStoppedInjectionResumesToTheSameWeights) {
+  ResumeCase c;
+  auto comm = dist::make_local_communicator(std::chrono::seconds(60));
+  auto [whole, report] = c.run({}, *comm);
+  EXPECT_EQ(report.rounds, 8);
+  const std::string dir = ::testing::TempDir() + "selfparam_resume";
+  std::filesystem::remove_all(dir);
+  {  // a stop signal: the first round is saved and the injection returns with its adapters
+    InjectionCheckpoints checkpoints(dir, *comm, {}, 0, "");
+    core::install_stop_signal_handlers();
+    std::raise(SIGUSR1);
+    auto [stopped, r] = c.run({&checkpoints, 0, 0}, *comm);
+    core::clear_stop_request();
+    EXPECT_TRUE(r.stopped);
+    EXPECT_GT(stopped->num_parameters(), whole->num_parameters());
+  }
+  InjectionCheckpoints checkpoints(dir, *comm, {}, 0, "");
+  EXPECT_EQ(checkpoints.resumed_at().step, 1);
+  EXPECT_NE(checkpoints.inside(0), nullptr);
+  auto [resumed, r] = c.run({&checkpoints, 0, 0}, *comm);
+  EXPECT_FALSE(r.stopped);
+  EXPECT_EQ(r.steps, 7 * 3);  // the rounds left, three terms each
+  EXPECT_LT(max_difference(resumed, whole), 1e-6);
+}
+
+TEST(SelfParamResume, SaveEveryKeepsTheNewestAndTheCachedTeacherInjectsAsTheLiveOne) {
+  ResumeCase c;
+  auto comm = dist::make_local_communicator(std::chrono::seconds(60));
+  auto [live, live_report] = c.run({}, *comm);
+  const std::string dir = ::testing::TempDir() + "selfparam_save_every";
+  std::filesystem::remove_all(dir);
+  InjectionCheckpoints checkpoints(dir, *comm, {}, 3, "");
+  c.o.teacher_cache = true, c.o.teacher_top_k = 0;
+  auto [cached, r] = c.run({&checkpoints, 0, 0}, *comm);
+  EXPECT_LT(max_difference(cached, live), 1e-4);
+  EXPECT_GT(r.teacher_cache_bytes, 0);
+  EXPECT_EQ(InjectionCheckpoints(dir, *comm, {}, 3, "").resumed_at().step, 6);  // saved at 3 and 6 of 8
+}
+
+TEST(SelfParamTargets, WorldTargetsAreTheTrainingPhrasingsNeverAHeldOutQuestion) {
+  std::vector<data::Document> docs(2);
+  docs[0].qa = {{"Where does Ann live?", {"Rome"}, false}, {"In which town was Ann raised?", {"Rome"}, true}};
+  docs[1].qa = {{"In which town was Ann raised?", {"Rome"}, false}, {"What is Bob's job?", {"cook"}, false}};
+  SelfParamOptions o;
+  o.epochs = 2, o.per_epoch = 2;
+  const TargetSet t = world_targets(docs, o);
+  EXPECT_EQ(t.per_document[0], std::vector<std::string>(4, "Question: Where does Ann live? Answer: Rome\n"));
+  EXPECT_EQ(t.per_document[1], std::vector<std::string>(4, "Question: What is Bob's job? Answer: cook\n"));
+  EXPECT_EQ(t.sampled, 3);
+  EXPECT_EQ(t.dropped_test, 1);  // document 1's phrasing is document 0's held-out question
+  EXPECT_EQ(t.short_documents, 2);
 }
 
 }  // namespace

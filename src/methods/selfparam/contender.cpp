@@ -18,13 +18,13 @@ namespace {
 // The targets of a stream, sampled once per process: SELF-PARAM and FT(S) train on the same
 // sentences, and sampling is a large part of an injection's time.
 const TargetSet& stream_targets(Injector& injector, model::Decoder& reader, const eval::Stream& stream,
-                                const std::vector<std::string>& texts, dist::Communicator& comm) {
+                                dist::Communicator& comm) {
   static std::map<std::string, TargetSet> sampled;
   const SelfParamOptions& o = injector.options();
   const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", stream.source, stream.size(), o.epochs, o.per_epoch, o.sample_temperature,
                                       o.seed, injector.targets_label(), o.sample_tokens);
   auto found = sampled.find(key);
-  if (found == sampled.end()) found = sampled.emplace(key, injector.targets(reader, texts, comm)).first;
+  if (found == sampled.end()) found = sampled.emplace(key, injector.targets(reader, stream.documents, comm)).first;
   return found->second;
 }
 
@@ -37,8 +37,8 @@ class InjectionContender : public eval::Contender {
     model::LanguageModel& base = ctx.base();
     Injector injector(base, options_, questions_of(stream.documents), ctx.comm.rank(), ctx.comm.world_size());
     label_ = injector.targets_label();
-    const std::vector<std::string> texts = document_texts(stream, 0, stream.size());
-    targets_ = stream_targets(injector, base.decoder, stream, texts, ctx.comm);
+    const std::vector<std::string> texts = texts_of(stream.documents);
+    targets_ = stream_targets(injector, base.decoder, stream, ctx.comm);
     model_ = fresh_copy(base.decoder);
     report_ = injector.inject(model_, texts, targets_, objective_, ctx.comm);
     return 0.0;  // merged into the weights: no extra parameter, nothing stored per document

@@ -30,6 +30,22 @@ at::Tensor distillation_kl(const at::Tensor& teacher_logits, const at::Tensor& s
   return kl * (temperature * temperature / std::max(divisor, 1.0));
 }
 
+TeacherRows TeacherRows::rows(int64_t begin, int64_t length) const {
+  return {logits.narrow(0, begin, length), indices.defined() ? indices.narrow(0, begin, length) : at::Tensor()};
+}
+
+at::Tensor rows_kl(const TeacherRows& teacher, const at::Tensor& student_logits, double temperature,
+                   SelfParamOptions::Reduction reduction) {
+  if (!teacher.indices.defined()) return distillation_kl(teacher.logits, student_logits, temperature, reduction);
+  const at::Tensor log_p = torch::log_softmax(teacher.logits.to(torch::kFloat) / temperature, -1);
+  const at::Tensor log_q_all = torch::log_softmax(student_logits.to(torch::kFloat) / temperature, -1);
+  const at::Tensor log_q = log_q_all.gather(1, teacher.indices.to(torch::kLong));
+  const at::Tensor kl = (log_p.exp() * (log_p - log_q)).sum();
+  const double n = static_cast<double>(student_logits.size(0));
+  const double divisor = reduction == SelfParamOptions::Reduction::Mean ? n * static_cast<double>(student_logits.size(1)) : n;
+  return kl * (temperature * temperature / std::max(divisor, 1.0));
+}
+
 namespace {
 
 std::vector<int32_t> joined(const std::vector<int32_t>& a, const std::vector<int32_t>& b, const std::vector<int32_t>& c) {
@@ -71,24 +87,39 @@ at::Tensor distillation_loss(model::Decoder& teacher, model::Decoder& student, c
                              const std::vector<int32_t>& start, double temperature,
                              SelfParamOptions::Reduction reduction) {
   const auto items = predictable(examples, start, true);
-  if (items.empty()) return {};
-  std::vector<std::vector<int32_t>> teacher_rows, student_rows;
+  std::vector<std::vector<int32_t>> inputs;
+  std::vector<std::pair<int64_t, int64_t>> slices;
+  std::vector<DistillExample> kept;
   for (const auto& [e, s] : items) {
-    teacher_rows.push_back(joined(start, e->context, e->target));
-    student_rows.push_back(joined(start, {}, e->target));
+    inputs.push_back(joined(start, e->context, e->target));
+    slices.emplace_back(s.teacher_begin, s.length);
+    kept.push_back(*e);
   }
-  at::Tensor teacher_logits;
-  {
-    torch::NoGradGuard no_grad;
-    teacher_logits = batch_logits(teacher, teacher_rows);
+  const auto rows = teacher_rows(teacher, inputs, slices, 0, static_cast<int64_t>(inputs.size()));
+  return distillation_loss(rows, student, kept, start, temperature, reduction);
+}
+
+at::Tensor distillation_loss(const std::vector<TeacherRows>& teacher, model::Decoder& student,
+                             const std::vector<DistillExample>& examples, const std::vector<int32_t>& start,
+                             double temperature, SelfParamOptions::Reduction reduction) {
+  ENGRAM_CHECK(teacher.size() == examples.size(), "distillation_loss: {} teacher rows for {} examples", teacher.size(),
+               examples.size());
+  std::vector<std::vector<int32_t>> student_inputs;
+  std::vector<std::pair<size_t, Slices>> items;  // example, its slices
+  for (size_t b = 0; b < examples.size(); ++b) {
+    const Slices s = target_slices(static_cast<int64_t>(start.size()), static_cast<int64_t>(examples[b].context.size()),
+                                   static_cast<int64_t>(examples[b].target.size()));
+    if (s.length == 0) continue;
+    student_inputs.push_back(joined(start, {}, examples[b].target));
+    items.emplace_back(b, s);
   }
-  const at::Tensor student_logits = batch_logits(student, student_rows);
+  if (items.empty()) return {};
+  const at::Tensor student_logits = batch_logits(student, student_inputs);
   at::Tensor total;
-  for (size_t b = 0; b < items.size(); ++b) {
-    const Slices& s = items[b].second;
-    const auto i = static_cast<int64_t>(b);
-    at::Tensor kl = distillation_kl(teacher_logits[i].narrow(0, s.teacher_begin, s.length),
-                                    student_logits[i].narrow(0, s.student_begin, s.length), temperature, reduction);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto& [b, s] = items[i];
+    at::Tensor kl = rows_kl(teacher[b], student_logits[static_cast<int64_t>(i)].narrow(0, s.student_begin, s.length),
+                            temperature, reduction);
     total = total.defined() ? total + kl : kl;
   }
   return total / static_cast<double>(items.size());
@@ -111,6 +142,28 @@ at::Tensor sentence_cross_entropy(model::Decoder& student, const std::vector<Dis
     total = total.defined() ? total + ce : ce;
   }
   return total / static_cast<double>(items.size());
+}
+
+std::vector<TeacherRows> teacher_rows(model::Decoder& teacher, const std::vector<std::vector<int32_t>>& inputs,
+                                      const std::vector<std::pair<int64_t, int64_t>>& slices, int64_t top_k,
+                                      int64_t batch) {
+  torch::NoGradGuard no_grad;
+  std::vector<TeacherRows> out;
+  for (size_t first = 0; first < inputs.size(); first += static_cast<size_t>(batch)) {
+    const size_t last = std::min(inputs.size(), first + static_cast<size_t>(batch));
+    const at::Tensor logits = batch_logits(teacher, {inputs.begin() + first, inputs.begin() + last});
+    for (size_t b = first; b < last; ++b) {
+      const auto [begin, length] = slices[b];
+      const at::Tensor rows = logits[static_cast<int64_t>(b - first)].narrow(0, begin, length);
+      if (top_k <= 0 || top_k >= rows.size(1)) {
+        out.push_back({batch > 1 ? rows.clone() : rows, at::Tensor()});  // a clone frees the padded batch
+        continue;
+      }
+      auto [values, ids] = rows.topk(top_k, -1);
+      out.push_back({values.contiguous(), ids.to(torch::kInt).contiguous()});
+    }
+  }
+  return out;
 }
 
 }  // namespace engram::selfparam

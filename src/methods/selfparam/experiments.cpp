@@ -55,8 +55,9 @@ void add_counts(nlohmann::json& sums, const nlohmann::json& counts) {
 // base LM with the same targets, each answering the document's questions.
 void single_document(ExperimentContext& ctx, int64_t d, std::map<std::string, QaEvalResult>& rows,
                      nlohmann::json& target_counts, dist::Communicator& local) {
-  const std::vector<std::string> text = document_texts(ctx.stream, d, 1);
-  TargetSet targets = ctx.injector.targets(ctx.base.decoder, text, local);
+  const std::vector<data::Document> document = documents_of(ctx.stream, d, 1);
+  const std::vector<std::string> text = texts_of(document);
+  TargetSet targets = ctx.injector.targets(ctx.base.decoder, document, local);
   add_counts(target_counts, targets_json(targets));
   const TargetSet contexts = context_targets(text, ctx.injector.options());
   const std::pair<const char*, std::pair<const TargetSet*, Objective>> runs[] = {
@@ -102,10 +103,9 @@ std::pair<double, double> text_fit(model::Decoder& m, model::Decoder& base, cons
 
 }  // namespace
 
-std::vector<std::string> document_texts(const eval::Stream& stream, int64_t first, int64_t count) {
-  std::vector<std::string> out;
-  for (int64_t d = first; d < first + count && d < stream.size(); ++d) out.push_back(stream.documents[static_cast<size_t>(d)].text);
-  return out;
+std::vector<data::Document> documents_of(const eval::Stream& stream, int64_t first, int64_t count) {
+  const auto begin = stream.documents.begin() + std::min(first, stream.size());
+  return {begin, stream.documents.begin() + std::min(first + count, stream.size())};
 }
 
 nlohmann::json Locality::to_json() const {
@@ -120,7 +120,7 @@ Locality measure_locality(model::Decoder& model, model::LanguageModel& base, con
                                                 data::PromptFormat::ContextQuestionAnswer, max_new_tokens, comm);
   l.in_context_f1 = read.all.f1_mean();
   l.in_context_f1_heldout = read.heldout.f1_mean();
-  auto [nll, kl] = text_fit(model, base.decoder, *base.tokenizer, document_texts(stream, first, count), comm);
+  auto [nll, kl] = text_fit(model, base.decoder, *base.tokenizer, texts_of(documents_of(stream, first, count)), comm);
   l.perplexity = std::exp(nll);
   l.kl_to_base = kl;
   return l;
@@ -146,8 +146,9 @@ nlohmann::json run_single(ExperimentContext& ctx, int64_t documents) {
 
 nlohmann::json run_batch(ExperimentContext& ctx, int64_t documents, int64_t locality_documents) {
   documents = std::min(documents, ctx.stream.size());
-  const std::vector<std::string> texts = document_texts(ctx.stream, 0, documents);
-  TargetSet targets = ctx.injector.targets(ctx.base.decoder, texts, ctx.comm);
+  const std::vector<data::Document> injected = documents_of(ctx.stream, 0, documents);
+  const std::vector<std::string> texts = texts_of(injected);
+  TargetSet targets = ctx.injector.targets(ctx.base.decoder, injected, ctx.comm);
   std::map<std::string, QaEvalResult> rows;
   nlohmann::json locality;
   const int64_t other = std::min(locality_documents, ctx.stream.size() - documents);
@@ -187,8 +188,9 @@ nlohmann::json run_sequential(ExperimentContext& ctx, int64_t documents) {
   core::Progress progress("sequential injections", documents, ctx.comm.rank() == 0, 5.0, "doc");
   evaluate_all(0);
   for (int64_t i = 0; i < documents; ++i) {
-    const std::vector<std::string> text = document_texts(ctx.stream, i, 1);
-    TargetSet targets = ctx.injector.targets(m, text, ctx.comm);  // the current model reads the document
+    const std::vector<data::Document> document = documents_of(ctx.stream, i, 1);
+    const std::vector<std::string> text = texts_of(document);
+    TargetSet targets = ctx.injector.targets(m, document, ctx.comm);  // the current model reads the document
     add_counts(counts, targets_json(targets));
     if (o.adapter == SelfParamOptions::Adapter::Reset) {
       // The released code: the teacher keeps the previous adapter, the student starts again from

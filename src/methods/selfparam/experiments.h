@@ -46,6 +46,6 @@ Locality measure_locality(model::Decoder& model, model::LanguageModel& base, con
                           int64_t first, int64_t count, int64_t max_new_tokens, dist::Communicator& comm);
 
 // The texts of stream documents [first, first + count) (what injections read).
-std::vector<std::string> document_texts(const eval::Stream& stream, int64_t first, int64_t count);
+std::vector<data::Document> documents_of(const eval::Stream& stream, int64_t first, int64_t count);
 
 }  // namespace engram::selfparam

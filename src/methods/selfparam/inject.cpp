@@ -1,7 +1,10 @@
 #include "methods/selfparam/inject.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
+#include <sstream>
+#include <type_traits>
 
 #include <torch/torch.h>
 
@@ -12,8 +15,11 @@
 #include "dist/communicator.h"
 #include "dist/grad_reducer.h"
 #include "methods/selfparam/distill.h"
+#include "methods/selfparam/resume.h"
+#include "methods/selfparam/teacher_cache.h"
 #include "methods/selfparam/unrelated.h"
 #include "text/tokenizer.h"
+#include "train/training_state.h"
 
 namespace engram::selfparam {
 namespace {
@@ -28,11 +34,12 @@ class TrainableParts {
     } else {  // full rank, MLP weights only (the reference's use_lora=False)
       for (auto& p : model_->named_parameters()) p.value().set_requires_grad(p.key().find(".mlp.") != std::string::npos);
     }
-    for (auto& p : model_->parameters())
-      if (p.requires_grad()) params_.push_back(p);
+    for (auto& p : model_->named_parameters())
+      if (p.value().requires_grad()) params_.push_back(p.value()), named_.emplace_back(p.key(), p.value());
   }
 
   const std::vector<at::Tensor>& params() const { return params_; }
+  const train::NamedTensors& named() const { return named_; }
 
   // LoRA merged into the weights and removed; every flag as before.
   void finish() {
@@ -49,6 +56,7 @@ class TrainableParts {
   bool lora_;
   std::vector<std::pair<std::string, bool>> flags_;
   std::vector<at::Tensor> params_;
+  train::NamedTensors named_;
 };
 
 struct Item {
@@ -100,6 +108,21 @@ class StepBuilder {
     return e;
   }
 
+  const std::vector<std::vector<int32_t>>& contexts() const { return contexts_; }
+
+  // The split generator's state as bytes, and back (a resumed injection splits as the first run would).
+  at::Tensor rng_state() const {
+    std::ostringstream out;
+    out << rng_;
+    const std::string text = out.str();
+    return torch::from_blob(const_cast<char*>(text.data()), {static_cast<int64_t>(text.size())}, torch::kUInt8).clone();
+  }
+  void set_rng_state(const at::Tensor& bytes) {
+    at::Tensor b = bytes.to(torch::kUInt8).contiguous();
+    std::istringstream in(std::string(reinterpret_cast<const char*>(b.data_ptr<uint8_t>()), static_cast<size_t>(b.numel())));
+    in >> rng_;
+  }
+
  private:
   const InjectionInputs& in_;
   const SelfParamOptions& o_;
@@ -145,81 +168,207 @@ model::Decoder frozen_copy(const model::Decoder& source) {
   return copy;
 }
 
+namespace {
+
+// One injection's state and its loop; inject() below drives it.
+class Injection {
+ public:
+  Injection(model::Decoder& model, const InjectionInputs& in, const SelfParamOptions& o, Objective objective,
+            dist::Communicator& comm)
+      : model_(model), in_(in), o_(o), objective_(objective), comm_(comm),
+        build_(in, o, in.seed * 31 + static_cast<uint64_t>(comm.rank())) {
+    if (objective == Objective::Distill && !in.teacher) own_teacher_ = frozen_copy(model);
+    teacher_ = in.teacher ? in.teacher : &own_teacher_;
+    if (objective == Objective::Distill) (*teacher_)->eval();  // no dropout in the teacher (the reference keeps it)
+    trainable_ = std::make_unique<TrainableParts>(model, o);
+    if (comm.world_size() > 1) {  // fresh adapters are random: every rank starts from rank 0's
+      torch::NoGradGuard no_grad;
+      for (const auto& p : trainable_->params()) {
+        at::Tensor data = p.detach();
+        comm.broadcast(data, 0);
+      }
+    }
+    optimizer_ = std::make_unique<torch::optim::AdamW>(trainable_->params(),
+                                                       torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+    if (comm.world_size() > 1) reducer_ = std::make_unique<dist::GradReducer>(comm, trainable_->params());
+    plan_epochs();
+  }
+
+  InjectionReport run() {
+    core::Stopwatch clock;
+    int64_t done = in_.place.checkpoints ? resume() : 0;
+    if (objective_ == Objective::Distill && o_.teacher_cache) build_cache();  // after the teacher is restored
+    model_->train();
+    core::Progress progress(objective_ == Objective::Distill ? "inject" : "FT(S)", report_.rounds, comm_.rank() == 0, 5.0, "step");
+    progress.resume_from(done);
+    int64_t round = 0;
+    for (const auto& items : epochs_) {
+      const int64_t n = static_cast<int64_t>(items.size());
+      double loss_sum = 0;
+      int64_t loss_count = 0;
+      for (int64_t first = 0; first < n; first += per_round(), ++round) {
+        if (round < done) continue;  // before the checkpoint this run resumed from
+        for (double loss : step(share(items, first))) loss_sum += loss, ++loss_count;
+        progress.update(++done, fmt::format("loss {:.4g}", loss_sum / std::max<int64_t>(1, loss_count)));
+        if (done < report_.rounds && checkpoint_due(done)) {
+          save(done);
+          if (in_.place.checkpoints->stop_requested()) return stopped(clock);
+        }
+      }
+      report_.last_epoch_loss = loss_sum / std::max<int64_t>(1, loss_count);
+    }
+    trainable_->finish();
+    model_->eval();
+    report_.seconds = clock.seconds();
+    return report_;
+  }
+
+ private:
+  int64_t per_round() const { return comm_.world_size() * o_.batch; }
+
+  // The epochs' items; FT(S) takes each sentence once per SELF-PARAM term: the same optimizer steps.
+  void plan_epochs() {
+    terms_ = 1 + (o_.continuation ? 1 : 0) + (o_.unrelated && in_.unrelated ? 1 : 0);
+    const int64_t passes = objective_ == Objective::Distill ? o_.epochs : o_.epochs * terms_;
+    for (int64_t e = 0; e < passes; ++e) {
+      epochs_.push_back(epoch_items(*in_.targets, e % o_.epochs, o_.per_epoch, in_.seed));
+      const int64_t n = static_cast<int64_t>(epochs_.back().size());
+      report_.items += n;
+      report_.rounds += (n + per_round() - 1) / per_round();
+    }
+  }
+
+  // This rank's items of the round starting at `first`, wrapping at the end so every rank has some.
+  std::vector<Item> share(const std::vector<Item>& items, int64_t first) const {
+    const int64_t n = static_cast<int64_t>(items.size());
+    std::vector<Item> mine;
+    for (int64_t k = 0; k < o_.batch; ++k) mine.push_back(items[static_cast<size_t>((first + comm_.rank() * o_.batch + k) % n)]);
+    return mine;
+  }
+
+  // One round: an optimizer step per term (SELF-PARAM) or one cross-entropy step (FT(S)); their losses.
+  std::vector<double> step(const std::vector<Item>& mine) {
+    auto examples = [&](auto make) {
+      std::vector<DistillExample> out;
+      for (const auto& item : mine) out.push_back(make(item));
+      return out;
+    };
+    auto take = [&](const at::Tensor& loss) {
+      ++report_.steps;
+      return optimizer_step(loss, trainable_->params(), *optimizer_, reducer_.get());
+    };
+    const auto qa = examples([&](const Item& i) { return build_.qa(i); });
+    if (objective_ == Objective::CrossEntropy) return {take(sentence_cross_entropy(model_, qa, start_))};
+    std::vector<double> losses;
+    losses.push_back(take(distill(qa, [&](size_t b) { return cache_->qa({mine[b].document, mine[b].target}); })));
+    if (o_.continuation) {
+      const auto cont = examples([&](const Item& i) { return build_.continuation(i); });
+      losses.push_back(take(distill(cont, [&](size_t b) { return cache_->continuation(mine[b].document, cont[b]); })));
+    }
+    if (o_.unrelated && in_.unrelated)
+      losses.push_back(take(distill(examples([&](const Item& i) { return build_.unrelated(i); }), nullptr)));
+    return losses;
+  }
+
+  // The distillation loss of `examples`, the teacher's rows from the cache where there is one.
+  template <typename CachedRows>
+  at::Tensor distill(const std::vector<DistillExample>& examples, CachedRows cached) {
+    if constexpr (!std::is_same_v<CachedRows, std::nullptr_t>) {
+      if (cache_) {
+        std::vector<TeacherRows> rows;
+        for (size_t b = 0; b < examples.size(); ++b) rows.push_back(cached(b));
+        return distillation_loss(rows, model_, examples, start_, o_.temperature, o_.reduction);
+      }
+    }
+    return distillation_loss(*teacher_, model_, examples, start_, o_.temperature, o_.reduction);
+  }
+
+  // Terms (A) and (B)'s teacher rows for every item this rank will meet.
+  void build_cache() {
+    std::vector<std::pair<TeacherCache::Key, DistillExample>> qa;
+    for (const auto& items : epochs_)
+      for (int64_t first = 0; first < static_cast<int64_t>(items.size()); first += per_round())
+        for (const Item& i : share(items, first)) qa.push_back({{i.document, i.target}, build_.qa(i)});
+    const std::vector<std::vector<int32_t>> none;
+    cache_ = std::make_unique<TeacherCache>(*teacher_, qa, o_.continuation ? build_.contexts() : none, start_, o_.teacher_top_k);
+    report_.teacher_cache_seconds = cache_->seconds();
+    report_.teacher_cache_bytes = cache_->bytes();
+  }
+
+  bool checkpoint_due(int64_t done) { return in_.place.checkpoints && in_.place.checkpoints->save_due(in_.place.job_steps_before + done); }
+
+  void save(int64_t done) {
+    train::CheckpointData data;
+    for (const auto& p : model_->named_parameters()) data.model.emplace_back(p.key(), p.value());
+    // The teacher is the model as the part began: its frozen weights are the model's own, the
+    // trained ones (full-rank MLP) are saved beside them.
+    if (own_teacher_) {
+      auto weights = own_teacher_->named_parameters();
+      for (const auto& [name, p] : trainable_->named())
+        if (weights.contains(name)) data.model.emplace_back("teacher." + name, weights[name]);
+    }
+    train::save_adamw_state(*optimizer_, trainable_->named(), data);
+    data.rng = train::cpu_generator().get_state();
+    data.rank_state["split_rng"] = build_.rng_state();
+    data.rank_state["unrelated_given"] = at::full({1}, in_.unrelated ? in_.unrelated->given() : 0, at::kLong);
+    in_.place.checkpoints->save({in_.place.part, done, in_.place.job_steps_before + done}, std::move(data));
+  }
+
+  // The rounds done before, restored from a checkpoint inside this part (0 when there is none).
+  int64_t resume() {
+    const train::CheckpointData* saved = in_.place.checkpoints->inside(in_.place.part);
+    if (!saved) return 0;
+    train::NamedTensors all;
+    for (const auto& p : model_->named_parameters()) all.emplace_back(p.key(), p.value());
+    train::load_parameters(all, *saved, in_.place.checkpoints->resumed_file());
+    if (own_teacher_) restore_teacher(*saved);
+    train::load_adamw_state(*optimizer_, trainable_->named(), *saved);
+    train::cpu_generator().set_state(saved->rng);
+    build_.set_rng_state(saved->rank_state.at("split_rng"));
+    if (in_.unrelated) in_.unrelated->skip_to(saved->rank_state.at("unrelated_given").item<int64_t>());
+    return in_.place.checkpoints->resumed_at().step;
+  }
+
+  // The part's teacher from a checkpoint inside it (this run's copy was taken from the base weights).
+  void restore_teacher(const train::CheckpointData& saved) {
+    std::map<std::string, at::Tensor> tensors(saved.model.begin(), saved.model.end());
+    train::NamedTensors weights;
+    for (const auto& p : own_teacher_->named_parameters())
+      weights.emplace_back(tensors.count("teacher." + p.key()) ? "teacher." + p.key() : p.key(), p.value());
+    train::load_parameters(weights, saved, in_.place.checkpoints->resumed_file());
+  }
+
+  InjectionReport stopped(const core::Stopwatch& clock) {
+    report_.stopped = true;
+    report_.seconds = clock.seconds();
+    return report_;
+  }
+
+  model::Decoder& model_;
+  const InjectionInputs& in_;
+  const SelfParamOptions& o_;
+  Objective objective_;
+  dist::Communicator& comm_;
+  StepBuilder build_;
+  model::Decoder own_teacher_{nullptr};
+  model::Decoder* teacher_ = nullptr;
+  std::unique_ptr<TrainableParts> trainable_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<dist::GradReducer> reducer_;
+  std::unique_ptr<TeacherCache> cache_;
+  const std::vector<int32_t> start_;  // engram prompts carry no BOS (distill.h)
+  std::vector<std::vector<Item>> epochs_;
+  int64_t terms_ = 1;
+  InjectionReport report_;
+};
+
+}  // namespace
+
 InjectionReport inject(model::Decoder& model, const InjectionInputs& in, const SelfParamOptions& o,
                        Objective objective, dist::Communicator& comm) {
   ENGRAM_CHECK(in.tokenizer && in.documents && in.targets && in.targets->per_document.size() == in.documents->size(),
                "inject: inputs incomplete");
-  core::Stopwatch clock;
-  model::Decoder own_teacher{nullptr};
-  if (objective == Objective::Distill && !in.teacher) own_teacher = frozen_copy(model);
-  model::Decoder* teacher = in.teacher ? in.teacher : &own_teacher;
-  if (objective == Objective::Distill) (*teacher)->eval();  // no dropout in the teacher (the reference keeps it)
-
-  TrainableParts trainable(model, o);
-  if (comm.world_size() > 1) {  // fresh adapters are random: every rank starts from rank 0's
-    torch::NoGradGuard no_grad;
-    for (const auto& p : trainable.params()) {
-      at::Tensor data = p.detach();
-      comm.broadcast(data, 0);
-    }
-  }
-  torch::optim::AdamW optimizer(trainable.params(), torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
-  std::unique_ptr<dist::GradReducer> reducer;
-  if (comm.world_size() > 1) reducer = std::make_unique<dist::GradReducer>(comm, trainable.params());
-  model->train();
-
-  const std::vector<int32_t> start;  // engram prompts carry no BOS (distill.h)
-  StepBuilder build(in, o, in.seed * 31 + static_cast<uint64_t>(comm.rank()));
-  const int64_t terms = 1 + (o.continuation ? 1 : 0) + (o.unrelated && in.unrelated ? 1 : 0);
-  // FT(S) takes each sentence once per SELF-PARAM term: the same number of optimizer steps.
-  const int64_t passes = objective == Objective::Distill ? o.epochs : o.epochs * terms;
-  const int64_t world = comm.world_size(), per_step = world * o.batch;
-
-  InjectionReport report;
-  std::vector<std::vector<Item>> epochs;
-  int64_t total_steps = 0;
-  for (int64_t e = 0; e < passes; ++e) {
-    epochs.push_back(epoch_items(*in.targets, e % o.epochs, o.per_epoch, in.seed));
-    report.items += static_cast<int64_t>(epochs.back().size());
-    total_steps += (static_cast<int64_t>(epochs.back().size()) + per_step - 1) / per_step;
-  }
-  core::Progress progress(objective == Objective::Distill ? "inject" : "FT(S)", total_steps, comm.rank() == 0, 5.0, "step");
-  int64_t done = 0;
-  for (const auto& items : epochs) {
-    const int64_t n = static_cast<int64_t>(items.size());
-    double loss_sum = 0;
-    int64_t loss_count = 0;
-    for (int64_t first = 0; first < n; first += per_step) {
-      std::vector<Item> mine;  // this rank's share, wrapping at the end so every rank has one
-      for (int64_t k = 0; k < o.batch; ++k) mine.push_back(items[static_cast<size_t>((first + comm.rank() * o.batch + k) % n)]);
-      auto examples = [&](auto make) {
-        std::vector<DistillExample> out;
-        for (const auto& item : mine) out.push_back(make(item));
-        return out;
-      };
-      if (objective == Objective::CrossEntropy) {
-        loss_sum += optimizer_step(sentence_cross_entropy(model, examples([&](const Item& i) { return build.qa(i); }), start),
-                                   trainable.params(), optimizer, reducer.get());
-        ++loss_count;
-      } else {
-        auto distill = [&](const std::vector<DistillExample>& ex) {
-          loss_sum += optimizer_step(distillation_loss(*teacher, model, ex, start, o.temperature, o.reduction),
-                                     trainable.params(), optimizer, reducer.get());
-          ++loss_count;
-        };
-        distill(examples([&](const Item& i) { return build.qa(i); }));
-        if (o.continuation) distill(examples([&](const Item& i) { return build.continuation(i); }));
-        if (o.unrelated && in.unrelated) distill(examples([&](const Item& i) { return build.unrelated(i); }));
-      }
-      report.steps += objective == Objective::Distill ? terms : 1;
-      progress.update(++done, fmt::format("loss {:.4g}", loss_sum / std::max<int64_t>(1, loss_count)));
-    }
-    report.last_epoch_loss = loss_sum / std::max<int64_t>(1, loss_count);
-  }
-  trainable.finish();
-  model->eval();
-  report.seconds = clock.seconds();
-  return report;
+  return Injection(model, in, o, objective, comm).run();
 }
 
 }  // namespace engram::selfparam

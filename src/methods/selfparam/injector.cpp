@@ -26,19 +26,23 @@ Injector::~Injector() = default;
 
 std::string Injector::targets_label() const {
   if (options_.targets == SelfParamOptions::Targets::Generator) return "targets sampled by " + generator_.source;
+  if (options_.targets == SelfParamOptions::Targets::World)
+    return "targets: the world's training phrasings, an ablation";
   return "self-sampled targets";
 }
 
-TargetSet Injector::targets(model::Decoder& teacher, const std::vector<std::string>& documents,
+TargetSet Injector::targets(model::Decoder& teacher, const std::vector<data::Document>& documents,
                             dist::Communicator& comm) {
+  if (options_.targets == SelfParamOptions::Targets::World) return world_targets(documents, options_);
+  const std::vector<std::string> texts = texts_of(documents);
   if (options_.targets == SelfParamOptions::Targets::Generator)
-    return sample_targets(generator_.decoder, *generator_.tokenizer, documents, excluded_, options_, comm);
-  return sample_targets(teacher, *base_.tokenizer, documents, excluded_, options_, comm);
+    return sample_targets(generator_.decoder, *generator_.tokenizer, texts, excluded_, options_, comm);
+  return sample_targets(teacher, *base_.tokenizer, texts, excluded_, options_, comm);
 }
 
 InjectionReport Injector::inject(model::Decoder& model, const std::vector<std::string>& documents,
                                  const TargetSet& targets, Objective objective, dist::Communicator& comm,
-                                 model::Decoder* teacher, uint64_t seed) {
+                                 model::Decoder* teacher, uint64_t seed, InjectionPlace place) {
   InjectionInputs in;
   in.tokenizer = base_.tokenizer.get();
   in.documents = &documents;
@@ -46,6 +50,7 @@ InjectionReport Injector::inject(model::Decoder& model, const std::vector<std::s
   in.unrelated = unrelated_.get();
   in.teacher = teacher;
   in.seed = options_.seed + seed;
+  in.place = place;
   return selfparam::inject(model, in, options_, objective, comm);
 }
 
@@ -53,6 +58,12 @@ model::Decoder fresh_copy(const model::Decoder& source) {
   model::Decoder copy = frozen_copy(source);
   for (auto& p : copy->parameters()) p.set_requires_grad(true);
   return copy;
+}
+
+std::vector<std::string> texts_of(const std::vector<data::Document>& documents) {
+  std::vector<std::string> out;
+  for (const auto& d : documents) out.push_back(d.text);
+  return out;
 }
 
 TargetSet context_targets(const std::vector<std::string>& documents, const SelfParamOptions& options) {

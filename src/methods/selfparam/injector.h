@@ -31,12 +31,13 @@ class Injector {
   // "self-sampled" or "sampled by <generator>": how rows name their targets.
   std::string targets_label() const;
 
-  // E x K targets per document, read by `teacher` (Targets::Self) or the generator. Collective.
-  TargetSet targets(model::Decoder& teacher, const std::vector<std::string>& documents, dist::Communicator& comm);
+  // E x K targets per document, read by `teacher` (Targets::Self) or the generator, or the
+  // documents' training-phrased questions (Targets::World). Collective.
+  TargetSet targets(model::Decoder& teacher, const std::vector<data::Document>& documents, dist::Communicator& comm);
   // Injects `documents` into `model` with `targets` (collective over `comm`).
   InjectionReport inject(model::Decoder& model, const std::vector<std::string>& documents, const TargetSet& targets,
                          Objective objective, dist::Communicator& comm, model::Decoder* teacher = nullptr,
-                         uint64_t seed = 0);
+                         uint64_t seed = 0, InjectionPlace place = {});
 
  private:
   const model::LanguageModel& base_;
@@ -50,5 +51,7 @@ class Injector {
 model::Decoder fresh_copy(const model::Decoder& source);
 // FT(C)'s targets: E x K copies of each document's own "Context: <text>" (the same steps as FT(S)).
 TargetSet context_targets(const std::vector<std::string>& documents, const SelfParamOptions& options);
+// The documents' texts.
+std::vector<std::string> texts_of(const std::vector<data::Document>& documents);
 
 }  // namespace engram::selfparam

@@ -11,7 +11,8 @@ using O = SelfParamOptions;
 void declare_selfparam_options(config::Schema& s) {
   s.add_string("selfparam.targets", "self",
                "target sentences: self (the teacher reads the document and samples \"Question: .. Answer: ..\") or "
-               "generator (selfparam.generator does; rows are labelled with it)",
+               "generator (selfparam.generator does; rows are labelled with it) or world (each document's own "
+               "training-phrased questions, not the held-out ones: an ablation, labelled, never the method's row)",
                core::enum_choices<O::Targets>());
   s.add_string("selfparam.generator", "", "targets: generator: an engram model (file or folder) or HF folder");
   s.add_int("selfparam.epochs", 20, "E: passes over the documents, a fresh slice of targets each", Range::at_least(1));
@@ -60,6 +61,14 @@ void declare_selfparam_options(config::Schema& s) {
             Range::at_least(2));
   s.add_int("selfparam.locality_documents", 200, "other test entities read in context, before and after",
             Range::at_least(0));
+  s.add_int("selfparam.save_every", 0,
+            "engram inject: checkpoint the injection every this many optimizer steps (0: only when SIGTERM or "
+            "SIGUSR1 arrives); a rerun with the same --out resumes", Range::at_least(0));
+  s.add_bool("selfparam.teacher_cache", false,
+             "compute term (A)'s teacher logits once per target sentence before training (in batches) instead "
+             "of at every step");
+  s.add_int("selfparam.teacher_top_k", 64,
+            "teacher_cache: logits kept per position, the top k renormalised (0: all of them)", Range::at_least(0));
 }
 
 SelfParamOptions selfparam_options_from(const config::Config& c) {
@@ -98,6 +107,9 @@ SelfParamOptions selfparam_options_from(const config::Config& c) {
   o.batch_documents = c.get_int("selfparam.batch_documents");
   o.sequential_documents = c.get_int("selfparam.sequential_documents");
   o.locality_documents = c.get_int("selfparam.locality_documents");
+  o.save_every = c.get_int("selfparam.save_every");
+  o.teacher_cache = c.get_bool("selfparam.teacher_cache");
+  o.teacher_top_k = c.get_int("selfparam.teacher_top_k");
   return o;
 }
 

@@ -16,8 +16,9 @@ namespace engram::selfparam {
 
 struct SelfParamOptions {
   // Where the target sentences come from (spec 2): sampled by the teacher reading the document
-  // (the paper's own-model ablation), or by another generator model reading it.
-  enum class Targets { Self, Generator };
+  // (the paper's own-model ablation), by another generator model reading it, or the documents' own
+  // training-phrased questions (the synthetic world's; an ablation, never the method's row).
+  enum class Targets { Self, Generator, World };
   enum class Reduction { Mean, Token };  // KL / (n V) as F.kl_div 'mean' | KL / n (per token)
   enum class UnrelatedTeacher { Base, None };  // term (C)'s teacher: document prepended | plain text
   enum class Update { Lora, Mlp };             // LoRA adapters merged afterwards | full-rank MLP weights
@@ -55,6 +56,13 @@ struct SelfParamOptions {
   int64_t batch_documents = 100;
   int64_t sequential_documents = 20;
   int64_t locality_documents = 200;  // other test entities read in context, before and after
+  // Injection checkpoints (engram inject): every this many optimizer steps (0: only on SIGTERM /
+  // SIGUSR1), resumed from --out on the next run.
+  int64_t save_every = 0;
+  // Teacher logits of term (A) computed once per (document, target) before training, kept as the
+  // top teacher_top_k per position (0: every logit): trades memory for the teacher's forward passes.
+  bool teacher_cache = false;
+  int64_t teacher_top_k = 64;
 };
 
 void declare_selfparam_options(config::Schema& schema);
@@ -66,7 +74,7 @@ SelfParamOptions selfparam_options_from(const config::Config& config);
 template <>
 struct engram::core::EnumNames<engram::selfparam::SelfParamOptions::Targets> {
   using E = engram::selfparam::SelfParamOptions::Targets;
-  static constexpr std::pair<E, const char*> names[] = {{E::Self, "self"}, {E::Generator, "generator"}};
+  static constexpr std::pair<E, const char*> names[] = {{E::Self, "self"}, {E::Generator, "generator"}, {E::World, "world"}};
 };
 template <>
 struct engram::core::EnumNames<engram::selfparam::SelfParamOptions::Reduction> {

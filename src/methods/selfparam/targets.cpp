@@ -85,6 +85,22 @@ void gather(TargetSet& set, dist::Communicator& comm) {
   }
 }
 
+// Every document with fewer than E x K pairs repeats what it has; the counts say how many did.
+void fill_to_wanted(TargetSet& set, const SelfParamOptions& options) {
+  const size_t wanted = static_cast<size_t>(options.epochs * options.per_epoch);
+  for (auto& list : set.per_document) {
+    if (list.empty()) {
+      ++set.empty_documents;
+      continue;
+    }
+    if (list.size() < wanted) ++set.short_documents;
+    for (size_t k = 0; list.size() < wanted; ++k) {
+      std::string again = list[k];
+      list.push_back(std::move(again));
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> parse_qa_pairs(const std::string& text) {
@@ -152,18 +168,29 @@ TargetSet sample_targets(model::Decoder& generator, const text::Tokenizer& token
     mine.push_back(d);
   sample_rank_share(generator, tokenizer, documents, mine, excluded, options, comm.rank() == 0 && documents.size() > 1, set);
   gather(set, comm);
-  const size_t wanted = static_cast<size_t>(options.epochs * options.per_epoch);
-  for (auto& list : set.per_document) {
-    if (list.empty()) {
-      ++set.empty_documents;
-      continue;
-    }
-    if (list.size() < wanted) ++set.short_documents;
-    for (size_t k = 0; list.size() < wanted; ++k) {  // repeat what was drawn
-      std::string again = list[k];
-      list.push_back(std::move(again));
+  fill_to_wanted(set, options);
+  return set;
+}
+
+TargetSet world_targets(const std::vector<data::Document>& documents, const SelfParamOptions& options) {
+  std::set<std::string> heldout;
+  for (const auto& d : documents)
+    for (const auto& qa : d.qa)
+      if (qa.heldout) heldout.insert(normalize_question(qa.question));
+  TargetSet set;
+  for (const auto& d : documents) {
+    auto& list = set.per_document.emplace_back();
+    for (const auto& qa : d.qa) {
+      if (qa.heldout || qa.answers.empty()) continue;
+      ++set.sampled;
+      if (heldout.count(normalize_question(qa.question))) {
+        ++set.dropped_test;
+        continue;
+      }
+      list.push_back("Question: " + qa.question + " Answer: " + qa.answers.front() + "\n");
     }
   }
+  fill_to_wanted(set, options);
   return set;
 }
 

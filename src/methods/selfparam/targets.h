@@ -51,4 +51,9 @@ TargetSet sample_targets(model::Decoder& generator, const text::Tokenizer& token
                          const std::vector<std::string>& documents, const std::set<std::string>& excluded,
                          const SelfParamOptions& options, dist::Communicator& comm);
 
+// The ablation's targets (Targets::World): each document's own questions that are not held out,
+// as "Question: q Answer: a" pairs, E x K of them by repetition. A pair whose question is also a
+// held-out question of any document is dropped and counted.
+TargetSet world_targets(const std::vector<data::Document>& documents, const SelfParamOptions& options);
+
 }  // namespace engram::selfparam

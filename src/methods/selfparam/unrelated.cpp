@@ -80,7 +80,12 @@ std::vector<int32_t> UnrelatedText::next() {
     if (!read_one(ids)) core::fail("selfparam.unrelated_file '{}' holds no text", path_);
   }
   if (static_cast<int64_t>(ids.size()) > max_tokens_) ids.resize(static_cast<size_t>(max_tokens_));
+  ++given_;
   return ids;
+}
+
+void UnrelatedText::skip_to(int64_t given) {
+  while (given_ < given) next();
 }
 
 }  // namespace engram::selfparam

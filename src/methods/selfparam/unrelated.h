@@ -27,6 +27,8 @@ class UnrelatedText {
   UnrelatedText(std::string path, const text::Tokenizer& tokenizer, int64_t max_tokens, int rank, int world);
   ~UnrelatedText();
   std::vector<int32_t> next();  // this rank's next text, tokenized and truncated
+  int64_t given() const { return given_; }  // texts next() returned so far
+  void skip_to(int64_t given);              // reads on until `given` texts were returned (a resume)
 
  private:
   bool read_one(std::vector<int32_t>& ids);  // the file's next text, tokenized; false at its end
@@ -37,6 +39,7 @@ class UnrelatedText {
   int64_t max_tokens_;
   int rank_, world_;
   bool started_ = false;
+  int64_t given_ = 0;
   std::unique_ptr<data::DocumentReader> documents_;  // null for .txt
   std::unique_ptr<std::istream> lines_;              // .txt
 };
