@@ -22,6 +22,7 @@
 #include "methods/selfparam/experiments.h"
 #include "methods/selfparam/injector.h"
 #include "methods/selfparam/resume.h"
+#include "methods/selfparam/unrelated.h"
 #include "model/hf.h"
 #include "model/model_file.h"
 #include "train/checkpoint.h"
@@ -85,13 +86,26 @@ selfparam::TargetSet part_targets(selfparam::Injector& injector, model::Decoder&
   return targets;
 }
 
-// The merged model between two parts of a sequential run, for a resume.
-void save_between_parts(selfparam::InjectionCheckpoints& checkpoints, model::Decoder& student, int64_t parts_done,
-                        int64_t job_steps) {
+// The merged model between two parts of a sequential run, the CPU generator and term (C)'s cursor.
+void save_between_parts(selfparam::InjectionCheckpoints& checkpoints, model::Decoder& student,
+                        selfparam::Injector& injector, int64_t parts_done, int64_t job_steps) {
   train::CheckpointData data;
   for (const auto& p : student->named_parameters()) data.model.emplace_back(p.key(), p.value());
   data.rng = train::cpu_generator().get_state();
+  const auto* unrelated = injector.unrelated_text();
+  data.rank_state["unrelated_given"] = at::full({1}, unrelated ? unrelated->given() : 0, at::kLong);
   checkpoints.save({parts_done, 0, job_steps}, std::move(data));
+}
+
+// The same, loaded into a fresh run.
+void resume_between_parts(const train::CheckpointData& saved, const std::string& file, model::Decoder& student,
+                          selfparam::Injector& injector) {
+  train::NamedTensors weights;
+  for (const auto& p : student->named_parameters()) weights.emplace_back(p.key(), p.value());
+  train::load_parameters(weights, saved, file);
+  train::cpu_generator().set_state(saved.rng);
+  if (auto* unrelated = injector.unrelated_text())
+    unrelated->skip_to(saved.rank_state.at("unrelated_given").item<int64_t>());
 }
 
 int run_inject(CommandContext& ctx) {
@@ -111,12 +125,8 @@ int run_inject(CommandContext& ctx) {
   selfparam::InjectionCheckpoints checkpoints(out + "/checkpoints", comm, ctx.runtime->mpi_handle(), options.save_every,
                                               ctx.config.to_yaml());
   const auto at = checkpoints.resumed_at();
-  if (const auto* saved = checkpoints.between_parts()) {
-    train::NamedTensors weights;
-    for (const auto& p : student->named_parameters()) weights.emplace_back(p.key(), p.value());
-    train::load_parameters(weights, *saved, checkpoints.resumed_file());
-    train::cpu_generator().set_state(saved->rng);
-  }
+  if (const auto* saved = checkpoints.between_parts())
+    resume_between_parts(*saved, checkpoints.resumed_file(), student, injector);
   core::Stopwatch clock;  // sampling the targets and injecting
   int64_t steps = 0, job_steps = at.job_step - at.step;
   TargetCounts counts;
@@ -138,7 +148,7 @@ int run_inject(CommandContext& ctx) {
     if (r.stopped) return stopped_exit(comm, checkpoints);
     const bool more = first + part_size < docs.size();
     if (more && checkpoints.save_due(job_steps)) {
-      save_between_parts(checkpoints, student, static_cast<int64_t>(part) + 1, job_steps);
+      save_between_parts(checkpoints, student, injector, static_cast<int64_t>(part) + 1, job_steps);
       if (checkpoints.stop_requested()) return stopped_exit(comm, checkpoints);
     }
   }

@@ -1,6 +1,7 @@
 // The SELF-PARAM commands as a user runs them, on a tiny world and a tiny base LM: engram inject
 // (batch on 2 ranks, sequential, and a Hugging Face base written back as a Hugging Face folder),
-// generate closed book on the injected model, selfparam-eval's three protocols and results, the
+// generate closed book on the injected model, an injection killed (-9) or stopped (SIGTERM) and
+// resumed to the same model, selfparam-eval's three protocols and results, the
 // selfparam and ft_s rows of engram eval, and clear errors for bad input.
 #include <filesystem>
 #include <fstream>
@@ -59,6 +60,44 @@ TEST_F(TinySelfParam, InjectThenGenerateClosedBook) {
   r = run(kEngram + " inject" + sets + " --documents " + dir + "/docs.jsonl --out " + dir + "/sequential --mode sequential");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_EQ(read_json(dir + "/sequential/inject.json")["mode"].get<std::string>(), "sequential");
+}
+
+// Runs `job` + `out` in the background until its first checkpoint is committed, then sends it
+// `signal` after `delay` seconds; returns what the shell's wait saw.
+Result interrupt(const std::string& job, const std::string& out, const std::string& signal, const std::string& delay) {
+  const std::string marker = out + "/checkpoints/step_00000200.done";
+  return run("(" + job + out + " & pid=$!; while kill -0 $pid 2>/dev/null && [ ! -e " + marker +
+             " ]; do sleep 0.05; done; sleep " + delay + "; kill -" + signal + " $pid; wait $pid)");
+}
+
+TEST_F(TinySelfParam, AKilledOrStoppedInjectionResumesToTheSameModel) {
+  // The world's phrasings (no sampling); three documents in turn, 200 rounds each, a checkpoint
+  // every 200 rounds: after each document.
+  const std::string job = kEngram + " inject" + sets + " --set selfparam.targets=world --set selfparam.epochs=100" +
+                          " --set selfparam.save_every=200 --set selfparam.lora.dropout=0.1 --documents " + dir +
+                          "/docs.jsonl --mode sequential --out ";
+  Result r = run(job + dir + "/whole");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_FALSE(fs::exists(dir + "/whole/checkpoints"));  // removed once the model is written
+  // kill -9 during the second document: the checkpoint after the first is what is left.
+  r = interrupt(job, dir + "/killed", "KILL", "0.2");
+  EXPECT_NE(r.code, 0) << r.output;
+  r = run(job + dir + "/killed");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto report = read_json(dir + "/killed/inject.json");
+  EXPECT_TRUE(contains(report["resumed_from"].get<std::string>(), "step_00000200.h5")) << report;
+  EXPECT_EQ(report["targets_sampled"].get<int64_t>(), read_json(dir + "/whole/inject.json")["targets_sampled"].get<int64_t>());
+  EXPECT_EQ(run("h5diff -q " + dir + "/whole/model.h5 " + dir + "/killed/model.h5 /model /model").code, 0);
+  // SIGTERM inside the second document: saved there, exit 0, the same command continues it.
+  r = interrupt(job, dir + "/stopped", "TERM", "0.5");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "stopped by a signal and saved")) << r.output;
+  r = run(job + dir + "/stopped");
+  ASSERT_EQ(r.code, 0) << r.output;
+  report = read_json(dir + "/stopped/inject.json");
+  EXPECT_FALSE(report["resumed_from"].get<std::string>().empty());
+  EXPECT_FALSE(contains(report["resumed_from"].get<std::string>(), "step_00000200.h5")) << report;  // inside a part
+  EXPECT_EQ(run("h5diff -q " + dir + "/whole/model.h5 " + dir + "/stopped/model.h5 /model /model").code, 0);
 }
 
 TEST_F(TinySelfParam, AHuggingFaceBaseIsWrittenBackAsHuggingFace) {

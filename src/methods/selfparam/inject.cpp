@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/seed.h"
 #include "core/timer.h"
 #include "dist/communicator.h"
 #include "dist/grad_reducer.h"
@@ -177,6 +178,9 @@ class Injection {
             dist::Communicator& comm)
       : model_(model), in_(in), o_(o), objective_(objective), comm_(comm),
         build_(in, o, in.seed * 31 + static_cast<uint64_t>(comm.rank())) {
+    // LibTorch seeds its CPU generator at random: seeded here, the adapters' initialisation and
+    // dropout are the same in every run.
+    train::cpu_generator().set_current_seed(core::derive_seed(in.seed, {0x1A7EC7, static_cast<uint64_t>(comm.rank())}));
     if (objective == Objective::Distill && !in.teacher) own_teacher_ = frozen_copy(model);
     teacher_ = in.teacher ? in.teacher : &own_teacher_;
     if (objective == Objective::Distill) (*teacher_)->eval();  // no dropout in the teacher (the reference keeps it)

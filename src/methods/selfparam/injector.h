@@ -30,6 +30,8 @@ class Injector {
   const text::Tokenizer& tokenizer() const { return *base_.tokenizer; }
   // "self-sampled" or "sampled by <generator>": how rows name their targets.
   std::string targets_label() const;
+  // Term (C)'s text reader (null when term (C) is off): its cursor goes into checkpoints.
+  UnrelatedText* unrelated_text() { return unrelated_.get(); }
 
   // E x K targets per document, read by `teacher` (Targets::Self) or the generator, or the
   // documents' training-phrased questions (Targets::World). Collective.
