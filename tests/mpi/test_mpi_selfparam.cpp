@@ -13,7 +13,10 @@ namespace {
 
 using namespace engram;
 
-TEST(ParallelSelfParam, RanksSplitTargetsAndMatchOneProcessWithTheSameBatch) {
+// With selfparam.teacher_cache each rank computes the teacher's rows of its own items only.
+class ParallelSelfParam : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ParallelSelfParam, RanksSplitTargetsAndMatchOneProcessWithTheSameBatch) {
   auto comm = mpi_test::make_comm();
   auto tok = selfparam_fixture::tokenizer();
   const std::vector<std::string> docs = {"Ann is a baker.", "Bob is a cook.", "Cid rides a horse."};
@@ -23,12 +26,14 @@ TEST(ParallelSelfParam, RanksSplitTargetsAndMatchOneProcessWithTheSameBatch) {
                           {"Question: What does Cid ride? Answer: horse\n", "Question: Cid rides? Answer: horse\n"}};
   selfparam::SelfParamOptions o = selfparam_fixture::quick_options();
   o.epochs = 2, o.per_epoch = 1;
+  o.teacher_cache = GetParam();
   const int64_t world = comm->world_size();
   // 3 items per epoch split into steps of W: the last step wraps to the first items.
   selfparam::InjectionInputs in{tok.get(), &docs, &targets};
   model::Decoder parallel = selfparam_fixture::tiny_decoder(tok->vocab_size());
   auto report = selfparam::inject(parallel, in, o, selfparam::Objective::Distill, *comm);
   EXPECT_EQ(report.steps, 2 * ((3 + world - 1) / world));
+  EXPECT_EQ(report.teacher_cache_bytes > 0, GetParam());
 
   auto local = dist::make_local_communicator(std::chrono::seconds(60));
   o.batch = world;
@@ -43,5 +48,7 @@ TEST(ParallelSelfParam, RanksSplitTargetsAndMatchOneProcessWithTheSameBatch) {
   at::Tensor gathered = comm->all_gather(flat);
   for (int64_t r = 1; r < world; ++r) EXPECT_TRUE(torch::equal(gathered[r], gathered[0]));
 }
+
+INSTANTIATE_TEST_SUITE_P(TeacherCache, ParallelSelfParam, ::testing::Bool());
 
 }  // namespace
