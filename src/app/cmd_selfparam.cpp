@@ -128,7 +128,8 @@ int run_inject(CommandContext& ctx) {
   if (const auto* saved = checkpoints.between_parts())
     resume_between_parts(*saved, checkpoints.resumed_file(), student, injector);
   core::Stopwatch clock;  // sampling the targets and injecting
-  int64_t steps = 0, job_steps = at.job_step - at.step;
+  int64_t steps = 0, job_steps = at.job_step - at.step, cache_bytes = 0;
+  double injecting = 0;  // seconds inside the injections (the rest: sampling targets)
   TargetCounts counts;
   const size_t part_size = sequential ? 1 : docs.size();
   for (size_t first = 0, part = 0; first < docs.size(); first += part_size, ++part) {
@@ -145,6 +146,8 @@ int run_inject(CommandContext& ctx) {
                              nullptr, first, place);
     steps += r.steps;
     job_steps += r.rounds;
+    injecting += r.seconds;
+    cache_bytes = std::max(cache_bytes, r.teacher_cache_bytes);
     if (r.stopped) return stopped_exit(comm, checkpoints);
     const bool more = first + part_size < docs.size();
     if (more && checkpoints.save_due(job_steps)) {
@@ -153,7 +156,8 @@ int run_inject(CommandContext& ctx) {
     }
   }
   nlohmann::json report = {{"documents", docs.size()}, {"mode", mode}, {"seconds", clock.seconds()},
-                           {"optimizer_steps", steps}, {"targets_sampled", counts.sampled},
+                           {"injection_seconds", injecting}, {"optimizer_steps", steps},
+                           {"teacher_cache_bytes", cache_bytes}, {"targets_sampled", counts.sampled},
                            {"targets_dropped_as_test_questions", counts.dropped},
                            {"documents_without_targets", counts.empty},
                            {"resumed_from", checkpoints.resumed_file()},
