@@ -19,6 +19,7 @@
 #include "dist/runtime.h"
 #include "eval/options.h"
 #include "eval/stream.h"
+#include "model/copy.h"
 #include "methods/selfparam/experiments.h"
 #include "methods/selfparam/injector.h"
 #include "methods/selfparam/resume.h"
@@ -121,7 +122,7 @@ int run_inject(CommandContext& ctx) {
   LanguageModel lm = injected_base(ctx);
   selfparam::SelfParamOptions options = selfparam::selfparam_options_from(ctx.config);
   selfparam::Injector injector(lm, options, selfparam::questions_of(docs), comm.rank(), comm.world_size());
-  model::Decoder student = selfparam::fresh_copy(lm.decoder);
+  model::Decoder student = model::trainable_copy(lm.decoder);
   selfparam::InjectionCheckpoints checkpoints(out + "/checkpoints", comm, ctx.runtime->mpi_handle(), options.save_every,
                                               ctx.config.to_yaml());
   const auto at = checkpoints.resumed_at();

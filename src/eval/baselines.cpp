@@ -6,6 +6,7 @@
 
 #include "core/progress.h"
 #include "data/collate.h"
+#include "model/copy.h"
 #include "text/tokenizer.h"
 #include "train/cross_entropy.h"
 
@@ -33,22 +34,13 @@ class PromptContender : public Contender {
   data::PromptFormat format_;
 };
 
-// A copy of `source` with its own parameters, trainable.
-model::Decoder trainable_copy(const model::Decoder& source) {
-  model::Decoder copy(source->config());
-  torch::NoGradGuard no_grad;
-  auto weights = source->named_parameters();
-  for (auto& p : copy->named_parameters()) p.value().copy_(weights[p.key()]);
-  return copy;
-}
-
 // FT(C). Every rank runs the same sequence of steps (it cannot be split: each step depends on the
 // last), so every rank holds the same model.
 class FineTuneContender : public Contender {
  public:
   double absorb(const Stream& stream, EvalContext& ctx) override {
     model::LanguageModel& base = ctx.base();
-    model_ = trainable_copy(base.decoder);
+    model_ = model::trainable_copy(base.decoder);
     model_->train();
     torch::optim::AdamW optimizer(model_->parameters(), torch::optim::AdamWOptions(ctx.options.ft_lr).weight_decay(0.0));
     const int32_t pad = std::max(0, base.tokenizer->pad_id());
@@ -58,10 +50,10 @@ class FineTuneContender : public Contender {
       step(stream.documents[static_cast<size_t>(i)].text, *base.tokenizer, pad, ctx.options.ft_tokens, optimizer);
       progress.update(i + 1);
       for (; next_point < ctx.curve_points.size() && ctx.curve_points[next_point] == i + 1; ++next_point)
-        snapshots_[i + 1] = weights_of(model_);
+        snapshots_[i + 1] = model::weights_of(model_);
     }
     model_->eval();
-    final_weights_ = weights_of(model_);
+    final_weights_ = model::weights_of(model_);
     return static_cast<double>(model_->num_parameters()) * 4 / static_cast<double>(stream.size());
   }
 
@@ -74,9 +66,9 @@ class FineTuneContender : public Contender {
 
   QaEvalResult answer_after(int64_t documents, const Stream& stream, const std::vector<StreamQuestion>& questions,
                             EvalContext& ctx) override {
-    load_weights(snapshots_.at(documents));
+    model::load_weights(model_, snapshots_.at(documents));
     QaEvalResult r = closed_book(stream, questions, ctx);
-    load_weights(final_weights_);
+    model::load_weights(model_, final_weights_);
     return r;
   }
 
@@ -97,17 +89,6 @@ class FineTuneContender : public Contender {
   QaEvalResult closed_book(const Stream& stream, const std::vector<StreamQuestion>& questions, EvalContext& ctx) {
     return answer_with_prompts(model_, *ctx.base().tokenizer, stream, questions, data::PromptFormat::QuestionAnswer,
                                ctx.options.decoding.max_new_tokens, ctx.comm);
-  }
-
-  static std::vector<at::Tensor> weights_of(const model::Decoder& m) {
-    std::vector<at::Tensor> out;
-    for (const auto& p : m->parameters()) out.push_back(p.detach().clone());
-    return out;
-  }
-  void load_weights(const std::vector<at::Tensor>& weights) {
-    torch::NoGradGuard no_grad;
-    auto params = model_->parameters();
-    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(weights[i]);
   }
 
   model::Decoder model_{nullptr};

@@ -16,6 +16,7 @@
 #include "methods/selfparam/targets.h"
 #include "methods/selfparam/teacher_cache.h"
 #include "methods/selfparam/unrelated.h"
+#include "model/copy.h"
 #include "model/generate.h"
 
 namespace engram::selfparam {
@@ -169,7 +170,7 @@ double target_kl(model::Decoder& teacher, model::Decoder& student, const Distill
 TEST(SelfParamInject, StudentLearnsToAnswerAsTheTeacherReadingTheDocumentWithNoExtraParameter) {
   auto tok = selfparam_fixture::tokenizer();
   model::Decoder model = selfparam_fixture::tiny_decoder(tok->vocab_size());
-  model::Decoder original = frozen_copy(model);
+  model::Decoder original = model::frozen_copy(model);
   const int64_t parameters = model->num_parameters();
   const std::vector<std::string> docs = {"Bob lives in Paris and bakes bread."};
   TargetSet targets;
@@ -196,7 +197,7 @@ TEST(SelfParamInject, StudentLearnsToAnswerAsTheTeacherReadingTheDocumentWithNoE
 TEST(SelfParamInject, MlpOnlyChangesOnlyMlpWeights) {
   auto tok = selfparam_fixture::tokenizer();
   model::Decoder model = selfparam_fixture::tiny_decoder(tok->vocab_size());
-  model::Decoder original = frozen_copy(model);
+  model::Decoder original = model::frozen_copy(model);
   const std::vector<std::string> docs = {"Ann is a baker."};
   TargetSet targets;
   targets.per_document = {std::vector<std::string>(5, "Question: What is Ann? Answer: baker\n")};
@@ -224,7 +225,7 @@ TEST(SelfParamInject, CrossEntropyTakesOneStepPerSentencePerDistillationTerm) {
   InjectionInputs in{tok.get(), &docs, &targets};
   SelfParamOptions o = selfparam_fixture::quick_options();
   o.epochs = 2, o.per_epoch = 2, o.continuation = true;  // two distillation terms per item
-  model::Decoder copy = frozen_copy(model);
+  model::Decoder copy = model::frozen_copy(model);
   const InjectionReport distill = inject(model, in, o, Objective::Distill, *comm);
   const InjectionReport ce = inject(copy, in, o, Objective::CrossEntropy, *comm);
   EXPECT_EQ(distill.steps, 16);  // 2 epochs x 2 documents x 2 targets x 2 terms

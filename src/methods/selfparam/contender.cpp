@@ -1,3 +1,4 @@
+#include "model/copy.h"
 #include "methods/selfparam/contender.h"
 
 #include <map>
@@ -39,7 +40,7 @@ class InjectionContender : public eval::Contender {
     label_ = injector.targets_label();
     const std::vector<std::string> texts = texts_of(stream.documents);
     targets_ = stream_targets(injector, base.decoder, stream, ctx.comm);
-    model_ = fresh_copy(base.decoder);
+    model_ = model::trainable_copy(base.decoder);
     report_ = injector.inject(model_, texts, targets_, objective_, ctx.comm);
     return 0.0;  // merged into the weights: no extra parameter, nothing stored per document
   }

@@ -1,3 +1,4 @@
+#include "model/copy.h"
 #include "methods/selfparam/experiments.h"
 
 #include <cmath>
@@ -65,7 +66,7 @@ void single_document(ExperimentContext& ctx, int64_t d, std::map<std::string, Qa
       {"FT(S)", {&targets, Objective::CrossEntropy}},
       {"FT(C)", {&contexts, Objective::CrossEntropy}}};
   for (const auto& [name, run] : runs) {
-    model::Decoder m = fresh_copy(ctx.base.decoder);
+    model::Decoder m = model::trainable_copy(ctx.base.decoder);
     ctx.injector.inject(m, text, *run.first, run.second, local, nullptr, static_cast<uint64_t>(d));
     merge_into(rows[name], closed_book(m, ctx, d, 1, local));
   }
@@ -157,7 +158,7 @@ nlohmann::json run_batch(ExperimentContext& ctx, int64_t documents, int64_t loca
     locality["before"] = measure_locality(ctx.base.decoder, ctx.base, ctx.stream, documents, other, ctx.max_new_tokens, ctx.comm).to_json();
   nlohmann::json timing;
   for (auto [name, objective] : {std::pair{"SELF-PARAM", Objective::Distill}, std::pair{"FT(S)", Objective::CrossEntropy}}) {
-    model::Decoder m = fresh_copy(ctx.base.decoder);
+    model::Decoder m = model::trainable_copy(ctx.base.decoder);
     InjectionReport report = ctx.injector.inject(m, texts, targets, objective, ctx.comm);
     rows[name] = closed_book(m, ctx, 0, documents, ctx.comm);
     timing[name] = {{"seconds", report.seconds}, {"steps", report.steps}, {"items", report.items},
@@ -174,9 +175,8 @@ nlohmann::json run_batch(ExperimentContext& ctx, int64_t documents, int64_t loca
 nlohmann::json run_sequential(ExperimentContext& ctx, int64_t documents) {
   documents = std::min(documents, ctx.stream.size());
   const SelfParamOptions& o = ctx.injector.options();
-  model::Decoder m = fresh_copy(ctx.base.decoder);
-  std::vector<at::Tensor> base_weights;
-  for (const auto& p : ctx.base.decoder->parameters()) base_weights.push_back(p.detach().clone());
+  model::Decoder m = model::trainable_copy(ctx.base.decoder);
+  const std::vector<at::Tensor> base_weights = model::weights_of(ctx.base.decoder);
   nlohmann::json f1 = nlohmann::json::object(), acc = nlohmann::json::object(), counts = nlohmann::json::object();
   auto evaluate_all = [&](int64_t i) {
     for (int64_t j = 0; j < documents; ++j) {
@@ -195,12 +195,8 @@ nlohmann::json run_sequential(ExperimentContext& ctx, int64_t documents) {
     if (o.adapter == SelfParamOptions::Adapter::Reset) {
       // The released code: the teacher keeps the previous adapter, the student starts again from
       // the base weights with a fresh one.
-      model::Decoder teacher = frozen_copy(m);
-      {
-        torch::NoGradGuard no_grad;
-        auto params = m->parameters();
-        for (size_t k = 0; k < params.size(); ++k) params[k].copy_(base_weights[k]);
-      }
+      model::Decoder teacher = model::frozen_copy(m);
+      model::load_weights(m, base_weights);
       ctx.injector.inject(m, text, targets, Objective::Distill, ctx.comm, &teacher, static_cast<uint64_t>(i));
     } else {
       ctx.injector.inject(m, text, targets, Objective::Distill, ctx.comm, nullptr, static_cast<uint64_t>(i));

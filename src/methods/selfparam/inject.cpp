@@ -16,6 +16,7 @@
 #include "dist/communicator.h"
 #include "dist/grad_reducer.h"
 #include "methods/selfparam/distill.h"
+#include "model/copy.h"
 #include "methods/selfparam/resume.h"
 #include "methods/selfparam/teacher_cache.h"
 #include "methods/selfparam/unrelated.h"
@@ -155,20 +156,6 @@ std::vector<std::string> lora_targets(const SelfParamOptions& options, const mod
   return {"q", "k", "v", "o", "up", "down"};
 }
 
-model::Decoder frozen_copy(const model::Decoder& source) {
-  model::Decoder copy(source->config());
-  torch::NoGradGuard no_grad;
-  auto weights = source->named_parameters();
-  for (auto& p : copy->named_parameters()) {
-    p.value().copy_(weights[p.key()]);
-    p.value().set_requires_grad(false);
-  }
-  auto buffers = source->named_buffers();
-  for (auto& b : copy->named_buffers()) b.value().copy_(buffers[b.key()]);
-  copy->eval();
-  return copy;
-}
-
 namespace {
 
 // One injection's state and its loop; inject() below drives it.
@@ -181,7 +168,7 @@ class Injection {
     // LibTorch seeds its CPU generator at random: seeded here, the adapters' initialisation and
     // dropout are the same in every run.
     train::cpu_generator().set_current_seed(core::derive_seed(in.seed, {0x1A7EC7, static_cast<uint64_t>(comm.rank())}));
-    if (objective == Objective::Distill && !in.teacher) own_teacher_ = frozen_copy(model);
+    if (objective == Objective::Distill && !in.teacher) own_teacher_ = model::frozen_copy(model);
     teacher_ = in.teacher ? in.teacher : &own_teacher_;
     if (objective == Objective::Distill) (*teacher_)->eval();  // no dropout in the teacher (the reference keeps it)
     trainable_ = std::make_unique<TrainableParts>(model, o);

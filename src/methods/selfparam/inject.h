@@ -72,7 +72,4 @@ std::vector<std::string> lora_targets(const SelfParamOptions& options, const mod
 InjectionReport inject(model::Decoder& model, const InjectionInputs& inputs, const SelfParamOptions& options,
                        Objective objective, dist::Communicator& comm);
 
-// A copy of `source` with its own weights, frozen, in eval mode.
-model::Decoder frozen_copy(const model::Decoder& source);
-
 }  // namespace engram::selfparam

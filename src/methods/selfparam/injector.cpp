@@ -54,12 +54,6 @@ InjectionReport Injector::inject(model::Decoder& model, const std::vector<std::s
   return selfparam::inject(model, in, options_, objective, comm);
 }
 
-model::Decoder fresh_copy(const model::Decoder& source) {
-  model::Decoder copy = frozen_copy(source);
-  for (auto& p : copy->parameters()) p.set_requires_grad(true);
-  return copy;
-}
-
 std::vector<std::string> texts_of(const std::vector<data::Document>& documents) {
   std::vector<std::string> out;
   for (const auto& d : documents) out.push_back(d.text);

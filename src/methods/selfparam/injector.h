@@ -49,8 +49,6 @@ class Injector {
   model::LanguageModel generator_;  // Targets::Generator
 };
 
-// A trainable copy of `source` (its own weights, requires_grad as a fresh module).
-model::Decoder fresh_copy(const model::Decoder& source);
 // FT(C)'s targets: E x K copies of each document's own "Context: <text>" (the same steps as FT(S)).
 TargetSet context_targets(const std::vector<std::string>& documents, const SelfParamOptions& options);
 // The documents' texts.
