@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/error.h"
+#include "data/document.h"
 #include "text/tokenizer.h"
 
 namespace engram::data {
@@ -19,6 +20,18 @@ std::string prompt_text(PromptFormat format, const std::string& context, const s
 }
 
 std::string answer_text(const std::string& answer) { return " " + answer; }
+
+std::vector<std::pair<std::string, bool>> reading_layout(const Document& document) {
+  std::vector<std::pair<std::string, bool>> pieces;
+  for (const auto& qa : document.qa) {
+    if (qa.heldout || qa.answers.empty()) continue;
+    pieces.emplace_back(pieces.empty() ? prompt_text(PromptFormat::ContextQuestionAnswer, document.text, qa.question)
+                                       : "Question: " + qa.question + " Answer:",
+                        false);
+    pieces.emplace_back(answer_text(qa.answers.front()) + "\n", true);
+  }
+  return pieces;
+}
 
 Example encode_qa(const text::Tokenizer& tokenizer, PromptFormat format, const std::string& context,
                   const std::string& question, const std::string& answer, int64_t max_tokens, AnswerEnd end) {

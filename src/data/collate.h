@@ -2,6 +2,7 @@
 // Turning examples into model inputs: prompt formats, answer-only label masks, and padded batches.
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -23,6 +24,12 @@ PromptFormat prompt_format_from_name(const std::string& name);  // "cqa" | "qa"
 // The prompt up to and including "Answer:", and the answer text that follows it (" <a>").
 std::string prompt_text(PromptFormat format, const std::string& context, const std::string& question);
 std::string answer_text(const std::string& answer);
+
+// A document with questions as engram's pretraining lays it out, in pieces to encode apart:
+// "Context: <text> Question: q1 Answer:", " a1\n", "Question: q2 Answer:", " a2\n", ... (the
+// bool: the piece is an answer). Held-out questions are left out; no question -> no piece.
+struct Document;
+std::vector<std::pair<std::string, bool>> reading_layout(const Document& document);
 
 // One tokenized example: ids, and which positions are trained on.
 struct Example {

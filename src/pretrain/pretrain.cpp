@@ -41,19 +41,12 @@ std::vector<data::Example> build_examples(const std::vector<data::Document>& doc
         e.train_mask.push_back(trained ? 1 : 0);
       }
     };
-    bool first = true;
-    for (const auto& qa : doc.qa) {
-      if (qa.heldout) continue;
-      append(first ? data::prompt_text(data::PromptFormat::ContextQuestionAnswer, doc.text, qa.question)
-                   : "Question: " + qa.question + " Answer:",
-             context_loss);
-      append(data::answer_text(qa.answers.front()) + "\n", true);
-      first = false;
-    }
-    if (first) {  // no questions: plain text
+    const auto pieces = data::reading_layout(doc);
+    if (pieces.empty()) {  // no questions: plain text
       for (auto& piece : data::encode_text(tok, doc.text, seq_len)) examples.push_back(std::move(piece));
       continue;
     }
+    for (const auto& [text, answer] : pieces) append(text, answer || context_loss);
     if (static_cast<int64_t>(e.ids.size()) > seq_len) {  // keep whole questions only
       e.ids.resize(static_cast<size_t>(seq_len));
       e.train_mask.resize(static_cast<size_t>(seq_len));

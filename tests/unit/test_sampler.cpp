@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "data/collate.h"
+#include "data/document.h"
 #include "data/sampler.h"
 #include "data/stream_batcher.h"
 #include "text/tokenizer.h"
@@ -112,6 +113,19 @@ TEST(Collate, LongPromptsLoseTheirStart) {
   EXPECT_EQ(e.ids.size(), 12u);
   EXPECT_EQ(tok.decode(e.ids), "? Answer: z");
   EXPECT_EQ(data::encode_text(tok, std::string(25, 'a'), 10).size(), 3u);  // 26 ids incl. EOS
+}
+
+TEST(Collate, ReadingLayoutIsPretrainingsWithoutHeldOutQuestions) {
+  data::Document doc;
+  doc.text = "Ann bakes.";
+  doc.qa = {{"What does Ann do?", {"bakes"}, false}, {"Ann's trade?", {"baker"}, true}, {"Who bakes?", {"Ann"}, false}};
+  const std::vector<std::pair<std::string, bool>> expected = {{"Context: Ann bakes. Question: What does Ann do? Answer:", false},
+                                                              {" bakes\n", true},
+                                                              {"Question: Who bakes? Answer:", false},
+                                                              {" Ann\n", true}};
+  EXPECT_EQ(data::reading_layout(doc), expected);
+  doc.qa.clear();
+  EXPECT_TRUE(data::reading_layout(doc).empty());
 }
 
 TEST(StreamBatcher, RowsContinueTheirPassage) {

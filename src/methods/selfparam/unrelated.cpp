@@ -35,23 +35,14 @@ void UnrelatedText::reopen() {
 
 namespace {
 
-// A document with questions as engram's pretraining lays it out (pretrain.cpp): "Context: <text>
-// Question: q1 Answer: a1\nQuestion: q2 Answer: a2\n...", answers encoded apart, training-template
-// questions only. Term (C) on this text keeps what pretraining taught: reading a context.
+// Documents with questions as engram's pretraining laid them out (data::reading_layout): term (C)
+// on this text keeps what pretraining taught, reading a context. Others: their text.
 std::vector<int32_t> reading_layout(const data::Document& doc, const text::Tokenizer& tokenizer) {
+  const auto pieces = data::reading_layout(doc);
+  if (pieces.empty()) return tokenizer.encode(doc.text);
   std::vector<int32_t> ids;
-  auto append = [&](const std::string& piece) {
+  for (const auto& [piece, answer] : pieces)
     for (int32_t id : tokenizer.encode(piece)) ids.push_back(id);
-  };
-  bool first = true;
-  for (const auto& qa : doc.qa) {
-    if (qa.heldout || qa.answers.empty()) continue;
-    append(first ? data::prompt_text(data::PromptFormat::ContextQuestionAnswer, doc.text, qa.question)
-                 : "Question: " + qa.question + " Answer:");
-    append(data::answer_text(qa.answers.front()) + "\n");
-    first = false;
-  }
-  if (first) append(doc.text);
   return ids;
 }
 
