@@ -136,6 +136,9 @@ TEST_F(TinySelfParam, EvaluationProtocolsAndTableRows) {
   EXPECT_TRUE(table["rows"][1].contains("targets_dropped_as_test_questions"));
   EXPECT_TRUE(table["rows"][1].contains("in_context_f1_after"));
   EXPECT_EQ(table["rows"][2]["contender"].get<std::string>(), "ft_s");
+  // Both injected models are compared with the same base LM figures.
+  EXPECT_EQ(table["rows"][1]["in_context_f1_before"], table["rows"][2]["in_context_f1_before"]);
+  EXPECT_EQ(table["rows"][1]["perplexity_before"], table["rows"][2]["perplexity_before"]);
 }
 
 TEST_F(TinySelfParam, BadInputIsAClearError) {

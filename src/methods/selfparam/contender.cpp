@@ -2,6 +2,7 @@
 #include "methods/selfparam/contender.h"
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -27,6 +28,30 @@ const TargetSet& stream_targets(Injector& injector, model::Decoder& reader, cons
   auto found = sampled.find(key);
   if (found == sampled.end()) found = sampled.emplace(key, injector.targets(reader, stream.documents, comm)).first;
   return found->second;
+}
+
+// The test documents after the stream's, and the base LM's locality figures on them: read and
+// measured once per process (SELF-PARAM and FT(S) compare against the same). Null when there are none.
+struct LocalityBase {
+  eval::Stream other;
+  Locality before;
+};
+const LocalityBase* locality_base(const eval::Stream& stream, const SelfParamOptions& o, eval::EvalContext& ctx) {
+  static std::map<std::string, std::optional<LocalityBase>> measured;
+  const std::string key = fmt::format("{}|{}|{}", stream.source, stream.size(), o.locality_documents);
+  auto found = measured.find(key);
+  if (found == measured.end()) {
+    std::optional<LocalityBase> base;
+    auto all = data::read_all(stream.source);
+    if (o.locality_documents > 0 && static_cast<int64_t>(all.size()) > stream.size()) {
+      std::vector<data::Document> others(all.begin() + stream.size(), all.end());
+      base = LocalityBase{eval::make_stream(std::move(others), stream.source, o.locality_documents, 0), {}};
+      base->before = measure_locality(ctx.base().decoder, ctx.base(), base->other, 0, base->other.size(),
+                                      ctx.options.decoding.max_new_tokens, ctx.comm);
+    }
+    found = measured.emplace(key, std::move(base)).first;
+  }
+  return found->second ? &*found->second : nullptr;
 }
 
 class InjectionContender : public eval::Contender {
@@ -63,19 +88,14 @@ class InjectionContender : public eval::Contender {
  private:
   // Test documents after the stream's: read in context, their perplexity, the KL to the base LM.
   void add_locality(eval::Row& row, const eval::Stream& stream, eval::EvalContext& ctx) {
-    if (options_.locality_documents <= 0) return;
-    auto all = data::read_all(stream.source);
-    if (static_cast<int64_t>(all.size()) <= stream.size()) return;
-    std::vector<data::Document> others(all.begin() + stream.size(), all.end());
-    eval::Stream other = eval::make_stream(std::move(others), stream.source, options_.locality_documents, 0);
-    model::LanguageModel& base = ctx.base();
-    const int64_t tokens = ctx.options.decoding.max_new_tokens;
-    const Locality before = measure_locality(base.decoder, base, other, 0, other.size(), tokens, ctx.comm);
-    const Locality after = measure_locality(model_, base, other, 0, other.size(), tokens, ctx.comm);
-    row.extras.insert(row.extras.end(), {{"locality_documents", static_cast<double>(other.size())},
-                                         {"in_context_f1_before", before.in_context_f1},
+    const LocalityBase* base = locality_base(stream, options_, ctx);
+    if (!base) return;
+    const Locality after = measure_locality(model_, ctx.base(), base->other, 0, base->other.size(),
+                                            ctx.options.decoding.max_new_tokens, ctx.comm);
+    row.extras.insert(row.extras.end(), {{"locality_documents", static_cast<double>(base->other.size())},
+                                         {"in_context_f1_before", base->before.in_context_f1},
                                          {"in_context_f1_after", after.in_context_f1},
-                                         {"perplexity_before", before.perplexity},
+                                         {"perplexity_before", base->before.perplexity},
                                          {"perplexity_after", after.perplexity},
                                          {"kl_to_base_after", after.kl_to_base}});
   }
