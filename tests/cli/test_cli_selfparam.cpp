@@ -65,16 +65,16 @@ TEST_F(TinySelfParam, InjectThenGenerateClosedBook) {
 // Runs `job` + `out` in the background until its first checkpoint is committed, then sends it
 // `signal` after `delay` seconds; returns what the shell's wait saw.
 Result interrupt(const std::string& job, const std::string& out, const std::string& signal, const std::string& delay) {
-  const std::string marker = out + "/checkpoints/step_00000200.done";
+  const std::string marker = out + "/checkpoints/step_00000100.done";
   return run("(" + job + out + " & pid=$!; while kill -0 $pid 2>/dev/null && [ ! -e " + marker +
              " ]; do sleep 0.05; done; sleep " + delay + "; kill -" + signal + " $pid; wait $pid)");
 }
 
 TEST_F(TinySelfParam, AKilledOrStoppedInjectionResumesToTheSameModel) {
-  // The world's phrasings (no sampling); three documents in turn, 200 rounds each, a checkpoint
-  // every 200 rounds: after each document.
-  const std::string job = kEngram + " inject" + sets + " --set selfparam.targets=world --set selfparam.epochs=100" +
-                          " --set selfparam.save_every=200 --set selfparam.lora.dropout=0.1 --documents " + dir +
+  // The world's phrasings (no sampling); three documents in turn, 100 rounds each, a checkpoint
+  // every 100 rounds: after each document.
+  const std::string job = kEngram + " inject" + sets + " --set selfparam.targets=world --set selfparam.epochs=50" +
+                          " --set selfparam.save_every=100 --set selfparam.lora.dropout=0.1 --documents " + dir +
                           "/docs.jsonl --mode sequential --out ";
   Result r = run(job + dir + "/whole");
   ASSERT_EQ(r.code, 0) << r.output;
@@ -85,18 +85,18 @@ TEST_F(TinySelfParam, AKilledOrStoppedInjectionResumesToTheSameModel) {
   r = run(job + dir + "/killed");
   ASSERT_EQ(r.code, 0) << r.output;
   auto report = read_json(dir + "/killed/inject.json");
-  EXPECT_TRUE(contains(report["resumed_from"].get<std::string>(), "step_00000200.h5")) << report;
+  EXPECT_TRUE(contains(report["resumed_from"].get<std::string>(), "step_00000100.h5")) << report;
   EXPECT_EQ(report["targets_sampled"].get<int64_t>(), read_json(dir + "/whole/inject.json")["targets_sampled"].get<int64_t>());
   EXPECT_EQ(run("h5diff -q " + dir + "/whole/model.h5 " + dir + "/killed/model.h5 /model /model").code, 0);
   // SIGTERM inside the second document: saved there, exit 0, the same command continues it.
-  r = interrupt(job, dir + "/stopped", "TERM", "0.5");
+  r = interrupt(job, dir + "/stopped", "TERM", "0.3");
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "stopped by a signal and saved")) << r.output;
   r = run(job + dir + "/stopped");
   ASSERT_EQ(r.code, 0) << r.output;
   report = read_json(dir + "/stopped/inject.json");
   EXPECT_FALSE(report["resumed_from"].get<std::string>().empty());
-  EXPECT_FALSE(contains(report["resumed_from"].get<std::string>(), "step_00000200.h5")) << report;  // inside a part
+  EXPECT_FALSE(contains(report["resumed_from"].get<std::string>(), "step_00000100.h5")) << report;  // inside a part
   EXPECT_EQ(run("h5diff -q " + dir + "/whole/model.h5 " + dir + "/stopped/model.h5 /model /model").code, 0);
 }
 
