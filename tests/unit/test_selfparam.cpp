@@ -18,6 +18,7 @@
 #include "methods/selfparam/unrelated.h"
 #include "model/copy.h"
 #include "model/generate.h"
+#include "model/hf.h"
 
 namespace engram::selfparam {
 namespace {
@@ -373,6 +374,43 @@ TEST(SelfParamTargets, WorldTargetsAreTheTrainingPhrasingsNeverAHeldOutQuestion)
   EXPECT_EQ(t.sampled, 3);
   EXPECT_EQ(t.dropped_test, 1);  // document 1's phrasing is document 0's held-out question
   EXPECT_EQ(t.short_documents, 2);
+}
+
+
+TEST(SelfParamInject, ALlamaInjectionAdaptsGateUpDownAndIsWrittenBackAsAHuggingFaceLlama) {
+  auto tok = selfparam_fixture::tokenizer();
+  torch::manual_seed(4);
+  model::DecoderConfig c = model::DecoderConfig::preset("llama");
+  c.vocab_size = tok->vocab_size(), c.d_model = 32, c.n_layers = 2, c.n_heads = 4, c.d_ff = 64;
+  c.max_positions = 128;
+  model::Decoder llama(c);
+  llama->eval();
+  SelfParamOptions o = selfparam_fixture::quick_options();
+  o.epochs = 3;
+  EXPECT_EQ(lora_targets(o, c), (std::vector<std::string>{"q", "k", "v", "gate", "up", "down"}));
+  model::Decoder before = model::frozen_copy(llama);
+  const std::vector<std::string> docs = {"Ann is a baker."};
+  TargetSet targets;
+  targets.per_document = {std::vector<std::string>(3, "Question: What is Ann? Answer: baker\n")};
+  auto comm = dist::make_local_communicator(std::chrono::seconds(60));
+  InjectionInputs in{tok.get(), &docs, &targets};
+  inject(llama, in, o, Objective::Distill, *comm);
+  EXPECT_EQ(llama->num_parameters(), before->num_parameters());
+  auto original = before->named_parameters();
+  for (const auto& p : llama->named_parameters()) {  // the adapted linears moved, nothing else did
+    const std::string& n = p.key();
+    const bool adapted = n.find(".q.") != std::string::npos || n.find(".k.") != std::string::npos ||
+                         n.find(".v.") != std::string::npos || n.find(".gate.") != std::string::npos ||
+                         n.find(".up.") != std::string::npos || n.find(".down.") != std::string::npos;
+    EXPECT_EQ(!torch::equal(p.value(), original[n]), adapted) << n;
+  }
+  const std::string folder = ::testing::TempDir() + "selfparam_llama_hf";
+  std::filesystem::remove_all(folder);
+  model::save_hf_decoder(llama, "llama", folder);
+  model::Decoder back = model::load_hf_decoder(folder);
+  const at::Tensor ids = torch::tensor({{5, 9, 17, 3}}, torch::kLong);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::allclose(back->forward(ids).logits, llama->forward(ids).logits, 1e-5, 1e-5));
 }
 
 }  // namespace
