@@ -234,7 +234,8 @@ Command inject_command() {
       "the weights afterwards. --mode batch: all documents in one injection; sequential: one after\n"
       "another, each with the current model as teacher. Targets are split across ranks. Writes --out:\n"
       "an engram model folder (model.h5 + tokenizer), or with --hf a Hugging Face folder of the same\n"
-      "type, and inject.json.\n\n"
+      "type, and inject.json. SIGTERM/SIGUSR1 (and every selfparam.save_every steps) save in\n"
+      "--out/checkpoints; the same command then continues to the same model.\n\n"
       "example: mpirun -np 2 engram inject --config configs/quickstart.yaml --documents stream.jsonl --out runs/x/injected";
   c.add_options = [](po::options_description& o) {
     add_model_source_options(o);
