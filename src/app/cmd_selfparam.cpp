@@ -91,7 +91,7 @@ selfparam::TargetSet part_targets(selfparam::Injector& injector, model::Decoder&
 void save_between_parts(selfparam::InjectionCheckpoints& checkpoints, model::Decoder& student,
                         selfparam::Injector& injector, int64_t parts_done, int64_t job_steps) {
   train::CheckpointData data;
-  for (const auto& p : student->named_parameters()) data.model.emplace_back(p.key(), p.value());
+  data.model = model::named_weights(student);
   data.rng = train::cpu_generator().get_state();
   const auto* unrelated = injector.unrelated_text();
   data.rank_state["unrelated_given"] = at::full({1}, unrelated ? unrelated->given() : 0, at::kLong);
@@ -101,9 +101,7 @@ void save_between_parts(selfparam::InjectionCheckpoints& checkpoints, model::Dec
 // The same, loaded into a fresh run.
 void resume_between_parts(const train::CheckpointData& saved, const std::string& file, model::Decoder& student,
                           selfparam::Injector& injector) {
-  train::NamedTensors weights;
-  for (const auto& p : student->named_parameters()) weights.emplace_back(p.key(), p.value());
-  train::load_parameters(weights, saved, file);
+  train::load_parameters(model::named_weights(student), saved, file);
   train::cpu_generator().set_state(saved.rng);
   if (auto* unrelated = injector.unrelated_text())
     unrelated->skip_to(saved.rank_state.at("unrelated_given").item<int64_t>());

@@ -24,6 +24,12 @@ Decoder frozen_copy(const Decoder& source) {
   return copy;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> named_weights(const Decoder& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value());
+  return out;
+}
+
 std::vector<at::Tensor> weights_of(const Decoder& model) {
   std::vector<at::Tensor> out;
   for (const auto& p : model->parameters()) out.push_back(p.detach().clone());

@@ -20,14 +20,25 @@ Slices target_slices(int64_t start_tokens, int64_t context_tokens, int64_t targe
   return s;
 }
 
+namespace {
+
+// sum_rows KL(p || q) of log-probabilities [n, k] (k: all V ids, or a teacher's top k), times T^2,
+// divided by n V (Mean, V the student's vocabulary) or n (Token).
+at::Tensor reduced_kl(const at::Tensor& log_p, const at::Tensor& log_q, int64_t vocab, double temperature,
+                      SelfParamOptions::Reduction reduction) {
+  const at::Tensor kl = (log_p.exp() * (log_p - log_q)).sum();
+  const double n = static_cast<double>(log_p.size(0));
+  const double divisor = reduction == SelfParamOptions::Reduction::Mean ? n * static_cast<double>(vocab) : n;
+  return kl * (temperature * temperature / std::max(divisor, 1.0));
+}
+
+}  // namespace
+
 at::Tensor distillation_kl(const at::Tensor& teacher_logits, const at::Tensor& student_logits, double temperature,
                            SelfParamOptions::Reduction reduction) {
   const at::Tensor log_p = torch::log_softmax(teacher_logits.detach().to(torch::kFloat) / temperature, -1);
   const at::Tensor log_q = torch::log_softmax(student_logits.to(torch::kFloat) / temperature, -1);
-  const at::Tensor kl = (log_p.exp() * (log_p - log_q)).sum();
-  const double n = static_cast<double>(teacher_logits.size(0));
-  const double divisor = reduction == SelfParamOptions::Reduction::Mean ? n * static_cast<double>(teacher_logits.size(1)) : n;
-  return kl * (temperature * temperature / std::max(divisor, 1.0));
+  return reduced_kl(log_p, log_q, student_logits.size(1), temperature, reduction);
 }
 
 TeacherRows TeacherRows::rows(int64_t begin, int64_t length) const {
@@ -40,10 +51,7 @@ at::Tensor rows_kl(const TeacherRows& teacher, const at::Tensor& student_logits,
   const at::Tensor log_p = torch::log_softmax(teacher.logits.to(torch::kFloat) / temperature, -1);
   const at::Tensor log_q_all = torch::log_softmax(student_logits.to(torch::kFloat) / temperature, -1);
   const at::Tensor log_q = log_q_all.gather(1, teacher.indices.to(torch::kLong));
-  const at::Tensor kl = (log_p.exp() * (log_p - log_q)).sum();
-  const double n = static_cast<double>(student_logits.size(0));
-  const double divisor = reduction == SelfParamOptions::Reduction::Mean ? n * static_cast<double>(student_logits.size(1)) : n;
-  return kl * (temperature * temperature / std::max(divisor, 1.0));
+  return reduced_kl(log_p, log_q, student_logits.size(1), temperature, reduction);
 }
 
 namespace {

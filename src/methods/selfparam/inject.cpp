@@ -4,7 +4,6 @@
 #include <map>
 #include <random>
 #include <sstream>
-#include <type_traits>
 
 #include <torch/torch.h>
 
@@ -16,10 +15,10 @@
 #include "dist/communicator.h"
 #include "dist/grad_reducer.h"
 #include "methods/selfparam/distill.h"
-#include "model/copy.h"
 #include "methods/selfparam/resume.h"
 #include "methods/selfparam/teacher_cache.h"
 #include "methods/selfparam/unrelated.h"
+#include "model/copy.h"
 #include "text/tokenizer.h"
 #include "train/training_state.h"
 
@@ -248,29 +247,30 @@ class Injection {
       ++report_.steps;
       return optimizer_step(loss, trainable_->params(), *optimizer_, reducer_.get());
     };
+    // The cached teacher rows of each of this round's examples (none without a cache).
+    auto cached = [&](auto rows_of) {
+      std::vector<TeacherRows> rows;
+      if (cache_)
+        for (size_t b = 0; b < mine.size(); ++b) rows.push_back(rows_of(b));
+      return rows;
+    };
     const auto qa = examples([&](const Item& i) { return build_.qa(i); });
     if (objective_ == Objective::CrossEntropy) return {take(sentence_cross_entropy(model_, qa, start_))};
     std::vector<double> losses;
-    losses.push_back(take(distill(qa, [&](size_t b) { return cache_->qa({mine[b].document, mine[b].target}); })));
+    losses.push_back(take(distill(qa, cached([&](size_t b) { return cache_->qa({mine[b].document, mine[b].target}); }))));
     if (o_.continuation) {
       const auto cont = examples([&](const Item& i) { return build_.continuation(i); });
-      losses.push_back(take(distill(cont, [&](size_t b) { return cache_->continuation(mine[b].document, cont[b]); })));
+      losses.push_back(take(distill(cont, cached([&](size_t b) { return cache_->continuation(mine[b].document, cont[b]); }))));
     }
-    if (o_.unrelated && in_.unrelated)
-      losses.push_back(take(distill(examples([&](const Item& i) { return build_.unrelated(i); }), nullptr)));
+    if (o_.unrelated && in_.unrelated)  // term (C) is never cached: its text changes every step
+      losses.push_back(take(distill(examples([&](const Item& i) { return build_.unrelated(i); }), {})));
     return losses;
   }
 
-  // The distillation loss of `examples`, the teacher's rows from the cache where there is one.
-  template <typename CachedRows>
-  at::Tensor distill(const std::vector<DistillExample>& examples, CachedRows cached) {
-    if constexpr (!std::is_same_v<CachedRows, std::nullptr_t>) {
-      if (cache_) {
-        std::vector<TeacherRows> rows;
-        for (size_t b = 0; b < examples.size(); ++b) rows.push_back(cached(b));
-        return distillation_loss(rows, model_, examples, start_, o_.temperature, o_.reduction);
-      }
-    }
+  // The distillation loss of `examples`: against the teacher's cached rows when given, else the
+  // teacher reads them now.
+  at::Tensor distill(const std::vector<DistillExample>& examples, const std::vector<TeacherRows>& cached) {
+    if (!cached.empty()) return distillation_loss(cached, model_, examples, start_, o_.temperature, o_.reduction);
     return distillation_loss(*teacher_, model_, examples, start_, o_.temperature, o_.reduction);
   }
 
@@ -290,7 +290,7 @@ class Injection {
 
   void save(int64_t done) {
     train::CheckpointData data;
-    for (const auto& p : model_->named_parameters()) data.model.emplace_back(p.key(), p.value());
+    data.model = model::named_weights(model_);
     // The teacher is the model as the part began: its frozen weights are the model's own, the
     // trained ones (full-rank MLP) are saved beside them.
     if (own_teacher_) {
@@ -309,9 +309,7 @@ class Injection {
   int64_t resume() {
     const train::CheckpointData* saved = in_.place.checkpoints->inside(in_.place.part);
     if (!saved) return 0;
-    train::NamedTensors all;
-    for (const auto& p : model_->named_parameters()) all.emplace_back(p.key(), p.value());
-    train::load_parameters(all, *saved, in_.place.checkpoints->resumed_file());
+    train::load_parameters(model::named_weights(model_), *saved, in_.place.checkpoints->resumed_file());
     if (own_teacher_) restore_teacher(*saved);
     train::load_adamw_state(*optimizer_, trainable_->named(), *saved);
     train::cpu_generator().set_state(saved->rng);

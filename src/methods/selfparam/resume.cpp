@@ -2,8 +2,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
@@ -72,15 +72,9 @@ std::string targets_file(const std::string& dir, int64_t part) {
 std::optional<TargetSet> InjectionCheckpoints::kept_targets(int64_t part) const {
   const std::string path = targets_file(store_.dir(), part);
   if (!resumed_ || !fs::exists(path)) return std::nullopt;
-  nlohmann::json j = nlohmann::json::parse(std::ifstream(path), nullptr, false);
-  if (j.is_discarded()) core::fail("{}: not valid JSON (remove it to sample the targets again)", path);
-  TargetSet t;
-  t.per_document = j.at("per_document").get<std::vector<std::vector<std::string>>>();
-  t.sampled = j.at("sampled");
-  t.dropped_test = j.at("dropped_test");
-  t.short_documents = j.at("short_documents");
-  t.empty_documents = j.at("empty_documents");
-  return t;
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return targets_from_json(text, path + " (remove it to sample the targets again)");
 }
 
 void InjectionCheckpoints::keep_targets(int64_t part, const TargetSet& t) {
@@ -89,8 +83,7 @@ void InjectionCheckpoints::keep_targets(int64_t part, const TargetSet& t) {
     const std::string path = targets_file(store_.dir(), part);
     {  // written whole, then renamed: a kill leaves the old file or none
       std::ofstream out(path + ".tmp");
-      out << nlohmann::json{{"per_document", t.per_document}, {"sampled", t.sampled}, {"dropped_test", t.dropped_test},
-                            {"short_documents", t.short_documents}, {"empty_documents", t.empty_documents}}.dump();
+      out << targets_to_json(t);
       if (!out) core::fail("{}: cannot write", path + ".tmp");
     }
     fs::rename(path + ".tmp", path);

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "data/collate.h"
@@ -72,16 +73,14 @@ void sample_rank_share(model::Decoder& generator, const text::Tokenizer& tokeniz
 
 // Every rank's pairs to every rank, with the counts summed.
 void gather(TargetSet& set, dist::Communicator& comm) {
-  nlohmann::json mine = {{"docs", set.per_document}, {"sampled", set.sampled}, {"dropped", set.dropped_test}};
-  auto all = comm.all_gather_bytes(mine.dump());
+  auto all = comm.all_gather_bytes(targets_to_json(set));
   set.sampled = set.dropped_test = 0;
   for (const auto& bytes : all) {
-    auto j = nlohmann::json::parse(bytes);
-    set.sampled += j["sampled"].get<int64_t>();
-    set.dropped_test += j["dropped"].get<int64_t>();
-    auto docs = j["docs"].get<std::vector<std::vector<std::string>>>();
-    for (size_t d = 0; d < docs.size(); ++d)
-      if (!docs[d].empty()) set.per_document[d] = std::move(docs[d]);
+    TargetSet share = targets_from_json(bytes, "a rank's sampled targets");
+    set.sampled += share.sampled;
+    set.dropped_test += share.dropped_test;
+    for (size_t d = 0; d < share.per_document.size(); ++d)
+      if (!share.per_document[d].empty()) set.per_document[d] = std::move(share.per_document[d]);
   }
 }
 
@@ -102,6 +101,27 @@ void fill_to_wanted(TargetSet& set, const SelfParamOptions& options) {
 }
 
 }  // namespace
+
+std::string targets_to_json(const TargetSet& t) {
+  return nlohmann::json{{"per_document", t.per_document}, {"sampled", t.sampled}, {"dropped_test", t.dropped_test},
+                        {"short_documents", t.short_documents}, {"empty_documents", t.empty_documents}}
+      .dump();
+}
+
+TargetSet targets_from_json(const std::string& text, const std::string& source) {
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    TargetSet t;
+    t.per_document = j.at("per_document").get<std::vector<std::vector<std::string>>>();
+    t.sampled = j.at("sampled");
+    t.dropped_test = j.at("dropped_test");
+    t.short_documents = j.at("short_documents");
+    t.empty_documents = j.at("empty_documents");
+    return t;
+  } catch (const nlohmann::json::exception& e) {
+    core::fail("{}: not a set of SELF-PARAM targets ({})", source, e.what());
+  }
+}
 
 std::vector<std::string> parse_qa_pairs(const std::string& text) {
   std::vector<std::string> pairs;

@@ -30,6 +30,11 @@ struct TargetSet {
   int64_t empty_documents = 0;   // documents with no pair at all (no QA term for them)
 };
 
+// A TargetSet as JSON text, and back (ranks exchange their shares so; engram inject keeps each
+// part's targets beside its checkpoints). Text that is not such JSON -> core::UserError naming `source`.
+std::string targets_to_json(const TargetSet& targets);
+TargetSet targets_from_json(const std::string& text, const std::string& source);
+
 // The complete "Question: q Answer: a" pairs of a generated text, each ending with the newline that
 // ended its answer; pieces cut off before their answer ended, or with an empty side, are skipped.
 std::vector<std::string> parse_qa_pairs(const std::string& text);
