@@ -21,10 +21,12 @@ int run_synth(CommandContext& ctx) {
   core::Progress progress("synth", o.entities, true, 2.0, "entities");
   auto summary = data::write_world(world, dir, [&](int64_t done, int64_t) { progress.update(done); });
   std::cout << fmt::format(
-      "wrote {}/: pretrain {} train {} valid {} test {} documents, {} questions, corpus.txt {:.1f} MB{} in {:.1f} s\n",
+      "wrote {}/: pretrain {} train {} valid {} test {} documents, {} questions, corpus.txt {:.1f} MB{}{} in {:.1f} s\n",
       dir, summary.documents[0], summary.documents[1], summary.documents[2], summary.documents[3], summary.questions,
       summary.corpus_bytes / 1e6,
-      summary.long_documents ? fmt::format(", long_test {} documents", summary.long_documents) : "", clock.seconds());
+      summary.long_documents ? fmt::format(", long_test {} documents", summary.long_documents) : "",
+      summary.long_train_documents ? fmt::format(", long_train {} documents", summary.long_train_documents) : "",
+      clock.seconds());
   return 0;
 }
 

@@ -60,6 +60,8 @@ Command mac_answer_command();
 Command mac_eval_command();
 Command inject_command();
 Command selfparam_eval_command();
+Command longmem_train_command();
+Command longmem_ppl_command();
 
 // The contenders `engram eval` knows, in the order `engram eval --help` lists them (contenders.cpp).
 }  // namespace engram::app

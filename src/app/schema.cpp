@@ -3,6 +3,7 @@
 #include "data/synth.h"
 #include "dist/options.h"
 #include "eval/options.h"
+#include "methods/longmem/options.h"
 #include "methods/selfparam/options.h"
 #include "pretrain/pretrain.h"
 #include "methods/mac/options.h"
@@ -40,6 +41,7 @@ config::Schema full_schema() {
   pretrain::declare_pretrain_options(schema);
   mac::declare_mac_options(schema);
   selfparam::declare_selfparam_options(schema);
+  longmem::declare_longmem_options(schema);
   return schema;
 }
 
@@ -50,7 +52,8 @@ const std::vector<Command>& commands() {
                                             eval_command(), mac_train_command(),
                                             mac_memorize_command(), mac_answer_command(),
                                             mac_eval_command(), inject_command(),
-                                            selfparam_eval_command()};
+                                            selfparam_eval_command(), longmem_train_command(),
+                                            longmem_ppl_command()};
   return all;
 }
 

@@ -33,6 +33,15 @@ std::vector<std::pair<std::string, bool>> reading_layout(const Document& documen
   return pieces;
 }
 
+std::vector<int32_t> encode_reading_layout(const text::Tokenizer& tokenizer, const Document& document) {
+  const auto pieces = reading_layout(document);
+  if (pieces.empty()) return tokenizer.encode(document.text);
+  std::vector<int32_t> ids;
+  for (const auto& [piece, answer] : pieces)
+    for (int32_t id : tokenizer.encode(piece)) ids.push_back(id);
+  return ids;
+}
+
 Example encode_qa(const text::Tokenizer& tokenizer, PromptFormat format, const std::string& context,
                   const std::string& question, const std::string& answer, int64_t max_tokens, AnswerEnd end) {
   std::vector<int32_t> prompt = tokenizer.encode(prompt_text(format, context, question));

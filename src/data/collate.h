@@ -30,6 +30,9 @@ std::string answer_text(const std::string& answer);
 // bool: the piece is an answer). Held-out questions are left out; no question -> no piece.
 struct Document;
 std::vector<std::pair<std::string, bool>> reading_layout(const Document& document);
+// The token ids of that layout, or of the text alone when the document has no question (plain
+// text, read as language modelling).
+std::vector<int32_t> encode_reading_layout(const text::Tokenizer& tokenizer, const Document& document);
 
 // One tokenized example: ids, and which positions are trained on.
 struct Example {

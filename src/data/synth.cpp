@@ -246,6 +246,9 @@ void declare_synth_options(config::Schema& schema) {
                   "also write long_test.jsonl: facts early, then filler, questions at the end (beyond-window recall)");
   schema.add_int("synth.long_filler_words", 600, "filler words between the facts and the end of a long document");
   schema.add_int("synth.long_count", 200, "number of long documents (made from test entities)");
+  schema.add_int("synth.long_train_count", 0,
+                 "with synth.long_documents: also write long_train.jsonl, this many long documents of train "
+                 "entities (LongMem's training stream: questions far beyond the window after their facts)");
 }
 
 SynthOptions synth_options_from(const config::Config& config) {
@@ -263,6 +266,7 @@ SynthOptions synth_options_from(const config::Config& config) {
   o.long_documents = config.get_bool("synth.long_documents");
   o.long_filler_words = static_cast<int>(config.get_int("synth.long_filler_words"));
   o.long_documents_count = config.get_int("synth.long_count");
+  o.long_train_count = config.get_int("synth.long_train_count");
   return o;
 }
 
@@ -364,9 +368,10 @@ Document SynthWorld::document(int64_t index, Split split, int64_t position) cons
   return doc;
 }
 
-Document SynthWorld::long_document(int64_t index, int64_t position) const {
-  Document doc = document(index, Split::Test, position);
-  doc.id = fmt::format("long-{:07d}", position);
+Document SynthWorld::long_document(int64_t index, int64_t position, Split split) const {
+  Document doc = document(index, split, position);
+  doc.id = split == Split::Test ? fmt::format("long-{:07d}", position)
+                                : fmt::format("long-{}-{:07d}", split_name(split), position);
   // Facts first (distractors included), then filler until the document is long enough; the
   // questions (kept in qa) are asked at the end, beyond a short model's window.
   std::mt19937_64 rng(core::derive_seed(options_.seed, {0x10F6, static_cast<uint64_t>(index)}));
@@ -415,12 +420,17 @@ SynthSummary write_world(const SynthWorld& world, const std::string& dir,
   summary.corpus_bytes = static_cast<int64_t>(std::filesystem::file_size(corpus_path));
 
   if (world.options().long_documents) {
-    io::JsonlWriter out(dir + "/long_test.jsonl");
-    auto [begin, end] = world.split_range(Split::Test);
-    int64_t count = std::min(world.options().long_documents_count, end - begin);
-    for (int64_t k = 0; k < count; ++k) out.write(to_json(world.long_document(begin + k, k)));
-    out.close();
-    summary.long_documents = count;
+    auto write_long = [&](Split split, const std::string& name, int64_t wanted) {
+      io::JsonlWriter out(dir + "/" + name);
+      auto [begin, end] = world.split_range(split);
+      const int64_t count = std::min(wanted, end - begin);
+      for (int64_t k = 0; k < count; ++k) out.write(to_json(world.long_document(begin + k, k, split)));
+      out.close();
+      return count;
+    };
+    summary.long_documents = write_long(Split::Test, "long_test.jsonl", world.options().long_documents_count);
+    if (world.options().long_train_count > 0)
+      summary.long_train_documents = write_long(Split::Train, "long_train.jsonl", world.options().long_train_count);
   }
 
   const auto& o = world.options();
@@ -433,6 +443,7 @@ SynthSummary write_world(const SynthWorld& world, const std::string& dir,
                      {"valid", summary.documents[2]}, {"test", summary.documents[3]}}},
       {"questions", summary.questions},
       {"long_documents", summary.long_documents},
+      {"long_train_documents", summary.long_train_documents},
       {"facts_per_document", {o.min_facts, o.max_facts}},
       {"distractors", o.distractors},
   };

@@ -34,6 +34,7 @@ struct SynthOptions {
   bool long_documents = false;       // also write long_test.jsonl (facts early, filler, question last)
   int long_filler_words = 600;       // filler between the facts and the end of a long document
   int64_t long_documents_count = 200;
+  int64_t long_train_count = 0;      // long_train.jsonl: long documents of train entities (LongMem's training)
   int64_t time_origin = 1700000000;  // time of the first document of a split; one hour apart
 };
 
@@ -77,7 +78,8 @@ class SynthWorld {
   // Valid and test documents carry held-out paraphrase questions besides the training ones.
   Document document(int64_t index, Split split, int64_t position) const;
   // A long document: the facts, then >= long_filler_words of filler, questions asked at the end.
-  Document long_document(int64_t index, int64_t position) const;
+  // Test entities give long_test.jsonl; train entities long_train.jsonl.
+  Document long_document(int64_t index, int64_t position, Split split = Split::Test) const;
   // A distractor / filler sentence from the random stream `rng_seed`.
   std::string filler_sentence(uint64_t rng_seed) const;
 
@@ -89,6 +91,7 @@ struct SynthSummary {
   int64_t documents[4] = {0, 0, 0, 0};
   int64_t questions = 0;
   int64_t long_documents = 0;
+  int64_t long_train_documents = 0;
   int64_t corpus_bytes = 0;
 };
 

@@ -154,6 +154,10 @@ TEST(SynthWorld, LongDocumentsPutFillerAfterTheFacts) {
   auto words = std::count(doc.text.begin(), doc.text.end(), ' ') - std::count(facts.text.begin(), facts.text.end(), ' ');
   EXPECT_GE(words, 300);
   EXPECT_EQ(doc.qa.size(), facts.qa.size());
+  // Train entities make long training documents the same way (without held-out paraphrases).
+  data::Document train_doc = world.long_document(150, 3, Split::Train);
+  EXPECT_EQ(train_doc.id, "long-train-0000003");
+  EXPECT_EQ(train_doc.text.rfind(world.document(150, Split::Train, 3).text, 0), 0u);
 }
 
 TEST(SynthWorld, BadOptionsAreUserErrors) {
@@ -169,6 +173,7 @@ TEST(SynthWorld, WritesSplitsCorpusAndManifest) {
   auto options = small(200);
   options.long_documents = true;
   options.long_documents_count = 5;
+  options.long_train_count = 1000;  // capped at the 40 train entities
   data::SynthWorld world(options);
   std::string dir = ::testing::TempDir() + "synth_world";
   std::filesystem::remove_all(dir);
@@ -183,6 +188,8 @@ TEST(SynthWorld, WritesSplitsCorpusAndManifest) {
   EXPECT_EQ(count_lines(dir + "/valid.jsonl"), 10);
   EXPECT_EQ(count_lines(dir + "/test.jsonl"), 50);
   EXPECT_EQ(count_lines(dir + "/long_test.jsonl"), 5);
+  EXPECT_EQ(count_lines(dir + "/long_train.jsonl"), 40);
+  EXPECT_EQ(summary.long_train_documents, 40);
   EXPECT_EQ(summary.documents[3], 50);
   EXPECT_FALSE(std::filesystem::exists(dir + "/test.jsonl.tmp"));
 

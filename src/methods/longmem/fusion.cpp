@@ -13,7 +13,8 @@ at::Tensor fused_memory_attention(const FusedAttentionInputs& in) {
   ENGRAM_CHECK(in.q.dim() == 4 && in.k.sizes() == in.q.sizes() && in.v.sizes() == in.q.sizes(),
                "fused_memory_attention: q, k, v must be [B, H, T, d] alike");
   const int64_t t = in.q.size(2), d = in.q.size(3);
-  const at::Tensor q = in.q / std::sqrt(static_cast<double>(d));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const at::Tensor q = in.q * scale;
   // Local: causal, with the position bias; its own softmax.
   at::Tensor scores = torch::matmul(q, in.k.transpose(-1, -2));
   if (in.bias.defined()) scores = scores + in.bias;
@@ -26,7 +27,8 @@ at::Tensor fused_memory_attention(const FusedAttentionInputs& in) {
   if (!in.memory_keys.defined()) return local;
 
   // Memory: query t against its own K retrieved tokens [B, H, T, K]; masked slots take no weight.
-  at::Tensor mem_scores = torch::matmul(in.memory_keys, q.unsqueeze(-1)).squeeze(-1);
+  const at::Tensor memory_q = in.memory_q.defined() ? in.memory_q * scale : q;
+  at::Tensor mem_scores = torch::matmul(in.memory_keys, memory_q.unsqueeze(-1)).squeeze(-1);
   mem_scores = mem_scores.masked_fill(in.memory_valid.logical_not(), -std::numeric_limits<float>::infinity());
   const at::Tensor any = in.memory_valid.any(-1, /*keepdim=*/true);  // [B, H, T, 1]
   // Rows with no valid slot would be softmax over -inf only (NaN): give them zeros.

@@ -15,6 +15,8 @@ namespace engram::longmem {
 
 struct FusedAttentionInputs {
   at::Tensor q, k, v;          // [B, H, T, d], q not yet scaled
+  at::Tensor memory_q;         // [B, H, T, d]: the query the memory part uses, or undefined: q (rotary
+                               // positions: q rotated for the local part, un-rotated for the memory)
   at::Tensor bias;             // additive scores [H or 1, T, T] (ALiBi), or undefined
   at::Tensor memory_keys;      // [B, H, T, K, d], or undefined: no memory
   at::Tensor memory_values;    // [B, H, T, K, d]

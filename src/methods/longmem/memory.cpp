@@ -120,6 +120,27 @@ void ChunkMemory::clear() {
   for (auto& index : index_->heads) index.reset();
 }
 
+at::Tensor ChunkMemory::state() const {
+  const at::Tensor written = torch::full({1}, static_cast<double>(written_), torch::kDouble);
+  return torch::cat({written, keys_.flatten().to(torch::kDouble), values_.flatten().to(torch::kDouble)});
+}
+
+void ChunkMemory::restore(const at::Tensor& state) {
+  const int64_t n = keys_.numel();
+  if (state.dim() != 1 || state.numel() != 1 + 2 * n)
+    core::fail("LongMem memory state of {} values, expected {} for this memory's shape", state.numel(), 1 + 2 * n);
+  clear();
+  const at::Tensor s = state.to(torch::kDouble);
+  written_ = static_cast<int64_t>(s[0].item<double>());
+  keys_.copy_(s.narrow(0, 1, n).view(keys_.sizes()));
+  values_.copy_(s.narrow(0, 1 + n, n).view(values_.sizes()));
+  const int64_t c = capacity_chunks();
+  // Slot s holds the newest chunk id congruent to s modulo the capacity.
+  for (int64_t slot = 0; slot < size(); ++slot)
+    chunk_ids_[slot] = slot + (written_ - 1 - slot) / c * c;
+  if (size() > 0) index_chunks(keys_.narrow(1, 0, size()).mean(2).contiguous(), 0);
+}
+
 void ChunkMemory::save(io::H5File& file, const std::string& group) const {
   file.create_group(group);
   file.set_attr(group, "heads", shape_.heads);

@@ -59,6 +59,12 @@ class ChunkMemory {
 
   void clear();
 
+  // The whole memory as one float64 tensor (written count, keys, values) and back, for the
+  // trainer's per-rank state (a resumed run reads the memory it had). restore() of a state of
+  // another shape -> core::UserError.
+  at::Tensor state() const;
+  void restore(const at::Tensor& state);
+
   // The whole memory under `group` of an open file (rank 0's view: call on the rank that writes).
   void save(io::H5File& file, const std::string& group) const;
   static ChunkMemory load(const io::H5File& file, const std::string& group);

@@ -33,21 +33,6 @@ void UnrelatedText::reopen() {
   documents_ = std::make_unique<data::DocumentReader>(path_, options);
 }
 
-namespace {
-
-// Documents with questions as engram's pretraining laid them out (data::reading_layout): term (C)
-// on this text keeps what pretraining taught, reading a context. Others: their text.
-std::vector<int32_t> reading_layout(const data::Document& doc, const text::Tokenizer& tokenizer) {
-  const auto pieces = data::reading_layout(doc);
-  if (pieces.empty()) return tokenizer.encode(doc.text);
-  std::vector<int32_t> ids;
-  for (const auto& [piece, answer] : pieces)
-    for (int32_t id : tokenizer.encode(piece)) ids.push_back(id);
-  return ids;
-}
-
-}  // namespace
-
 bool UnrelatedText::read_one(std::vector<int32_t>& ids) {
   if (lines_) {
     for (std::string line; std::getline(*lines_, line);)
@@ -56,7 +41,7 @@ bool UnrelatedText::read_one(std::vector<int32_t>& ids) {
   }
   data::Document doc;
   while (documents_->next(doc))
-    if (!doc.text.empty()) return ids = reading_layout(doc, tokenizer_), true;
+    if (!doc.text.empty()) return ids = data::encode_reading_layout(tokenizer_, doc), true;
   return false;
 }
 
