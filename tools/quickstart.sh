@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # From a fresh clone: installs what is missing, builds (Release), then runs the whole pipeline on
 # the embedded default config (configs/quickstart.yaml) with 2 MPI ranks on CPU:
-#   synth -> tokenizer -> pretrain (base LM) -> mac-train -> eval (every contender, one table:
-#   the baselines, MAC, then SELF-PARAM and FT(S), which inject the stream during eval)
+#   synth -> tokenizer -> pretrain (base LM) -> mac-train -> longmem-train -> eval (every
+#   contender, one table: the baselines, MAC, SELF-PARAM and FT(S), which inject the stream during
+#   eval, and LongMem, which writes it into its memory)
 # and ends by printing the comparison table. Every step is resumable: run it again after an
 # interruption and finished steps are skipped (delete runs/quickstart to start over).
 #   NP=2 tools/quickstart.sh [--set key=value ...]   extra options go to every step
@@ -33,6 +34,10 @@ fi
 if [ ! -f "$RUN/mac/mac.h5" ]; then
   step "MAC meta-training"
   launch/local.sh -np "$NP" build/engram mac-train --config "$CONFIG" "$@"
+fi
+if [ ! -f "$RUN/longmem/sidenet.h5" ]; then
+  step "LongMem: the SideNet over the frozen base LM"
+  launch/local.sh -np "$NP" build/engram longmem-train --config "$CONFIG" "$@"
 fi
 step "evaluation: every contender on the test stream"
 launch/local.sh -np "$NP" build/engram eval --config "$CONFIG" "$@"

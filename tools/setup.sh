@@ -16,6 +16,7 @@ PACKAGES=(
   libfaiss-dev
   slurm-wlm
   python3-matplotlib python3-h5py
+  bible-kjv                                       # LongMem's long real text (configs/longmem/kjv.yaml)
 )
 
 missing=()

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -34,13 +35,15 @@ void print_recall(const longmem::RecallReport& r) {
                            r.backbone.all.f1_mean(), r.backbone.heldout.f1_mean(), r.backbone.all.exact_match_mean())
             << fmt::format("{:<28} {:>6} {:>8.3f} {:>8.3f} {:>8.3f}\n", "LongMem, window + memory", r.longmem.all.count,
                            r.longmem.all.f1_mean(), r.longmem.heldout.f1_mean(), r.longmem.all.exact_match_mean())
-            << fmt::format("retrieval hit rate (chunks from the fact part): {:.3f}\n", r.hit_rate);
+            << fmt::format("retrieval hit rate (chunks from the fact part): {:.3f}; per head {:.3f}\n", r.hit_rate,
+                           fmt::join(r.head_hit_rates, " "));
 }
 
 nlohmann::json recall_json(const longmem::RecallReport& r) {
   return {{"documents", r.documents},
           {"memory_tokens", r.memory_tokens},
           {"hit_rate", r.hit_rate},
+          {"head_hit_rates", r.head_hit_rates},
           {"backbone", eval::scores_json(r.backbone)},
           {"longmem", eval::scores_json(r.longmem)}};
 }
@@ -57,10 +60,13 @@ int run_longmem_train(CommandContext& ctx) {
   const train::TrainResult& t = r.training;
   std::cout << fmt::format("\ntrained the SideNet {} steps in {:.0f} s ({:.0f} tokens/s); final loss {:.4f}\n",
                            t.last_step, t.seconds, t.tokens_per_s, t.last_loss);
+  if (!r.memory_share.empty())
+    std::cout << fmt::format("memory share sigma(g) per head: {:.3f}\n", fmt::join(r.memory_share, " "));
   print_recall(r.recall);
   const nlohmann::json report{{"steps", t.last_step},          {"seconds", t.seconds},
                               {"tokens_per_s", t.tokens_per_s}, {"final_loss", t.last_loss},
                               {"stream_tokens", r.stream_tokens}, {"steps_per_epoch", r.steps_per_epoch},
+                              {"memory_share", r.memory_share},
                               {"recall", recall_json(r.recall)}};
   std::ofstream(options.out_dir + "/eval.json") << report.dump(2) << "\n";
   std::cout << "wrote " << r.sidenet_path << " and " << options.out_dir << "/eval.json\n";

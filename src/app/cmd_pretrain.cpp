@@ -31,8 +31,12 @@ int run_pretrain(CommandContext& ctx) {
   if (rt.comm().rank() != 0) return 0;
   const train::TrainResult& t = r.training;
   std::cout << fmt::format("\npretrained {} steps in {:.0f} s ({:.0f} tokens/s, {:.1f} GFLOP/s); final loss {:.4f}\n",
-                           t.last_step, t.seconds, t.tokens_per_s, t.gflops, t.last_loss)
-            << fmt::format("{:<34} {:>6} {:>8} {:>8}\n", "evaluation on valid entities", "n", "EM", "F1");
+                           t.last_step, t.seconds, t.tokens_per_s, t.gflops, t.last_loss);
+  if (r.in_context.all.count == 0) {
+    std::cout << "wrote " << r.model_path << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("{:<34} {:>6} {:>8} {:>8}\n", "evaluation on valid entities", "n", "EM", "F1");
   print_eval("context in prompt", r.in_context);
   print_eval("closed book", r.closed_book);
   for (const auto& line : r.in_context.examples) std::cout << "  e.g. " << line << "\n";

@@ -3,6 +3,7 @@
 #include "eval/baselines.h"
 #include "eval/contender.h"
 #include "methods/mac/contender.h"
+#include "methods/longmem/contender.h"
 #include "methods/selfparam/contender.h"
 
 namespace engram::app {
@@ -16,6 +17,7 @@ const eval::ContenderRegistry& builtin_contenders() {
     r.add(mac::mac_contender());
     r.add(selfparam::selfparam_contender());
     r.add(selfparam::ft_s_contender());
+    r.add(longmem::longmem_contender());
     return r;
   }();
   return registry;

@@ -129,7 +129,8 @@ void declare_pretrain_options(config::Schema& schema) {
                   "reading sequences: next-token loss on the context and questions too, not only on the answers "
                   "(the entity names repeat in them, which teaches the copying that reading needs)");
   schema.add_string("pretrain.eval_data", "runs/quickstart/data/valid.jsonl",
-                    "documents whose questions measure reading (context in prompt) and knowing (closed book)");
+                    "documents whose questions measure reading (context in prompt) and knowing (closed book); "
+                    "\"\": no such evaluation (plain-text corpora)");
   schema.add_int("pretrain.eval_questions", 400, "questions evaluated after training (0 = all)");
 }
 
@@ -171,7 +172,7 @@ PretrainReport pretrain_base_lm(const PretrainOptions& o, dist::Communicator& co
   }
   if (comm.rank() == 0) save_model(o, decoder);
   comm.barrier();
-  evaluate_reading(o, decoder, *tokenizer, comm, report);
+  if (!o.eval_data.empty()) evaluate_reading(o, decoder, *tokenizer, comm, report);  // "": plain text, no questions
   report.model_path = o.out_dir + "/model.h5";
   report.report_path = o.out_dir + "/eval.json";
   if (comm.rank() == 0) {

@@ -44,6 +44,16 @@ inline bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
+// Runs `job` + `out` in the background until the checkpoint `checkpoint` (e.g. "step_00000100") is
+// committed in out/checkpoints, then sends it `signal` after `delay` seconds; returns what the
+// shell's wait saw.
+inline Result interrupt(const std::string& job, const std::string& out, const std::string& checkpoint,
+                        const std::string& signal, const std::string& delay) {
+  const std::string marker = out + "/checkpoints/" + checkpoint + ".done";
+  return run("(" + job + out + " & pid=$!; while kill -0 $pid 2>/dev/null && [ ! -e " + marker +
+             " ]; do sleep 0.05; done; sleep " + delay + "; kill -" + signal + " $pid; wait $pid)");
+}
+
 // A tiny synthetic world (400 entities) and a tiny base LM pretrained for 2 steps, all under
 // `dir`, with base.model and stream.test pointing at them: what the method commands' tests share.
 inline std::string tiny_world_sets(const std::string& dir) {

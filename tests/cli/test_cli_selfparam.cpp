@@ -62,14 +62,6 @@ TEST_F(TinySelfParam, InjectThenGenerateClosedBook) {
   EXPECT_EQ(read_json(dir + "/sequential/inject.json")["mode"].get<std::string>(), "sequential");
 }
 
-// Runs `job` + `out` in the background until its first checkpoint is committed, then sends it
-// `signal` after `delay` seconds; returns what the shell's wait saw.
-Result interrupt(const std::string& job, const std::string& out, const std::string& signal, const std::string& delay) {
-  const std::string marker = out + "/checkpoints/step_00000100.done";
-  return run("(" + job + out + " & pid=$!; while kill -0 $pid 2>/dev/null && [ ! -e " + marker +
-             " ]; do sleep 0.05; done; sleep " + delay + "; kill -" + signal + " $pid; wait $pid)");
-}
-
 TEST_F(TinySelfParam, AKilledOrStoppedInjectionResumesToTheSameModel) {
   // The world's phrasings (no sampling); three documents in turn, 100 rounds each, a checkpoint
   // every 100 rounds: after each document.
@@ -80,7 +72,7 @@ TEST_F(TinySelfParam, AKilledOrStoppedInjectionResumesToTheSameModel) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_FALSE(fs::exists(dir + "/whole/checkpoints"));  // removed once the model is written
   // kill -9 during the second document: the checkpoint after the first is what is left.
-  r = interrupt(job, dir + "/killed", "KILL", "0.2");
+  r = interrupt(job, dir + "/killed", "step_00000100", "KILL", "0.2");
   EXPECT_NE(r.code, 0) << r.output;
   r = run(job + dir + "/killed");
   ASSERT_EQ(r.code, 0) << r.output;
@@ -89,7 +81,7 @@ TEST_F(TinySelfParam, AKilledOrStoppedInjectionResumesToTheSameModel) {
   EXPECT_EQ(report["targets_sampled"].get<int64_t>(), read_json(dir + "/whole/inject.json")["targets_sampled"].get<int64_t>());
   EXPECT_EQ(run("h5diff -q " + dir + "/whole/model.h5 " + dir + "/killed/model.h5 /model /model").code, 0);
   // SIGTERM inside the second document: saved there, exit 0, the same command continues it.
-  r = interrupt(job, dir + "/stopped", "TERM", "0.3");
+  r = interrupt(job, dir + "/stopped", "step_00000100", "TERM", "0.3");
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "stopped by a signal and saved")) << r.output;
   r = run(job + dir + "/stopped");

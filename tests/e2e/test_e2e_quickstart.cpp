@@ -35,7 +35,9 @@ std::string quickstart_sets() {
          "/data/pretrain.jsonl] --set pretrain.eval_data=" + dir + "/data/valid.jsonl --set pretrain.out_dir=" + dir +
          "/base --set base.model=" + dir + "/base --set mac.out_dir=" + dir + "/mac --set stream.train=[" + dir +
          "/data/train.jsonl] --set stream.test=" + dir + "/data/test.jsonl --set eval.out_dir=" + dir + "/eval" +
-         " --set selfparam.unrelated_file=" + dir + "/data/pretrain.jsonl";
+         " --set selfparam.unrelated_file=" + dir + "/data/pretrain.jsonl --set longmem.out_dir=" + dir +
+         "/longmem --set longmem.train_data=[" + dir + "/data/long_train.jsonl] --set longmem.recall_data=" + dir +
+         "/data/long_test.jsonl";
 }
 
 // synth, tokenizer and pretraining of the base LM, as tools/quickstart.sh runs them.
@@ -86,7 +88,8 @@ TEST(E2E, MacAnswersFromItsMemoryBank) {
     if (HasFatalFailure()) return;
   }
   const std::string sets = quickstart_sets();
-  for (const char* step : {"mac-train", "eval"}) {  // eval: the quickstart's contenders, as tools/quickstart.sh
+  // eval: the quickstart's contenders, as tools/quickstart.sh (LongMem's SideNet trained before)
+  for (const char* step : {"mac-train", "longmem-train", "eval"}) {
     Result r = run(kMpirun + "2 " + kEngram + " " + step + sets);
     ASSERT_EQ(r.code, 0) << r.output;
     if (std::string(step) == "eval") std::cout << r.output.substr(r.output.find("| method")) << std::flush;

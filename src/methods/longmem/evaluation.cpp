@@ -20,10 +20,11 @@ at::Tensor row_of(const std::vector<int32_t>& ids, size_t begin, size_t end) {
       .unsqueeze(0);
 }
 
-// Greedy answer tokens for `prompt`: the backbone's (with_memory false) or LongMem's, reading the
-// memory without writing. The first step's retrieved chunk ids go to `first_chunks` when asked.
+}  // namespace
+
 std::string greedy_answer(LongMem& system, const text::Tokenizer& tokenizer, std::vector<int32_t> prompt,
                           int64_t max_new_tokens, bool with_memory, at::Tensor* first_chunks) {
+  torch::NoGradGuard no_grad;
   std::vector<int32_t> answer;
   for (int64_t step = 0; step < max_new_tokens; ++step) {
     const SegmentOutput out = system.forward(row_of(prompt, 0, prompt.size()), LongMem::Pass{with_memory, true, false});
@@ -36,6 +37,8 @@ std::string greedy_answer(LongMem& system, const text::Tokenizer& tokenizer, std
   }
   return eval::answer_from_generation(tokenizer.decode(answer));
 }
+
+namespace {
 
 // The document's fact part: its text up to the end of the last sentence naming an answer.
 std::string fact_part(const data::Document& doc) {
@@ -50,7 +53,8 @@ std::string fact_part(const data::Document& doc) {
 }
 
 struct Tallies {
-  double hits = 0, retrieved = 0, memory_tokens = 0, documents = 0;
+  double memory_tokens = 0, documents = 0;
+  at::Tensor hits, retrieved;  // [H] float64
 };
 
 void recall_document(LongMem& system, const text::Tokenizer& tokenizer, const data::Document& doc, int64_t seq_len,
@@ -84,9 +88,9 @@ void recall_document(LongMem& system, const text::Tokenizer& tokenizer, const da
     at::Tensor chunks;
     report.longmem.add(greedy_answer(system, tokenizer, prompt, max_new_tokens, true, &chunks), doc.qa[k]);
     if (!chunks.defined()) continue;
-    const at::Tensor held = chunks.ge(0);
-    tallies.retrieved += static_cast<double>(held.sum().item<int64_t>());
-    tallies.hits += static_cast<double>((held & chunks.lt((fact_tokens + chunk - 1) / chunk)).sum().item<int64_t>());
+    const at::Tensor held = chunks.ge(0);  // [H, chunks]
+    tallies.retrieved += held.sum(1).to(torch::kDouble);
+    tallies.hits += (held & chunks.lt((fact_tokens + chunk - 1) / chunk)).sum(1).to(torch::kDouble);
   }
 }
 
@@ -98,16 +102,23 @@ RecallReport beyond_window_recall(LongMem& system, const text::Tokenizer& tokeni
   torch::NoGradGuard no_grad;
   RecallReport report;
   Tallies tallies;
+  const int64_t heads = system.backbone()->config().n_heads;
+  tallies.hits = torch::zeros({heads}, torch::kDouble);
+  tallies.retrieved = torch::zeros({heads}, torch::kDouble);
   for (size_t i = static_cast<size_t>(comm.rank()); i < documents.size(); i += static_cast<size_t>(comm.world_size()))
     recall_document(system, tokenizer, documents[i], seq_len, max_new_tokens, report, tallies);
   report.backbone.reduce(comm);
   report.longmem.reduce(comm);
-  at::Tensor sums = torch::tensor({tallies.hits, tallies.retrieved, tallies.memory_tokens, tallies.documents},
-                                  torch::kDouble);
+  at::Tensor sums = torch::cat({tallies.hits, tallies.retrieved,
+                                torch::tensor({tallies.memory_tokens, tallies.documents}, torch::kDouble)});
   comm.all_reduce(sums);
-  report.hit_rate = sums[1].item<double>() > 0 ? sums[0].item<double>() / sums[1].item<double>() : 0.0;
-  report.documents = static_cast<int64_t>(sums[3].item<double>());
-  report.memory_tokens = report.documents > 0 ? sums[2].item<double>() / static_cast<double>(report.documents) : 0.0;
+  const at::Tensor hits = sums.narrow(0, 0, heads), retrieved = sums.narrow(0, heads, heads);
+  report.hit_rate = retrieved.sum().item<double>() > 0 ? (hits.sum() / retrieved.sum()).item<double>() : 0.0;
+  for (int64_t h = 0; h < heads; ++h)
+    report.head_hit_rates.push_back(retrieved[h].item<double>() > 0 ? (hits[h] / retrieved[h]).item<double>() : 0.0);
+  report.documents = static_cast<int64_t>(sums[2 * heads + 1].item<double>());
+  report.memory_tokens =
+      report.documents > 0 ? sums[2 * heads].item<double>() / static_cast<double>(report.documents) : 0.0;
   return report;
 }
 

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/Tensor.h>
+
 #include "data/document.h"
 #include "eval/qa_eval.h"
 
@@ -29,9 +31,16 @@ namespace engram::longmem {
 
 class LongMem;
 
+// Greedy answer to `prompt` (token ids ending in "Answer:"): the backbone's (with_memory false) or
+// LongMem's, reading the memory without writing; the text up to the first newline. The first
+// step's retrieved chunk ids [H, chunks] go to `first_chunks` when asked (undefined: nothing read).
+std::string greedy_answer(LongMem& system, const text::Tokenizer& tokenizer, std::vector<int32_t> prompt,
+                          int64_t max_new_tokens, bool with_memory, at::Tensor* first_chunks = nullptr);
+
 struct RecallReport {
   eval::QaEvalResult backbone, longmem;
   double hit_rate = 0;          // share of retrieved chunks from the fact part
+  std::vector<double> head_hit_rates;  // the same per head of the memory layer
   int64_t documents = 0;
   double memory_tokens = 0;     // mean tokens the memory held when the questions were asked
 };

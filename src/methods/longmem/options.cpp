@@ -24,6 +24,10 @@ void declare_longmem_options(config::Schema& s) {
   s.add_int("longmem.chunk", 4, "tokens per memory chunk (a chunk is found by its mean key)", Range::at_least(1));
   s.add_int("longmem.memory_tokens", 8192, "M: memory capacity per rank in tokens (FIFO beyond)", Range::at_least(1));
   s.add_float("longmem.dropout", 0.1, "SideNet residual and attention dropout in training", Range::between(0, 0.9));
+  s.add_float("longmem.gate_scale", 1.0,
+              "the memory gate is learnt as g / gate_scale, so it moves gate_scale times faster than the weights "
+              "(1: as the reference, which trains 100k steps)",
+              Range::at_least(1e-3));
   s.add_bool("longmem.memory", true,
              "false: train the SideNet without its memory path (the capacity-matched control of longmem-ppl)");
   s.add_string("longmem.recall_data", "runs/quickstart/data/long_test.jsonl",
@@ -53,6 +57,7 @@ LongMemOptions longmem_options_from(const config::Config& c) {
   o.sidenet.retrieve_tokens = c.get_int("longmem.retrieve_tokens");
   o.sidenet.dropout = c.get_float("longmem.dropout");
   o.sidenet.memory = c.get_bool("longmem.memory");
+  o.sidenet.gate_scale = c.get_float("longmem.gate_scale");
   o.chunk = c.get_int("longmem.chunk");
   o.memory_tokens = c.get_int("longmem.memory_tokens");
   if (o.memory_tokens % o.chunk != 0)

@@ -66,8 +66,8 @@ void add_retrieval(FusedAttentionInputs& f, const at::Tensor& queries, const Lay
 
 class SideLayerImpl : public torch::nn::Module {
  public:
-  SideLayerImpl(const DecoderConfig& c, double dropout, bool memory_layer)
-      : heads_(c.n_heads), parallel_(c.block == DecoderConfig::Block::Parallel), mlp_kind_(c.mlp), dropout_(dropout) {
+  SideLayerImpl(const DecoderConfig& c, double dropout, bool memory_layer, double gate_scale)
+      : gate_scale(gate_scale), heads_(c.n_heads), parallel_(c.block == DecoderConfig::Block::Parallel), mlp_kind_(c.mlp), dropout_(dropout) {
     const bool rms = c.norm == DecoderConfig::Norm::Rms, mlp_bias = c.has_mlp_bias();
     ln1 = register_module("ln1", SideNorm(c.d_model, rms, c.norm_eps));
     attn = register_module("attn", Holder());
@@ -98,7 +98,7 @@ class SideLayerImpl : public torch::nn::Module {
     }
     f.bias = in.alibi_bias;
     if (in.memory && gate.defined()) add_retrieval(f, qp, in, heads_);
-    f.gate = gate;
+    if (gate.defined()) f.gate = gate * gate_scale;
     f.local_dropout = dropout_;
     f.training = is_training();
     const at::Tensor a = o(fused_memory_attention(f).transpose(1, 2).reshape({B, T, d}));
@@ -109,7 +109,8 @@ class SideLayerImpl : public torch::nn::Module {
   SideNorm ln1{nullptr}, ln2{nullptr};
   Holder attn{nullptr}, mlp{nullptr};
   model::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr}, up{nullptr}, gate_proj{nullptr}, down{nullptr};
-  at::Tensor gate;  // the memory layer's g [H]; undefined elsewhere
+  at::Tensor gate;  // the memory layer's g / gate_scale [H]; undefined elsewhere
+  double gate_scale;
 
  private:
   at::Tensor feed_forward(const at::Tensor& h) {
@@ -140,6 +141,7 @@ SideNetConfig SideNetConfig::resolved(const DecoderConfig& backbone) const {
                c.memory_layer, L, c.side_layers(L));
   if (c.retrieve_tokens < 1) core::fail("longmem.retrieve_tokens {}: expected at least 1", c.retrieve_tokens);
   if (c.dropout < 0 || c.dropout >= 1) core::fail("longmem.dropout {}: expected [0, 1)", c.dropout);
+  if (c.gate_scale <= 0) core::fail("longmem.gate_scale {}: expected > 0", c.gate_scale);
   return c;
 }
 
@@ -158,7 +160,7 @@ SideNetImpl::SideNetImpl(model::Decoder backbone, const SideNetConfig& config)
   layers_ = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config_.side_layers(c.n_layers); ++i) {
     const bool reads_memory = config_.memory && i == config_.memory_side_layer();
-    layer_list_.push_back(std::make_shared<SideLayerImpl>(c, config_.dropout, reads_memory));
+    layer_list_.push_back(std::make_shared<SideLayerImpl>(c, config_.dropout, reads_memory, config_.gate_scale));
     layers_->push_back(layer_list_.back());
   }
   ln_f_ = std::make_shared<SideNormImpl>(c.d_model, c.norm == DecoderConfig::Norm::Rms, c.norm_eps);
@@ -191,7 +193,9 @@ std::vector<std::pair<std::string, at::Tensor>> SideNetImpl::named_weights() con
 }
 
 at::Tensor SideNetImpl::gate() const {
-  return config_.memory ? layer_list_[static_cast<size_t>(config_.memory_side_layer())]->gate : at::Tensor();
+  if (!config_.memory) return at::Tensor();
+  const auto& layer = *layer_list_[static_cast<size_t>(config_.memory_side_layer())];
+  return layer.gate * layer.gate_scale;
 }
 
 SideOutput SideNetImpl::forward(const BackboneStates& states, const ChunkMemory* memory) {

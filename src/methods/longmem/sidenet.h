@@ -40,6 +40,10 @@ struct SideNetConfig {
   int64_t retrieve_tokens = 64;  // memory tokens each query reads per head (chunks x chunk size)
   double dropout = 0.1;      // residual and local-attention dropout in training
   bool memory = true;        // false: a SideNet without the memory path (the capacity-matched control)
+  // The gate is stored as g / gate_scale: Adam moves a parameter by about lr per step whatever its
+  // scale, so g moves gate_scale times faster than the weights (the reference's 100k steps move it
+  // far; a few hundred at the same lr barely do). 1: the reference.
+  double gate_scale = 1.0;
 
   int64_t side_layers(int64_t backbone_layers) const { return backbone_layers / reduction; }
   int64_t memory_side_layer() const { return memory_layer / reduction; }
@@ -76,7 +80,7 @@ class SideNetImpl : public torch::nn::Module {
   const SideNetConfig& config() const { return config_; }
   // The trainable parameters by name (layers.{i}.*, ln_f.*, layers.{m}.gate).
   std::vector<std::pair<std::string, at::Tensor>> named_weights() const;
-  at::Tensor gate() const;  // g [H] of the memory layer (sigma(g): the memory's share per head)
+  at::Tensor gate() const;  // g [H] of the memory layer (sigma(g): the memory's share per head), or undefined
 
  private:
   void copy_from_backbone();

@@ -13,6 +13,7 @@ LongMem::LongMem(model::Decoder backbone, const SideNetConfig& sidenet, int64_t 
       memory_(MemoryShape{backbone->config().n_heads, backbone->config().head_dim(), chunk, memory_tokens}) {
   backbone_->eval();
   for (auto& p : backbone_->parameters()) p.set_requires_grad(false);
+  sidenet_->eval();  // inference unless the caller trains it
 }
 
 SegmentOutput LongMem::forward(const at::Tensor& input_ids, const Pass& pass) {
@@ -33,6 +34,12 @@ SegmentOutput LongMem::forward(const at::Tensor& input_ids, const Pass& pass) {
   return out;
 }
 
+void LongMem::resize_memory(int64_t tokens) {
+  MemoryShape shape = memory_.shape();
+  shape.capacity_tokens = tokens;
+  memory_ = ChunkMemory(shape);
+}
+
 void LongMem::save(io::H5File& file, const std::string& group) const {
   const SideNetConfig& c = config();
   file.create_group(group);
@@ -42,6 +49,7 @@ void LongMem::save(io::H5File& file, const std::string& group) const {
   file.set_attr(group, "retrieve_tokens", c.retrieve_tokens);
   file.set_attr(group, "memory", static_cast<int64_t>(c.memory));
   file.set_attr(group, "dropout", c.dropout);
+  file.set_attr(group, "gate_scale", c.gate_scale);
   file.set_attr(group, "chunk", memory_.shape().chunk);
   file.set_attr(group, "memory_tokens", memory_.shape().capacity_tokens);
   file.set_attr(group, "backbone_layers", backbone_->config().n_layers);
@@ -63,6 +71,7 @@ LongMem LongMem::load(model::Decoder backbone, const io::H5File& file, const std
   c.retrieve_tokens = file.attr_int(group, "retrieve_tokens");
   c.memory = file.attr_int(group, "memory") != 0;
   c.dropout = file.attr_double(group, "dropout");
+  c.gate_scale = file.attr_double(group, "gate_scale");
   LongMem system(std::move(backbone), c, file.attr_int(group, "chunk"), file.attr_int(group, "memory_tokens"));
   torch::NoGradGuard no_grad;
   for (auto& [name, tensor] : system.sidenet_->named_weights()) {

@@ -40,6 +40,8 @@ class LongMem {
   SideNet& sidenet() { return sidenet_; }
   ChunkMemory& memory() { return memory_; }
   const SideNetConfig& config() const { return sidenet_->config(); }
+  // An empty memory of `tokens` capacity (a whole number of chunks) in place of the current one.
+  void resize_memory(int64_t tokens);
 
   // The SideNet's weights and what rebuilds it (reduction, memory layer, chunk, ...) under
   // `group`; load checks that the backbone has the shape the SideNet was made for.

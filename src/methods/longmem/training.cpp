@@ -116,6 +116,10 @@ TrainReport train_longmem(const LongMemOptions& o, dist::Communicator& comm, dis
   report.training = run_training(o, system, batcher, comm, mpi_comm);
   if (report.training.stopped) return report.stopped = true, report;
   system.sidenet()->eval();
+  if (system.config().memory) {
+    const at::Tensor share = torch::sigmoid(system.sidenet()->gate().detach()).to(torch::kDouble);
+    report.memory_share.assign(share.data_ptr<double>(), share.data_ptr<double>() + share.numel());
+  }
   report.sidenet_path = o.out_dir + "/sidenet.h5";
   if (comm.rank() == 0) {
     fs::create_directories(o.out_dir);

@@ -41,6 +41,7 @@ struct TrainReport {
   int64_t stream_tokens = 0;
   int64_t steps_per_epoch = 0;
   std::string sidenet_path;  // <out_dir>/sidenet.h5
+  std::vector<double> memory_share;  // sigma(g) per head of the memory layer: the memory's weight
   RecallReport recall;
 };
 
