@@ -249,6 +249,9 @@ void declare_synth_options(config::Schema& schema) {
   schema.add_int("synth.long_train_count", 0,
                  "with synth.long_documents: also write long_train.jsonl, this many long documents of train "
                  "entities (LongMem's training stream: questions far beyond the window after their facts)");
+  schema.add_int("synth.long_train_filler_words", -1,
+                 "filler words of the long training documents (-1: synth.long_filler_words); less filler puts more "
+                 "questions that need the memory into the same number of training tokens");
 }
 
 SynthOptions synth_options_from(const config::Config& config) {
@@ -267,6 +270,7 @@ SynthOptions synth_options_from(const config::Config& config) {
   o.long_filler_words = static_cast<int>(config.get_int("synth.long_filler_words"));
   o.long_documents_count = config.get_int("synth.long_count");
   o.long_train_count = config.get_int("synth.long_train_count");
+  o.long_train_filler_words = static_cast<int>(config.get_int("synth.long_train_filler_words"));
   return o;
 }
 
@@ -376,7 +380,9 @@ Document SynthWorld::long_document(int64_t index, int64_t position, Split split)
   // questions (kept in qa) are asked at the end, beyond a short model's window.
   std::mt19937_64 rng(core::derive_seed(options_.seed, {0x10F6, static_cast<uint64_t>(index)}));
   int64_t words = 0;
-  while (words < options_.long_filler_words) {
+  const int filler =
+      split == Split::Train && options_.long_train_filler_words >= 0 ? options_.long_train_filler_words : options_.long_filler_words;
+  while (words < filler) {
     std::string sentence = filler_sentence(rng());
     words += std::count(sentence.begin(), sentence.end(), ' ') + 1;
     doc.text += " " + sentence;

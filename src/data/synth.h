@@ -35,6 +35,7 @@ struct SynthOptions {
   int long_filler_words = 600;       // filler between the facts and the end of a long document
   int64_t long_documents_count = 200;
   int64_t long_train_count = 0;      // long_train.jsonl: long documents of train entities (LongMem's training)
+  int long_train_filler_words = -1;  // their filler (-1: long_filler_words)
   int64_t time_origin = 1700000000;  // time of the first document of a split; one hour apart
 };
 

@@ -12,6 +12,13 @@
 //     one table (zero storage, test questions never used as targets), and a single injection of
 //     a few documents answering closed book (the issue's bars need 50-100 documents and are
 //     measured with selfparam-eval: docs/selfparam.md).
+//  4. LongMem (issue: LongMem end to end), on the same base LM, its SideNet trained before the
+//     table as tools/quickstart.sh does. What it reaches, not the issue's bars, which are not met
+//     (docs/longmem.md: recall F1 0.14 of the 0.6 asked; the wrong-document memory helps as much as
+//     the right one; the table's row 1.9x closed book of the 5x asked): the backbone cannot read
+//     facts beyond its window and LongMem reads some through its memory, retrieving chunks of the
+//     facts well above their share of the memory; later segments' perplexity is lower with the
+//     memory; its rows are in the one table.
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -137,4 +144,31 @@ TEST(E2E, SelfParamSingleInjectionAnswersClosedBook) {
   EXPECT_LE(rows["closed book"]["all"]["f1"].get<double>(), 0.1);
   EXPECT_GE(injected, 0.6);  // 4 documents, ~16 questions: 50 gave 0.86 (docs/selfparam.md)
   EXPECT_GT(injected, rows["FT(C)"]["all"]["f1"].get<double>() + 0.3);
+}
+
+TEST(E2E, LongMemReadsSomeFactsBeyondItsWindow) {
+  const std::string dir = scratch();
+  auto report = nlohmann::json::parse(std::ifstream(dir + "/longmem/eval.json"));
+  const auto& recall = report["recall"];
+  EXPECT_EQ(recall["documents"].get<int>(), 100);
+  const double backbone = recall["backbone"]["all"]["f1"].get<double>();
+  const double longmem = recall["longmem"]["all"]["f1"].get<double>();
+  EXPECT_LE(backbone, 0.05);             // the facts are beyond the window
+  EXPECT_GE(longmem, backbone + 0.05);   // 0.141 against 0.000 measured (300 steps; the bar is 0.6)
+  EXPECT_GE(recall["hit_rate"].get<double>(), 0.1);  // the fact part is ~5% of the memory; 0.21 measured
+
+  Result r = run(kMpirun + "2 " + kEngram + " longmem-ppl" + quickstart_sets() + " --text " + dir +
+                 "/data/long_test.jsonl");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::cout << r.output.substr(r.output.find("segment perplexity")) << std::flush;
+  auto rows = nlohmann::json::parse(std::ifstream(dir + "/longmem/ppl.json"))["rows"];
+  ASSERT_GE(rows.size(), 4u);
+  for (size_t s = 1; s < 4; ++s)  // later segments: 1.487 against 1.500 measured
+    EXPECT_LT(rows[s]["longmem"].get<double>(), rows[s]["sidenet_no_memory"].get<double>()) << s;
+
+  auto results = nlohmann::json::parse(std::ifstream(dir + "/eval/results.json"));
+  const nlohmann::json& whole = row(results, "LongMem (memory holds the stream)");
+  EXPECT_EQ(whole["contender"].get<std::string>(), "longmem");
+  EXPECT_GT(whole["storage_bytes_per_doc"].get<double>(), 0.0);
+  EXPECT_GE(whole["memory_tokens"].get<double>(), 100000.0);  // 1000 documents in memory
 }

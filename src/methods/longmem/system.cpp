@@ -71,7 +71,7 @@ LongMem LongMem::load(model::Decoder backbone, const io::H5File& file, const std
   c.retrieve_tokens = file.attr_int(group, "retrieve_tokens");
   c.memory = file.attr_int(group, "memory") != 0;
   c.dropout = file.attr_double(group, "dropout");
-  c.gate_scale = file.attr_double(group, "gate_scale");
+  if (file.has_attr(group, "gate_scale")) c.gate_scale = file.attr_double(group, "gate_scale");
   LongMem system(std::move(backbone), c, file.attr_int(group, "chunk"), file.attr_int(group, "memory_tokens"));
   torch::NoGradGuard no_grad;
   for (auto& [name, tensor] : system.sidenet_->named_weights()) {
