@@ -75,11 +75,7 @@ int run_longmem_train(CommandContext& ctx) {
 
 // The LongMem of longmem.out_dir's sidenet.h5 (or --sidenet) over base.model.
 longmem::LongMem load_system(const std::string& path, const config::Config& config, model::LanguageModel& base) {
-  model::LanguageModelSource source;
-  source.path = config.get_string("base.model");
-  source.key = "base.model";
-  source.frozen = true;
-  base = model::load_language_model(source);
+  base = longmem::frozen_backbone(config.get_string("base.model"));
   if (!fs::exists(path)) core::fail("{}: no SideNet here; train one with engram longmem-train (or pass --sidenet)", path);
   io::H5File file(path, io::H5File::Mode::Read);
   return longmem::LongMem::load(base.decoder, file, "/sidenet");

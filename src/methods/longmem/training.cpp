@@ -49,15 +49,15 @@ std::vector<int32_t> stream_tokens(const std::vector<data::Document>& documents,
   return tokens;
 }
 
-namespace {
-
-model::LanguageModel frozen_backbone(const LongMemOptions& o) {
+model::LanguageModel frozen_backbone(const std::string& path) {
   model::LanguageModelSource source;
-  source.path = o.base_model;
+  source.path = path;
   source.key = "base.model";
   source.frozen = true;
   return model::load_language_model(source);
 }
+
+namespace {
 
 // The step loop: rank r's rows of block t, memory cleared at each epoch's start.
 train::TrainResult run_training(const LongMemOptions& o, LongMem& system, const data::StreamBatcher& batcher,
@@ -94,7 +94,7 @@ train::TrainResult run_training(const LongMemOptions& o, LongMem& system, const 
 }  // namespace
 
 TrainReport train_longmem(const LongMemOptions& o, dist::Communicator& comm, dist::MpiHandle mpi_comm) {
-  model::LanguageModel base = frozen_backbone(o);
+  model::LanguageModel base = frozen_backbone(o.base_model);
   const auto tokens = stream_tokens(read_documents(o.train_data, o.read), *base.tokenizer);
   const int64_t rows = o.train.micro_batch * comm.world_size();
   if (static_cast<int64_t>(tokens.size()) < rows * (o.seq_len + 1))
