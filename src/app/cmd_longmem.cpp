@@ -89,6 +89,7 @@ int run_longmem_ppl(CommandContext& ctx) {
   if (!ctx.args.count("text")) core::fail("longmem-ppl: --text is required (a .txt file or documents)");
   model::LanguageModel base;
   longmem::LongMem system = load_system(sidenet, ctx.config, base);
+  system.set_memory_search(options.search);
   std::vector<std::vector<int32_t>> documents;
   const auto docs = longmem::read_documents(ctx.args["text"].as<std::vector<std::string>>(), options.read);
   const int64_t split = ctx.args["document-segments"].as<int64_t>();

@@ -120,9 +120,40 @@ TEST(LongMemMemory, RoundTripThroughHdf5ContinuesAsTheOriginal) {
   EXPECT_THROW(ChunkMemory::load(file, "/nothing"), core::UserError);
 }
 
+TEST(LongMemMemory, IvfSearchIsExactWhenItProbesEveryListAndFollowsOverwrites) {
+  // 4 lists: trained once 156 chunks are held; 200 chunks of capacity, so later writes overwrite.
+  const MemoryShape shape{2, 8, 2, 400};
+  ChunkMemory exact(shape), all_lists(shape, {4, 4}), one_list(shape, {4, 1});
+  auto write = [&](int64_t n, uint64_t seed) {
+    for (ChunkMemory* m : {&exact, &all_lists, &one_list}) m->write(tokens(n, 2, 8, seed), tokens(n, 2, 8, seed + 1));
+  };
+  write(300, 20);  // 150 chunks: not yet trained, exact search
+  EXPECT_FALSE(all_lists.approximate());
+  write(40, 22);   // 170 chunks
+  EXPECT_TRUE(all_lists.approximate());
+  const at::Tensor q = tokens(50, 2, 8, 30);
+  EXPECT_TRUE(torch::equal(all_lists.retrieve(q, 5).chunk_ids, exact.retrieve(q, 5).chunk_ids));
+  write(200, 24);  // 270 chunks written: 70 slots overwritten
+  const auto a = all_lists.retrieve(q, 5), e = exact.retrieve(q, 5), one = one_list.retrieve(q, 5);
+  EXPECT_TRUE(torch::equal(a.chunk_ids, e.chunk_ids));
+  EXPECT_TRUE(torch::equal(a.keys, e.keys));
+  // One list of four finds part of the exact top 5, and only chunks that are held.
+  int64_t found = 0;
+  for (int64_t i = 0; i < 50; ++i)
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t j = 0; j < 5; ++j)
+        found += e.chunk_ids[i][h].eq(one.chunk_ids[i][h][j]).any().item<bool>();
+  EXPECT_GT(found, 50 * 2 * 5 / 10);
+  EXPECT_LT(found, 50 * 2 * 5);
+  EXPECT_TRUE(one.chunk_ids.ge(70).logical_or(one.chunk_ids.eq(-1)).all().item<bool>());
+  all_lists.clear();  // back to exact until enough chunks again
+  EXPECT_FALSE(all_lists.approximate());
+}
+
 TEST(LongMemMemory, BadSizesAreAClearError) {
   EXPECT_THROW(ChunkMemory({2, 4, 4, 10}), core::UserError);  // not a multiple of the chunk
   EXPECT_THROW(ChunkMemory({0, 4, 4, 16}), core::UserError);
+  EXPECT_THROW(ChunkMemory({2, 4, 4, 16}, {4, 5}), core::UserError);  // probe > lists
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ class LongMemContender : public eval::Contender {
       core::fail("eval method longmem: {} does not exist; train the SideNet first (engram longmem-train)", path);
     io::H5File file(path, io::H5File::Mode::Read);
     system_.emplace(LongMem::load(base.decoder, file, "/sidenet"));
+    system_->set_memory_search(options_.search);
     const std::vector<int32_t> tokens = stream_of(stream, *base.tokenizer);
     const int64_t chunk = system_->memory().shape().chunk;
     full_tokens_ = (static_cast<int64_t>(tokens.size()) + chunk - 1) / chunk * chunk;

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include <faiss/IndexFlat.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/impl/IDSelector.h>
 #include <torch/torch.h>
 
 #include "core/error.h"
@@ -12,12 +14,19 @@
 
 namespace engram::longmem {
 
-// One exact inner-product index per head; vector s of head h is the mean key of slot s.
+// One exact inner-product index per head; vector s of head h is the mean key of slot s. With IVF,
+// once trained: per head an IndexIVFFlat (over its own quantizer) holding the same vectors, id = slot.
 struct ChunkMemory::Index {
   std::vector<faiss::IndexFlatIP> heads;
+  std::vector<std::unique_ptr<faiss::IndexFlatIP>> quantizers;
+  std::vector<std::unique_ptr<faiss::IndexIVFFlat>> ivf;  // empty until trained
 };
 
-ChunkMemory::ChunkMemory(MemoryShape shape) : shape_(shape), index_(std::make_unique<Index>()) {
+ChunkMemory::ChunkMemory(MemoryShape shape, MemorySearch search)
+    : shape_(shape), search_(search), index_(std::make_unique<Index>()) {
+  if (search.ivf_lists < 0 || (search.ivf_lists > 0 && (search.ivf_probe < 1 || search.ivf_probe > search.ivf_lists)))
+    core::fail("longmem.ivf_lists {} and longmem.ivf_probe {}: expected lists >= 0 and 1 <= probe <= lists",
+               search.ivf_lists, search.ivf_probe);
   if (shape.heads < 1 || shape.head_dim < 1 || shape.chunk < 1)
     core::fail("longmem memory: heads {}, head_dim {} and chunk {} must be at least 1", shape.heads, shape.head_dim,
                shape.chunk);
@@ -37,6 +46,25 @@ ChunkMemory& ChunkMemory::operator=(ChunkMemory&&) noexcept = default;
 
 int64_t ChunkMemory::size() const { return std::min(written_, capacity_chunks()); }
 
+bool ChunkMemory::approximate() const { return !index_->ivf.empty(); }
+
+void ChunkMemory::train_ivf_when_ready() {
+  const int64_t lists = search_.ivf_lists, d = shape_.head_dim;
+  if (lists == 0 || approximate() || size() < 39 * lists) return;
+  std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(size()));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<faiss::Index::idx_t>(i);
+  for (auto& flat : index_->heads) {
+    index_->quantizers.push_back(std::make_unique<faiss::IndexFlatIP>(d));
+    auto ivf = std::make_unique<faiss::IndexIVFFlat>(index_->quantizers.back().get(), d, lists,
+                                                     faiss::METRIC_INNER_PRODUCT);
+    ivf->verbose = false;
+    ivf->train(size(), flat.get_xb());
+    ivf->add_with_ids(size(), flat.get_xb(), ids.data());
+    ivf->nprobe = search_.ivf_probe;
+    index_->ivf.push_back(std::move(ivf));
+  }
+}
+
 void ChunkMemory::index_chunks(const at::Tensor& means, int64_t first_slot) {
   // means [H, n, d] contiguous for slots first_slot .. first_slot + n - 1 (no wrap).
   const int64_t n = means.size(1), d = shape_.head_dim;
@@ -50,6 +78,13 @@ void ChunkMemory::index_chunks(const at::Tensor& means, int64_t first_slot) {
     const int64_t overwrite = std::clamp<int64_t>(index.ntotal - first_slot, 0, n);
     if (overwrite > 0) std::memcpy(index.get_xb() + first_slot * d, src, sizeof(float) * overwrite * d);
     if (n > overwrite) index.add(n - overwrite, src + overwrite * d);
+    if (!approximate()) continue;
+    // The slots' old vectors leave the inverted lists, the new ones join them.
+    auto& ivf = *index_->ivf[static_cast<size_t>(h)];
+    ivf.remove_ids(faiss::IDSelectorRange(first_slot, first_slot + n));
+    std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = first_slot + i;
+    ivf.add_with_ids(n, src, ids.data());
   }
 }
 
@@ -76,6 +111,7 @@ void ChunkMemory::write(const at::Tensor& keys, const at::Tensor& values) {
     index_chunks(k.narrow(1, first, run).mean(2).contiguous(), slot);
     written_ += run, first += run;
   }
+  train_ivf_when_ready();
 }
 
 ChunkMemory::Retrieved ChunkMemory::retrieve(const at::Tensor& queries, int64_t chunks) const {
@@ -89,8 +125,9 @@ ChunkMemory::Retrieved ChunkMemory::retrieve(const at::Tensor& queries, int64_t 
   at::Tensor scores = torch::empty({h_count, q, chunks}, torch::kFloat);
   std::vector<faiss::Index::idx_t> found(static_cast<size_t>(q * chunks));
   for (int64_t h = 0; h < h_count; ++h) {
-    index_->heads[static_cast<size_t>(h)].search(q, by_head[h].data_ptr<float>(), chunks, scores[h].data_ptr<float>(),
-                                                 found.data());
+    const faiss::Index& index = approximate() ? static_cast<const faiss::Index&>(*index_->ivf[static_cast<size_t>(h)])
+                                              : index_->heads[static_cast<size_t>(h)];
+    index.search(q, by_head[h].data_ptr<float>(), chunks, scores[h].data_ptr<float>(), found.data());
     auto out = labels[h].data_ptr<int64_t>();
     for (size_t i = 0; i < found.size(); ++i) out[i] = static_cast<int64_t>(found[i]);
   }
@@ -118,6 +155,8 @@ void ChunkMemory::clear() {
   chunk_ids_.fill_(-1);
   written_ = 0;
   for (auto& index : index_->heads) index.reset();
+  index_->ivf.clear();  // trained again once the memory holds enough chunks
+  index_->quantizers.clear();
 }
 
 at::Tensor ChunkMemory::state() const {
@@ -139,6 +178,7 @@ void ChunkMemory::restore(const at::Tensor& state) {
   for (int64_t slot = 0; slot < size(); ++slot)
     chunk_ids_[slot] = slot + (written_ - 1 - slot) / c * c;
   if (size() > 0) index_chunks(keys_.narrow(1, 0, size()).mean(2).contiguous(), 0);
+  train_ivf_when_ready();
 }
 
 void ChunkMemory::save(io::H5File& file, const std::string& group) const {
@@ -153,11 +193,11 @@ void ChunkMemory::save(io::H5File& file, const std::string& group) const {
   file.write_tensor(group + "/chunk_ids", chunk_ids_);
 }
 
-ChunkMemory ChunkMemory::load(const io::H5File& file, const std::string& group) {
+ChunkMemory ChunkMemory::load(const io::H5File& file, const std::string& group, MemorySearch search) {
   if (!file.exists(group + "/keys")) core::fail("{}: no LongMem memory under '{}'", file.path(), group);
   MemoryShape shape{file.attr_int(group, "heads"), file.attr_int(group, "head_dim"), file.attr_int(group, "chunk"),
                     file.attr_int(group, "capacity_tokens")};
-  ChunkMemory m(shape);
+  ChunkMemory m(shape, search);
   const at::Tensor keys = file.read_tensor(group + "/keys"), values = file.read_tensor(group + "/values");
   if (!keys.sizes().equals(m.keys_.sizes()) || !values.sizes().equals(m.values_.sizes()))
     core::fail("{}: LongMem memory '{}' has keys of another shape than its attributes say", file.path(), group);
@@ -167,6 +207,7 @@ ChunkMemory ChunkMemory::load(const io::H5File& file, const std::string& group) 
   m.written_ = file.attr_int(group, "written");
   // The indexes again, slot by slot (the slots held are 0 .. size - 1).
   if (m.size() > 0) m.index_chunks(m.keys_.narrow(1, 0, m.size()).mean(2).contiguous(), 0);
+  m.train_ivf_when_ready();
   return m;
 }
 

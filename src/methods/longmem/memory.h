@@ -32,14 +32,25 @@ struct MemoryShape {
   int64_t capacity_tokens = 8192;    // M (a whole number of chunks)
 };
 
+// Approximate search (faiss IndexIVFFlat per head, inner product): 0 lists = exact search only.
+// The coarse quantizer is trained once the memory holds 39 chunks per list (faiss's minimum for a
+// sound k-means); until then, and after clear(), the search is exact. Overwritten slots are
+// removed from and re-added to the inverted lists; ids are slots, as in the exact index.
+struct MemorySearch {
+  int64_t ivf_lists = 0;
+  int64_t ivf_probe = 8;  // lists visited per query (= ivf_lists: the exact top-k)
+};
+
 class ChunkMemory {
  public:
-  explicit ChunkMemory(MemoryShape shape);  // bad sizes -> core::UserError
+  explicit ChunkMemory(MemoryShape shape, MemorySearch search = {});  // bad sizes -> core::UserError
   ~ChunkMemory();
   ChunkMemory(ChunkMemory&&) noexcept;
   ChunkMemory& operator=(ChunkMemory&&) noexcept;
 
   const MemoryShape& shape() const { return shape_; }
+  const MemorySearch& search() const { return search_; }
+  bool approximate() const;  // the IVF index is trained and answers retrieve()
   int64_t capacity_chunks() const { return shape_.capacity_tokens / shape_.chunk; }
   int64_t size() const;                      // chunks held
   int64_t written() const { return written_; }  // chunks ever written: the next chunk's id
@@ -67,13 +78,15 @@ class ChunkMemory {
 
   // The whole memory under `group` of an open file (rank 0's view: call on the rank that writes).
   void save(io::H5File& file, const std::string& group) const;
-  static ChunkMemory load(const io::H5File& file, const std::string& group);
+  static ChunkMemory load(const io::H5File& file, const std::string& group, MemorySearch search = {});
 
  private:
   struct Index;  // the faiss indexes (memory.cpp): keeps faiss's headers out of this one
   void index_chunks(const at::Tensor& means, int64_t first_slot);
+  void train_ivf_when_ready();
 
   MemoryShape shape_;
+  MemorySearch search_;
   at::Tensor keys_, values_;  // [H, C, chunk, d]
   at::Tensor chunk_ids_;      // [C] int64: the id of the chunk in each slot, -1 while empty
   int64_t written_ = 0;

@@ -23,6 +23,11 @@ void declare_longmem_options(config::Schema& s) {
             Range::at_least(1));
   s.add_int("longmem.chunk", 4, "tokens per memory chunk (a chunk is found by its mean key)", Range::at_least(1));
   s.add_int("longmem.memory_tokens", 8192, "M: memory capacity per rank in tokens (FIFO beyond)", Range::at_least(1));
+  s.add_int("longmem.ivf_lists", 0,
+            "approximate search: faiss IVF lists per head, trained once the memory holds 39 chunks per list "
+            "(0: exact search)",
+            Range::at_least(0));
+  s.add_int("longmem.ivf_probe", 8, "IVF lists visited per query (more: closer to exact, slower)", Range::at_least(1));
   s.add_float("longmem.dropout", 0.1, "SideNet residual and attention dropout in training", Range::between(0, 0.9));
   s.add_float("longmem.gate_scale", 1.0,
               "the memory gate is learnt as g / gate_scale, so it moves gate_scale times faster than the weights "
@@ -60,6 +65,8 @@ LongMemOptions longmem_options_from(const config::Config& c) {
   o.sidenet.gate_scale = c.get_float("longmem.gate_scale");
   o.chunk = c.get_int("longmem.chunk");
   o.memory_tokens = c.get_int("longmem.memory_tokens");
+  o.search.ivf_lists = c.get_int("longmem.ivf_lists");
+  o.search.ivf_probe = c.get_int("longmem.ivf_probe");
   if (o.memory_tokens % o.chunk != 0)
     core::fail("longmem.memory_tokens {} must be a multiple of longmem.chunk {}", o.memory_tokens, o.chunk);
   if (o.sidenet.retrieve_tokens % o.chunk != 0)

@@ -24,6 +24,7 @@ struct LongMemOptions {
   SideNetConfig sidenet;
   int64_t chunk = 4;                   // tokens per memory chunk (csz)
   int64_t memory_tokens = 8192;        // M per rank
+  MemorySearch search;                 // exact, or IVF (longmem.ivf_lists, longmem.ivf_probe)
   std::string recall_data;             // long documents: facts early, questions at the end
   int64_t recall_documents = 100;      // of them, evaluated after training (0: all)
   int64_t max_new_tokens = 8;

@@ -37,8 +37,10 @@ SegmentOutput LongMem::forward(const at::Tensor& input_ids, const Pass& pass) {
 void LongMem::resize_memory(int64_t tokens) {
   MemoryShape shape = memory_.shape();
   shape.capacity_tokens = tokens;
-  memory_ = ChunkMemory(shape);
+  memory_ = ChunkMemory(shape, memory_.search());
 }
+
+void LongMem::set_memory_search(const MemorySearch& search) { memory_ = ChunkMemory(memory_.shape(), search); }
 
 void LongMem::save(io::H5File& file, const std::string& group) const {
   const SideNetConfig& c = config();

@@ -42,6 +42,8 @@ class LongMem {
   const SideNetConfig& config() const { return sidenet_->config(); }
   // An empty memory of `tokens` capacity (a whole number of chunks) in place of the current one.
   void resize_memory(int64_t tokens);
+  // An empty memory searched as `search` says (exact or IVF) in place of the current one.
+  void set_memory_search(const MemorySearch& search);
 
   // The SideNet's weights and what rebuilds it (reduction, memory layer, chunk, ...) under
   // `group`; load checks that the backbone has the shape the SideNet was made for.

@@ -104,6 +104,7 @@ TrainReport train_longmem(const LongMemOptions& o, dist::Communicator& comm, dis
   const data::StreamBatcher batcher(tokens, rows, o.seq_len);
   torch::manual_seed(o.seed);  // the same dropout-free start on every rank; weights come from the backbone
   LongMem system(base.decoder, o.sidenet, o.chunk, o.memory_tokens);
+  system.set_memory_search(o.search);
   spdlog::info("longmem: backbone {} parameters, SideNet {} layers ({} trainable parameters), memory layer {} "
                "(side layer {}), {} tokens -> {} steps per epoch of {} rows x {} tokens",
                system.backbone()->num_parameters(), system.config().side_layers(base.decoder->config().n_layers),
