@@ -147,7 +147,7 @@ TEST(EvalSeam, RegistryNamesWhatItKnows) {
 
 TEST(EvalSeam, TheBuiltInContendersAreRegistered) {
   std::vector<std::string> keys = app::builtin_contenders().keys();
-  EXPECT_EQ(keys, (std::vector<std::string>{"closed_book", "context", "ft", "mac", "selfparam", "ft_s"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"closed_book", "context", "ft", "mac", "selfparam", "ft_s", "longmem"}));
 }
 
 TEST(EvalSeam, AStreamWithoutQuestionsIsABadInput) {
