@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "dist/runtime.h"
+#include "eval/options.h"
 #include "eval/scores_json.h"
 #include "io/h5file.h"
 #include "methods/longmem/evaluation.h"
@@ -75,7 +76,7 @@ int run_longmem_train(CommandContext& ctx) {
 
 // The LongMem of longmem.out_dir's sidenet.h5 (or --sidenet) over base.model.
 longmem::LongMem load_system(const std::string& path, const config::Config& config, model::LanguageModel& base) {
-  base = longmem::frozen_backbone(config.get_string("base.model"));
+  base = eval::load_base_model(config.get_string("base.model"));
   if (!fs::exists(path)) core::fail("{}: no SideNet here; train one with engram longmem-train (or pass --sidenet)", path);
   io::H5File file(path, io::H5File::Mode::Read);
   return longmem::LongMem::load(base.decoder, file, "/sidenet");

@@ -12,6 +12,7 @@
 #include "data/readers.h"
 #include "data/stream_batcher.h"
 #include "dist/communicator.h"
+#include "eval/options.h"
 #include "io/h5file.h"
 #include "methods/longmem/system.h"
 #include "model/language_model.h"
@@ -47,14 +48,6 @@ std::vector<int32_t> stream_tokens(const std::vector<data::Document>& documents,
     tokens.insert(tokens.end(), newline.begin(), newline.end());
   }
   return tokens;
-}
-
-model::LanguageModel frozen_backbone(const std::string& path) {
-  model::LanguageModelSource source;
-  source.path = path;
-  source.key = "base.model";
-  source.frozen = true;
-  return model::load_language_model(source);
 }
 
 namespace {
@@ -94,7 +87,7 @@ train::TrainResult run_training(const LongMemOptions& o, LongMem& system, const 
 }  // namespace
 
 TrainReport train_longmem(const LongMemOptions& o, dist::Communicator& comm, dist::MpiHandle mpi_comm) {
-  model::LanguageModel base = frozen_backbone(o.base_model);
+  model::LanguageModel base = eval::load_base_model(o.base_model);
   const auto tokens = stream_tokens(read_documents(o.train_data, o.read), *base.tokenizer);
   const int64_t rows = o.train.micro_batch * comm.world_size();
   if (static_cast<int64_t>(tokens.size()) < rows * (o.seq_len + 1))

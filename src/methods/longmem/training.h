@@ -18,7 +18,6 @@
 #include "dist/mpi_handle.h"
 #include "methods/longmem/evaluation.h"
 #include "methods/longmem/options.h"
-#include "model/language_model.h"
 #include "train/trainer.h"
 
 namespace engram::dist {
@@ -33,8 +32,6 @@ namespace engram::longmem {
 // The documents of `paths`: a .txt file is one document (its whole text), other files go through
 // the dataset readers.
 std::vector<data::Document> read_documents(const std::vector<std::string>& paths, const data::ReadOptions& read);
-// The frozen backbone: base.model at `path`, with its tokenizer.
-model::LanguageModel frozen_backbone(const std::string& path);
 // One token stream: each document's reading layout (or its text), a newline after each.
 std::vector<int32_t> stream_tokens(const std::vector<data::Document>& documents, const text::Tokenizer& tokenizer);
 
