@@ -78,7 +78,7 @@ at::Tensor aggregate_hierarchical(Aggregator& aggregator, const at::Tensor& z0, 
 // The share of attention each head and query token puts on one entry per question: weights
 // [Bq, H, Tq, N T] (one block's, from Aggregator::forward), entry [Bq] int64 -> [Bq, H, Tq], the
 // sum of the weights on that entry's T tokens. The gold document's share is spec check 7 (it should
-// rise far above 1/N) and, with mac.retrieval_weight, a training signal.
+// rise far above 1/N).
 at::Tensor attention_on_entry(const at::Tensor& weights, const at::Tensor& entry, int64_t T);
 // The same for every entry: [Bq, H, Tq, N T] -> [Bq, H, Tq, N].
 at::Tensor attention_per_entry(const at::Tensor& weights, int64_t T);

@@ -16,6 +16,7 @@
 #include "methods/mac/bank.h"
 #include "methods/mac/options.h"
 #include "methods/mac/retrieve.h"
+#include "methods/mac/select.h"
 
 namespace engram::mac {
 
@@ -30,6 +31,11 @@ AnswerOptions answer_options_from(const config::Config& cfg, const text::Tokeniz
   options.carry = cfg.get_string("mac.hierarchy_carries") == "summary" ? Carry::Summary : Carry::Latent;
   options.top_k = cfg.get_int("mac.retriever.top_k");
   if (options.top_k < 0) core::fail("mac.retriever.top_k must be >= 0 (0 = no retrieval), got {}", options.top_k);
+  options.select = cfg.get_int("mac.select");
+  if (options.select < 0) core::fail("mac.select must be >= 0 (0 = attend over the whole bank), got {}", options.select);
+  if (options.top_k > 0 && options.select > options.top_k)
+    core::fail("mac.select ({}) must be <= mac.retriever.top_k ({}): the aggregator selects among the retrieved",
+               options.select, options.top_k);
   options.batch = cfg.get_int("mac.answer_batch");
   options.question_tokens = cfg.get_int("mac.question_tokens");
   options.prompt_tokens = cfg.get_int("mac.qa_tokens");
@@ -84,8 +90,9 @@ class BatchAnswerer {
                            token_keys_ ? bank.keys(shard_.begin, shard_.size())
                                        : s.mac->retriever()->document_keys(shard_rows_[0]),
                            shard_.begin);
-    measure_attention_ = !retrieving_ && !options.hierarchical && options.view == BankView::Full;
-    measure_retrieval_ = retrieving_ && options.view == BankView::Full;
+    selecting_ = options.select > 0 && options.view != BankView::GoldOnly;
+    measure_attention_ = !retrieving_ && !selecting_ && !options.hierarchical && options.view == BankView::Full;
+    measure_retrieval_ = (retrieving_ || selecting_) && options.view == BankView::Full;
   }
 
   int rank() const { return rank_; }
@@ -108,7 +115,8 @@ class BatchAnswerer {
     } else {
       const at::Tensor valid = options_.view == BankView::GoldRemoved ? without_gold(begin, end) : at::Tensor();
       z = retrieving_ ? retrieved_latents(begin, end, z0, q_ids, q_mask, valid)
-                      : aggregated_latents(begin, end, z0, valid);
+          : selecting_ ? selected_latents(begin, end, z0, valid)
+                       : aggregated_latents(begin, end, z0, valid);
     }
     const std::vector<std::string> answers = generate_answers(texts, mine, mine_index, z);
     auto all = gather_strings(answers, comm_);
@@ -170,16 +178,33 @@ class BatchAnswerer {
     at::Tensor question_keys = token_keys_ ? s_.mac->token_keys()->question_keys(q_ids, q_mask)
                                            : s_.mac->retriever()->question_keys(z0);
     Retrieved found = retrieve_top_k(question_keys, *shard_index_, valid, options_.top_k, comm_);
-    at::Tensor z = aggregate_hierarchical(s_.mac->aggregator(), z0, found.memory, M_, &result_.stats, nullptr,
-                                          options_.carry);
+    if (options_.select > 0) {  // the aggregator chooses among the retrieved
+      Retrieved chosen = select_among(s_.mac->aggregator(), z0, found, options_.select);
+      count_gold(begin, end, chosen.rows, found.rows);
+      return aggregate(s_.mac->aggregator(), z0, chosen.memory, &result_.stats);
+    }
+    count_gold(begin, end, found.rows, found.rows);
+    return aggregate_hierarchical(s_.mac->aggregator(), z0, found.memory, M_, &result_.stats, nullptr, options_.carry);
+  }
+
+  // Aggregation over the K documents of the whole bank that the aggregator's own first look
+  // scores best (select.h); counts how often the gold document is among them (first).
+  at::Tensor selected_latents(size_t begin, size_t end, const at::Tensor& z0, const at::Tensor& valid) {
+    Retrieved chosen =
+        select_top_k(s_.mac->aggregator(), z0, shard_rows_[0], shard_.begin, valid, options_.select, M_, comm_);
+    count_gold(begin, end, chosen.rows, chosen.rows);
+    return aggregate(s_.mac->aggregator(), z0, chosen.memory, &result_.stats);
+  }
+
+  // With the full bank: is each question's gold document first in `first` [Bq, K] and among `any` [Bq, C]?
+  void count_gold(size_t begin, size_t end, const at::Tensor& first, const at::Tensor& any) {
     for (size_t i = begin; measure_retrieval_ && i < end; ++i) {
       if (gold_of(i) < 0) continue;
-      at::Tensor hits = found.rows[static_cast<int64_t>(i - begin)] == gold_of(i);
-      tally_.top1 += hits[0].item<bool>() ? 1.0 : 0.0;
-      tally_.retrieved += hits.any().item<bool>() ? 1.0 : 0.0;
+      const int64_t q = static_cast<int64_t>(i - begin);
+      tally_.top1 += first[q][0].item<int64_t>() == gold_of(i) ? 1.0 : 0.0;
+      tally_.retrieved += (any[q] == gold_of(i)).any().item<bool>() ? 1.0 : 0.0;
       ++tally_.count;
     }
-    return z;
   }
 
   // Aggregation over every rank's shard (aggregate.h's distributed form); with a flat pass over
@@ -231,6 +256,7 @@ class BatchAnswerer {
   at::Tensor shard_rows_;  // [1, n_rank, T, d]: this rank's share only (not with the gold-only view)
   int64_t M_ = kFlat;      // aggregation group size
   bool retrieving_ = false;
+  bool selecting_ = false;  // mac.select: the aggregator reads only the documents it scores best
   bool token_keys_ = false;  // the retriever's keys come from the texts, stored in the bank
   std::optional<ShardIndex> shard_index_;  // the retriever's keys of this rank's shard, searchable
   bool measure_attention_ = false, measure_retrieval_ = false;

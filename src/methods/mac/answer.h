@@ -41,6 +41,7 @@ struct AnswerOptions {
   int64_t group_size = 16;    // M
   Carry carry = Carry::Latent;  // what a group becomes (aggregate.h)
   int64_t top_k = 0;          // > 0: aggregate only the K best documents of the retriever (retrieve.h)
+  int64_t select = 0;         // > 0: the aggregator reads only the K documents it scores best (select.h)
   int64_t batch = 64;         // questions per step
   int64_t question_tokens = 104;
   int64_t prompt_tokens = 128;
@@ -59,13 +60,14 @@ struct AnswerResult {
   double gold_attention = -1;
   // ... and the share of questions whose gold document gets the most of it (retrieval at 1).
   double gold_top1 = -1;
-  // With the retriever (top_k > 0, full bank): how often the gold document is among the K
-  // retrieved (gold_top1 is then how often the retriever ranks it first).
+  // With the retriever (top_k > 0) or selection (select > 0), full bank: how often the gold
+  // document is among the retrieved or selected (gold_top1 is then how often the one read first,
+  // the aggregator's choice with select, is the gold document).
   double gold_retrieved = -1;
   double seconds = 0;
 };
 
-// mac.aggregation, mac.group_size, mac.hierarchy_carries, mac.retriever.top_k, mac.answer_batch, mac.question_tokens,
+// mac.aggregation, mac.group_size, mac.hierarchy_carries, mac.retriever.top_k, mac.select, mac.answer_batch, mac.question_tokens,
 // mac.qa_tokens and decoding.* (EOS and padding of the LM's tokenizer).
 AnswerOptions answer_options_from(const config::Config& config, const text::Tokenizer& lm_tokenizer);
 

@@ -35,40 +35,46 @@ class MacContender : public eval::Contender {
 
   std::vector<eval::Row> answer(const eval::Stream& stream, const std::vector<eval::StreamQuestion>& questions,
                                 eval::EvalContext& ctx) override {
-    // With a retriever (top_k = K), its rows come first; the whole-bank rows follow for comparison.
-    const int64_t K = answer_options_.top_k, M = answer_options_.group_size;
+    // MAC itself first: over the whole bank, no retriever (with mac.select S, the aggregator
+    // reads the S documents it scores best). Then, with a retriever (top_k = K), MAC + retrieval:
+    // the aggregator reads (or selects S among) the retriever's K, beside the retriever's best
+    // document read alone. Then the ablations, on MAC itself.
+    const int64_t K = answer_options_.top_k, S = answer_options_.select, M = answer_options_.group_size;
+    const std::string reads = S > 0 ? fmt::format(", reads its best {}", S) : "";
     std::vector<eval::Row> rows;
-    auto add = [&](std::string name, bool hierarchical, int64_t top_k, BankView view) {
-      rows.push_back(row(std::move(name), hierarchical, top_k, view, stream.size(), questions, ctx));
+    auto add = [&](std::string name, bool hierarchical, int64_t top_k, int64_t select, BankView view) {
+      rows.push_back(row(std::move(name), hierarchical, top_k, select, view, stream.size(), questions, ctx));
     };
+    add(fmt::format("MAC (hierarchical, M={}{})", M, reads), true, 0, S, BankView::Full);
+    add(fmt::format("MAC (flat{})", reads), false, 0, S, BankView::Full);
     if (K > 0) {
-      add(fmt::format("MAC (retriever top-{}, hierarchical, M={})", K, M), true, K, BankView::Full);
-      add(fmt::format("MAC (retriever top-{}, flat)", K), false, K, BankView::Full);
+      add(fmt::format("MAC + retrieval (top {}{})", K, reads), true, K, S, BankView::Full);
+      if (K > 1) add("MAC + retrieval (top 1)", true, 1, 0, BankView::Full);
     }
-    add(fmt::format("MAC (hierarchical, M={})", M), true, 0, BankView::Full);
-    add("MAC (flat)", false, 0, BankView::Full);
-    add("MAC, gold document only", true, 0, BankView::GoldOnly);
-    add("MAC, gold document removed", true, K, BankView::GoldRemoved);
+    add("MAC, gold document only", true, 0, 0, BankView::GoldOnly);
+    add("MAC, gold document removed", true, 0, S, BankView::GoldRemoved);
     return rows;
   }
 
   bool has_curves() const override { return true; }
 
-  // The curves answer as mac.aggregation and mac.retriever.top_k say, over the bank's first rows.
+  // The curves are MAC's own (mac.aggregation and mac.select, no retriever), over the bank's first rows.
   eval::QaEvalResult answer_after(int64_t documents, const eval::Stream&,
                                   const std::vector<eval::StreamQuestion>& questions, eval::EvalContext& ctx) override {
     AnswerOptions o = answer_options_;
+    o.top_k = 0;
     o.bank_rows = documents;
     o.progress = false;
     return answer_questions(system_, *bank_, questions, o, ctx.comm).scores;
   }
 
  private:
-  eval::Row row(std::string name, bool hierarchical, int64_t top_k, BankView view, int64_t bank_rows,
+  eval::Row row(std::string name, bool hierarchical, int64_t top_k, int64_t select, BankView view, int64_t bank_rows,
                 const std::vector<eval::StreamQuestion>& questions, eval::EvalContext& ctx) {
     AnswerOptions o = answer_options_;
     o.hierarchical = hierarchical;
     o.top_k = top_k;
+    o.select = select;
     o.view = view;
     AnswerResult r = answer_questions(system_, *bank_, questions, o, ctx.comm);
     eval::Row out{std::move(name), r.scores, {}};
@@ -79,10 +85,10 @@ class MacContender : public eval::Contender {
                    out.name, r.gold_attention, bank_rows, 1.0 / static_cast<double>(bank_rows), 100 * r.gold_top1);
     }
     if (r.gold_top1 >= 0) out.extras.emplace_back("gold_top1", r.gold_top1);
-    if (r.gold_retrieved >= 0) {  // retriever rows
+    if (r.gold_retrieved >= 0) {  // retriever or selection rows
       out.extras.emplace_back("gold_retrieved", r.gold_retrieved);
-      spdlog::info("eval: {}: the gold document retrieved for {:.1f}% of questions, first for {:.1f}%", out.name,
-                   100 * r.gold_retrieved, 100 * r.gold_top1);
+      spdlog::info("eval: {}: the gold document among the {} for {:.1f}% of questions, read first for {:.1f}%",
+                   out.name, top_k > 0 ? "retrieved" : "selected", 100 * r.gold_retrieved, 100 * r.gold_top1);
     }
     return out;
   }

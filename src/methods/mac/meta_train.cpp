@@ -200,8 +200,13 @@ void SummaryPool::add(const at::Tensor& more, const at::Tensor& more_documents) 
 ContrastiveStep contrastive_step(const at::Tensor& question_keys, const at::Tensor& question_documents,
                                  const at::Tensor& keys, const at::Tensor& key_documents, int64_t own_offset,
                                  double temperature) {
-  const int64_t Bq = question_keys.size(0);
-  at::Tensor scores = torch::matmul(question_keys, keys.t());  // [Bq, keys]
+  return contrastive_from_scores(torch::matmul(question_keys, keys.t()), question_documents, key_documents, own_offset,
+                                 temperature);
+}
+
+ContrastiveStep contrastive_from_scores(const at::Tensor& scores, const at::Tensor& question_documents,
+                                        const at::Tensor& key_documents, int64_t own_offset, double temperature) {
+  const int64_t Bq = scores.size(0);
   at::Tensor own = torch::arange(Bq, torch::kLong) + own_offset;
   at::Tensor copies = key_documents.unsqueeze(0) == question_documents.unsqueeze(1);
   copies.scatter_(1, own.unsqueeze(1), false);
@@ -245,7 +250,7 @@ struct MetaTrainSettings {
   bool lm_dropout = false;
   int64_t curriculum_steps = 0;
   int64_t largest_group = 0;   // mac.memory_group
-  double retrieval_weight = 0;  // -log(attention share on the gold document)
+  double selection_weight = 0;  // the aggregator's selection scores, contrastive over the global batch
   double retriever_weight = 0, retriever_early_weight = 0;  // from mac.retriever.from_step on / before it
   double temperature = 1;
   int64_t retriever_from_step = 0;
@@ -266,8 +271,8 @@ MetaTrainSettings read_settings(const config::Config& cfg, double distill_weight
   st.largest_group = cfg.get_int("mac.memory_group");
   if (st.largest_group < 0)
     core::fail("mac.memory_group must be >= 0 (0 = the whole bank), got {}", st.largest_group);
-  st.retrieval_weight = cfg.get_float("mac.retrieval_weight");
-  if (st.retrieval_weight < 0) core::fail("mac.retrieval_weight must be >= 0, got {}", st.retrieval_weight);
+  st.selection_weight = cfg.get_float("mac.selection_weight");
+  if (!(st.selection_weight >= 0)) core::fail("mac.selection_weight must be >= 0, got {}", st.selection_weight);
   st.retriever_weight = cfg.get_float("mac.retriever.weight");
   st.temperature = cfg.get_float("mac.retriever.temperature");
   if (st.retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", st.retriever_weight);
@@ -368,7 +373,8 @@ class MetaTrainLoss {
     at::Tensor qa_loss = train::token_cross_entropy(out.logits, b.labels);
     train::MicroBatchLoss micro{qa_loss, b.attention_mask.sum().item<int64_t>(), {}};
     micro.figures["qa_loss"] = qa_loss.item<double>();
-    add_gold_attention(micro, attention, gold, mb.bank.size(1), qa_loss);
+    add_gold_attention(micro, attention, gold, mb.bank.size(1));
+    if (st_.selection_weight > 0) add_selection(micro, mb, z0);
     if (st_.distill_weight > 0) add_distillation(micro, indices, mb.with_grad, b, out);
     add_contrastive_losses(micro, token_step, retrieved, second_phase);
     return micro;
@@ -408,7 +414,8 @@ class MetaTrainLoss {
   // and with mac.global_bank every rank's bank.
   void share_bank(MicroBatchBank& mb) {
     const int W = comm_.world_size();
-    mb.all_documents = s_.mac->has_retriever() && W > 1 ? comm_.all_gather(mb.documents).flatten() : mb.documents;
+    const bool gather = (s_.mac->has_retriever() || st_.selection_weight > 0) && W > 1;
+    mb.all_documents = gather ? comm_.all_gather(mb.documents).flatten() : mb.documents;
     if (st_.global_bank && W > 1) {
       mb.own_offset = comm_.rank() * mb.B;
       mb.bank = with_other_ranks(mb.bank, comm_);
@@ -470,19 +477,31 @@ class MetaTrainLoss {
     }
   }
 
-  // Spec check 7: the share of the final block's attention on the gold document. With
-  // mac.retrieval_weight, -log(share on the gold document), every block, head and query token,
-  // is a loss too. T: the entries' length in the bank.
+  // Spec check 7: the share of the final block's attention on the gold document. T: the
+  // entries' length in the bank.
   void add_gold_attention(train::MicroBatchLoss& micro, const std::vector<at::Tensor>& attention,
-                          const at::Tensor& gold, int64_t T, const at::Tensor& qa_loss) const {
-    std::vector<at::Tensor> gold_shares;  // per block: [questions, H, T]
-    for (const auto& weights : attention) gold_shares.push_back(attention_on_entry(weights, gold, T));
-    micro.figures["gold_attention"] = gold_shares.back().mean().item<double>();
-    if (st_.retrieval_weight > 0) {
-      at::Tensor retrieval = torch::zeros({}, qa_loss.options());
-      for (const auto& share : gold_shares) retrieval = retrieval - torch::log(share + 1e-6).mean();
-      micro.loss = micro.loss + st_.retrieval_weight * retrieval / static_cast<double>(gold_shares.size());
+                          const at::Tensor& gold, int64_t T) const {
+    micro.figures["gold_attention"] = attention_on_entry(attention.back(), gold, T).mean().item<double>();
+  }
+
+  // mac.selection_weight: each trained question's selection scores (the aggregator's first look,
+  // Aggregator::selection_scores) over every document of the global batch, a contrastive loss with
+  // its own document the label. Selection is trained apart from reading: reading a blend of
+  // documents never left the closed-book plateau (docs/mac.md), so answering reads only what the
+  // aggregator selects (mac.select).
+  void add_selection(train::MicroBatchLoss& micro, const MicroBatchBank& mb, const at::Tensor& z0) const {
+    at::Tensor bank = mb.bank;
+    int64_t own = mb.own_offset;
+    if (!st_.global_bank && comm_.world_size() > 1) {
+      own = comm_.rank() * mb.B;
+      bank = with_other_ranks(mb.bank, comm_);
     }
+    at::Tensor scores = s_.mac->aggregator()->selection_scores(z0, bank.unsqueeze(0));
+    ContrastiveStep step = contrastive_from_scores(scores, mb.documents.narrow(0, 0, mb.with_grad), mb.all_documents,
+                                                   own, 1.0);
+    micro.figures["selection_loss"] = step.loss.item<double>();
+    micro.figures["selection_top1"] = step.top1;
+    micro.loss = micro.loss + st_.selection_weight * step.loss;
   }
 
   // Context distillation: the LM's states behind the prefix (`b`, `out`) against its states after

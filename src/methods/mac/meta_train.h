@@ -90,6 +90,9 @@ struct ContrastiveStep {
 ContrastiveStep contrastive_step(const at::Tensor& question_keys, const at::Tensor& question_documents,
                                  const at::Tensor& keys, const at::Tensor& key_documents, int64_t own_offset,
                                  double temperature);
+// The same from scores [Bq, n] made otherwise (the aggregator's selection scores).
+ContrastiveStep contrastive_from_scores(const at::Tensor& scores, const at::Tensor& question_documents,
+                                        const at::Tensor& key_documents, int64_t own_offset, double temperature);
 
 // `count` distinct document indices of [0, documents), drawn with `seed` (the token keys'
 // negatives: seeded by step and rank, so a resumed run draws the same).

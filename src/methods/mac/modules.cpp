@@ -223,6 +223,20 @@ at::Tensor AggregatorImpl::forward(const at::Tensor& z_in, const at::Tensor& mem
   return z;
 }
 
+at::Tensor AggregatorImpl::selection_scores(const at::Tensor& z, const at::Tensor& entries) {
+  ENGRAM_CHECK(z.dim() == 3 && entries.dim() == 4 && z.size(-1) == entries.size(-1) &&
+                   (entries.size(0) == 1 || entries.size(0) == z.size(0)),
+               "Aggregator::selection_scores: z [Bq, T, d] with entries [1 or Bq, N, S, d]");
+  const auto& b = blocks_.front();
+  const int64_t Bq = z.size(0), T = z.size(1), Bm = entries.size(0), N = entries.size(1), S = entries.size(2);
+  at::Tensor q = b->to_q(b->ln_z(z)).view({Bq, T, heads_, head_dim_});                     // [Bq, T, H, hd]
+  at::Tensor k = b->to_k(b->ln_memory(entries)).view({Bm, N, S, heads_, head_dim_});       // [Bm, N, S, H, hd]
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  at::Tensor logits = Bm == 1 ? torch::einsum("bthe,nshe->bnhts", {q, k[0]})                // [Bq, N, H, T, S]
+                              : torch::einsum("bthe,bnshe->bnhts", {q, k});
+  return torch::logsumexp(logits * scale, -1).mean({2, 3});
+}
+
 PrefixHeadImpl::PrefixHeadImpl(const MacConfig& c)
     : T_(c.T), P_(c.P), L_(c.L), H_(c.H), d_(c.d), hidden_(c.slot_hidden), scale_(c.prefix_scale), dropout_(c.slot_dropout) {
   const int64_t n = c.slots();

@@ -113,6 +113,12 @@ class AggregatorImpl : public torch::nn::Module {
   // leading dimensions of z and memory broadcast), first block first.
   at::Tensor forward(const at::Tensor& z, const at::Tensor& memory, const at::Tensor& memory_mask = {},
                      std::vector<at::Tensor>* attention = nullptr);
+  // How much the first block would attend to each entry (mac.select): z [Bq, T, d] queries,
+  // entries [Bm, N, S, d] with Bm = 1 (shared) or Bq -> [Bq, N], the first block's logits
+  // log-sum-exp'ed over the entry's S tokens and averaged over heads and query tokens. A softmax
+  // over entries of one head and query token's logits is that block's attention share on each
+  // entry, so these scores rank entries as the aggregator's own first look at the memory does.
+  at::Tensor selection_scores(const at::Tensor& z, const at::Tensor& entries);
 
  private:
   struct Block;

@@ -185,10 +185,13 @@ void declare_mac_options(config::Schema& schema) {
                  "meta-training: during the first N steps each question's memory is a group of its batch's "
                  "documents (its own among them) that doubles in equal stages from 1 (encode and read first, "
                  "then search among ever more distractors)");
-  schema.add_float("mac.retrieval_weight", 0.0,
-                   "meta-training: adds this times -log(the share of each aggregator block's attention on the "
-                   "question's own document) to the QA loss; 0 = the reference (the QA loss alone, no "
-                   "retrieval label)");
+  schema.add_float("mac.selection_weight", 0.0,
+                   "meta-training: adds this times a contrastive loss on the aggregator's selection scores (its "
+                   "first block's attention logits) of each question over every document of the global batch, its "
+                   "own the label; 0 = the reference (the QA loss alone, no selection label)");
+  schema.add_int("mac.select", 0,
+                 "answering: the aggregator first scores every document (its first block's attention logits, "
+                 "group by group) and reads only its best K; 0 = it attends over the whole bank (the reference)");
   schema.add_float("mac.distill_weight", 0.0,
                    "meta-training: adds this times a context-distillation loss: the frozen LM's states (every "
                    "layer) where it predicts the answer behind MAC's prefix against its states there when it "

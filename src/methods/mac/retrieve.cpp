@@ -68,11 +68,14 @@ std::pair<at::Tensor, at::Tensor> ShardIndex::search(const at::Tensor& question_
 Retrieved retrieve_top_k(const at::Tensor& question_keys, const ShardIndex& shard, const at::Tensor& allowed,
                          int64_t top_k, dist::Communicator& comm) {
   ENGRAM_CHECK(top_k > 0, "retrieve_top_k: K must be positive");
-  const at::Tensor& shard_summaries = shard.summaries();
-  const int64_t Bq = question_keys.size(0), n = shard.size(), shard_begin = shard.begin();
-  const int64_t T = shard_summaries.size(1), d = shard_summaries.size(2);
   auto [scores, rows] = shard.search(question_keys, allowed, top_k);
+  return merge_best(scores, rows, shard.summaries(), shard.begin(), top_k, comm);
+}
 
+Retrieved merge_best(const at::Tensor& scores, const at::Tensor& rows, const at::Tensor& shard_summaries,
+                     int64_t shard_begin, int64_t top_k, dist::Communicator& comm) {
+  const int64_t Bq = scores.size(0), n = shard_summaries.size(0);
+  const int64_t T = shard_summaries.size(1), d = shard_summaries.size(2);
   // The best K over every rank's best K; every rank computes the same choice.
   const int W = comm.world_size();
   at::Tensor all_scores = comm.all_gather(scores).permute({1, 0, 2}).reshape({Bq, W * top_k});

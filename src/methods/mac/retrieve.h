@@ -54,6 +54,12 @@ class ShardIndex {
   std::unique_ptr<Faiss> faiss_;
 };
 
+// Collective: every rank's own best K (scores [Bq, K], -inf where none; bank rows [Bq, K], -1
+// where none) of its shard (summaries [n, T, d] of bank rows shard_begin ..) -> the best K over
+// every rank, the same on every rank, with the chosen summaries from their owners.
+Retrieved merge_best(const at::Tensor& scores, const at::Tensor& rows, const at::Tensor& shard_summaries,
+                     int64_t shard_begin, int64_t top_k, dist::Communicator& comm);
+
 // Collective: every rank passes the same question keys [Bq, k] and its own shard's index.
 // allowed: undefined, or [Bq, n] bool (false: this question may not retrieve that row).
 Retrieved retrieve_top_k(const at::Tensor& question_keys, const ShardIndex& shard, const at::Tensor& allowed,

@@ -1,0 +1,41 @@
+#pragma once
+// Selection by the aggregator itself (mac.select): before reading, the aggregator's first block
+// scores every document of the bank against the question (Aggregator::selection_scores) and only
+// its best K are aggregated. Reading a soft blend of many documents is what MAC could not learn
+// on the quickstart world (docs/mac.md, "MAC over the whole bank"); choosing first and reading a
+// few is the paper's "choose from and combine" made hard.
+//
+// Each rank scores its own shard group by group (hierarchical: M documents per call, so a call's
+// memory does not grow with the bank) or in one call (flat), keeps its best K, and the best K over
+// every rank come from their owners (retrieve.h's merge_best). Scores are per document, so the
+// best K of groups' best K is the best K of the whole: hierarchical and flat choose the same
+// documents; they differ in peak memory.
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+#include "methods/mac/modules.h"
+#include "methods/mac/retrieve.h"
+
+namespace engram::dist {
+class Communicator;
+}
+
+namespace engram::mac {
+
+// This rank's best `top_k` rows: z0 [Bq, T, d]; shard [n, T, d] (bank rows shard_begin ..);
+// allowed undefined or [Bq, n] bool; group: rows per aggregator call (kFlat: all at once).
+// Returns scores [Bq, K] (-inf where none) and bank rows [Bq, K] (-1 where none), best first.
+std::pair<at::Tensor, at::Tensor> select_in_shard(Aggregator& aggregator, const at::Tensor& z0,
+                                                  const at::Tensor& shard, int64_t shard_begin,
+                                                  const at::Tensor& allowed, int64_t top_k, int64_t group);
+
+// Collective: the best K of the whole bank (every rank passes the same z0 and its own shard).
+Retrieved select_top_k(Aggregator& aggregator, const at::Tensor& z0, const at::Tensor& shard, int64_t shard_begin,
+                       const at::Tensor& allowed, int64_t top_k, int64_t group, dist::Communicator& comm);
+
+// The best K of candidates the retriever brought (found.memory rows [Bq, C, T, d], valid [Bq, C];
+// found.rows [Bq, C]) by the aggregator's scores; no collective.
+Retrieved select_among(Aggregator& aggregator, const at::Tensor& z0, const Retrieved& found, int64_t top_k);
+
+}  // namespace engram::mac
