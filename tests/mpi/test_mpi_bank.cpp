@@ -3,6 +3,7 @@
 // split, bad files, and h5py as an outside reader.
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -237,6 +238,57 @@ TEST(MpiBank, RetrievalKeysAreStoredBesideTheSummariesAndAppendedInOrder) {
   mac::BankReader no_keys(plain);
   EXPECT_EQ(no_keys.meta().key_dim, 0);
   expect_user_error([&] { no_keys.keys(0, 1); }, {plain, "stores no retrieval keys"});
+  comm->barrier();
+}
+
+TEST(MpiBank, AppendsWriteInPlaceAndAnUncommittedAppendIsIgnored) {
+  auto comm = make_comm();
+  const int world = comm->world_size(), rank = comm->rank();
+  const std::string path = shared_dir(*comm, "in_place") + "/bank.h5";
+  const int64_t T = 2, d = 3;
+  Stream first = make_stream(6, T, d, 31, "doc-");
+  dist::RowRange mine = dist::ShardSpec(6, world).range(rank);
+  mac::write_bank(path, meta("amort-1", T, d), rows_of(first, mine.begin, mine.end), false, *comm,
+                  dist::MpiHandle::world());
+  auto inode = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0);
+    return st.st_ino;
+  };
+  const auto before = inode();
+  comm->barrier();
+  // What an append that died before its commit leaves: rows past the committed count.
+  if (rank == 0) {
+    io::H5File file(path, io::H5File::Mode::ReadWrite);
+    for (const char* name : {"/summaries", "/times", "/doc_ids"}) file.extend(name, 9);
+    file.write_rows("/summaries", 6, at::full({3, T, d}, 7.0));
+    file.write_string_rows("/doc_ids", 6, {"lost-0", "lost-1", "lost-2"});
+  }
+  comm->barrier();
+  {
+    mac::BankReader bank(path);
+    EXPECT_EQ(bank.rows(), 6);
+    expect_rows(bank, first, 0, 6);
+    // The lost documents are not in the bank: offered again, they are new.
+    EXPECT_EQ(mac::new_document_indices(path, true, {"doc-1", "lost-0"}), (std::vector<int64_t>{1}));
+  }
+  comm->barrier();
+  // The next append writes over them, in place (same file), and commits 8 rows; the datasets
+  // keep their 9 rows, the reader 8.
+  Stream second = make_stream(2, T, d, 32, "new-");
+  dist::RowRange share = dist::ShardSpec(2, world).range(rank);
+  EXPECT_EQ(mac::write_bank(path, meta("amort-1", T, d), rows_of(second, share.begin, share.end), true, *comm,
+                            dist::MpiHandle::world()),
+            8);
+  EXPECT_EQ(inode(), before);
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  {
+    mac::BankReader bank(path);
+    ASSERT_EQ(bank.rows(), 8);
+    expect_rows(bank, concat(first, second), 0, 8);
+    EXPECT_EQ(io::H5File(path, io::H5File::Mode::Read).shape("/summaries")[0], 9);
+    EXPECT_EQ(io::H5File(path, io::H5File::Mode::Read).attr_int("/", "rows"), 8);
+  }
   comm->barrier();
 }
 

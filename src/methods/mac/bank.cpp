@@ -1,10 +1,14 @@
 // MAC's memory bank file (bank.h). Three phases per write:
 //   1. agree:  every rank checks its rows; an all-gather tells everyone each rank's row count and
 //              longest id, or the first rank's error (then every rank throws it, none hangs);
-//   2. write:  all ranks open one temporary file with parallel HDF5 and write their hyperslabs;
-//   3. commit: rank 0 syncs the temporary file to disk and renames it over the bank.
-// Work done by rank 0 alone (inspecting and copying the old bank, the rename) broadcasts its
-// outcome, so an error there is thrown on every rank too.
+//   2. write:  all ranks open one file with parallel HDF5 and write their hyperslabs: a new bank
+//              into a temporary file, an append into the bank itself past its committed rows;
+//   3. commit: rank 0 syncs the file to disk, then renames the temporary file over the bank, or
+//              (append) writes the new committed row count, the root attribute `rows`, and syncs
+//              again. Readers ignore rows past `rows`, so an append that dies before its commit
+//              leaves the previous bank as it was, and costs the new rows only.
+// Work done by rank 0 alone (inspecting the old bank, the commit) broadcasts its outcome, so an
+// error there is thrown on every rank too.
 #include "methods/mac/bank.h"
 
 #include <fcntl.h>
@@ -36,6 +40,7 @@ constexpr const char* kSummaries = "/summaries";
 constexpr const char* kDocIds = "/doc_ids";
 constexpr const char* kTimes = "/times";
 constexpr const char* kKeys = "/keys";
+constexpr const char* kRowsAttr = "rows";  // committed rows (banks before it: the datasets' length)
 
 // Bounds a reader accepts before it allocates anything from sizes found in a file.
 constexpr int64_t kMaxDim = int64_t{1} << 20;      // T and d
@@ -243,12 +248,15 @@ void widen_ids(io::H5File& file, const Layout& l, int rank) {
   file.write_string_rows(kDocIds, 0, old_ids);
 }
 
+// Datasets may already be longer than the committed rows (an append that died before its
+// commit): the new rows overwrite those.
 void grow_datasets(io::H5File& file, const BankMeta& meta, const Layout& l, int rank) {
-  file.extend(kSummaries, l.total_rows);
-  if (meta.key_dim > 0) file.extend(kKeys, l.total_rows);
-  file.extend(kTimes, l.total_rows);
+  auto grow = [&](const char* name) { file.extend(name, std::max(l.total_rows, file.shape(name)[0])); };
+  grow(kSummaries);
+  if (meta.key_dim > 0) grow(kKeys);
+  grow(kTimes);
   if (l.id_width > l.existing_width) widen_ids(file, l, rank);
-  else file.extend(kDocIds, l.total_rows);
+  else grow(kDocIds);
 }
 
 // Collective: this rank's rows into the open file at its offset.
@@ -264,9 +272,9 @@ void write_my_rows(io::H5File& file, const BankMeta& meta, const BankRows& rows,
   file.write_rows(kTimes, l.offset, at::tensor(at::ArrayRef<int64_t>(rows.times), at::kLong));
 }
 
-// Rank 0, appending: checks that the bank at `path` takes these rows, and copies it to `temp`.
-// Returns "rows width" of the existing bank.
-std::string prepare_append(const std::string& path, const std::string& temp, const BankMeta& meta) {
+// Rank 0, appending: checks that the bank at `path` takes these rows. Returns "rows width" of
+// the existing bank.
+std::string inspect_for_append(const std::string& path, const BankMeta& meta) {
   if (!fs::exists(path)) core::fail("cannot append to bank {}: no such file (write it without append first)", path);
   int64_t rows = 0, width = 0;
   {
@@ -288,10 +296,25 @@ std::string prepare_append(const std::string& path, const std::string& temp, con
     rows = reader.rows();
     width = io::H5File(path, io::H5File::Mode::Read).string_width(kDocIds);
   }
+  return fmt::format("{} {}", rows, width);
+}
+
+// Rank 0: a copy of the bank to append to when the ids must be widened (HDF5 cannot change a
+// string dataset's width in place; the copy replaces the bank on commit, as a new bank does).
+void copy_for_append(const std::string& path, const std::string& temp) {
   std::error_code ec;
   fs::copy_file(path, temp, fs::copy_options::overwrite_existing, ec);
   if (ec) core::fail("cannot append to bank {}: copying it to {} failed: {}", path, temp, ec.message());
-  return fmt::format("{} {}", rows, width);
+}
+
+// Rank 0, after every rank closed the bank it appended to: the new rows count from now on.
+void commit_rows(const std::string& path, int64_t rows) {
+  sync_to_disk(path);  // the rows reach the disk before the count that makes them visible
+  {
+    io::H5File file(path, io::H5File::Mode::ReadWrite);
+    file.set_attr("/", kRowsAttr, rows);
+  }
+  sync_to_disk(path);
 }
 
 // Rank 0, after every rank closed the temporary file: makes it the bank.
@@ -331,25 +354,33 @@ int64_t write_bank(const std::string& path, const BankMeta& meta, const BankRows
   const std::string temp = path + ".tmp";
   int64_t existing_rows = 0, existing_width = 0;
   if (append) {
-    std::istringstream in(run_on_root(comm, [&] { return prepare_append(path, temp, meta); }));
+    std::istringstream in(run_on_root(comm, [&] { return inspect_for_append(path, meta); }));
     in >> existing_rows >> existing_width;
   }
   const Layout layout = plan_layout(all, comm.rank(), existing_rows, existing_width);
+  // In place unless a new bank is made or the ids must be widened (then on a copy).
+  const bool in_place = append && layout.id_width == layout.existing_width;
+  if (append && !in_place) run_on_root(comm, [&] {
+      copy_for_append(path, temp);
+      return std::string();
+    });
 
   try {
-    io::H5File file(temp, append ? io::H5File::Mode::ReadWrite : io::H5File::Mode::Create, mpi_comm);
+    io::H5File file(in_place ? path : temp, append ? io::H5File::Mode::ReadWrite : io::H5File::Mode::Create, mpi_comm);
     if (append) grow_datasets(file, meta, layout, comm.rank());
     else create_datasets(file, meta, layout);
     write_my_rows(file, meta, rows, layout);
+    if (!in_place) file.set_attr("/", kRowsAttr, layout.total_rows);  // the file becomes the bank whole
     file.close();
     comm.barrier();  // every rank's rows are in the closed file
     run_on_root(comm, [&] {
-      commit(temp, path);
+      if (in_place) commit_rows(path, layout.total_rows);
+      else commit(temp, path);
       return std::string();
     });
   } catch (...) {
-    // The bank under `path` is untouched; only the temporary file goes.
-    if (comm.rank() == 0) {
+    // The bank under `path` keeps its committed rows; a temporary file goes.
+    if (comm.rank() == 0 && !in_place) {
       std::error_code ignored;
       fs::remove(temp, ignored);
     }
@@ -409,7 +440,10 @@ BankReader::BankReader(const std::string& path) : path_(path) {
   const at::ScalarType stored = storage_type(path, meta_.dtype);
 
   std::vector<int64_t> summaries = dataset_shape(h5, kSummaries, 3);
-  rows_ = summaries[0];
+  // Rows past the committed count belong to an append that did not finish.
+  rows_ = h5.has_attr("/", kRowsAttr) ? h5.attr_int("/", kRowsAttr) : summaries[0];
+  if (rows_ < 0 || rows_ > summaries[0])
+    core::fail("bank {}: root attribute rows = {}, but summaries hold {} rows", path, rows_, summaries[0]);
   if (summaries[1] != meta_.T || summaries[2] != meta_.d)
     core::fail("bank {}: summaries are [{}, {}, {}], but T = {} and d = {}", path, summaries[0], summaries[1],
                summaries[2], meta_.T, meta_.d);
@@ -426,7 +460,7 @@ BankReader::BankReader(const std::string& path) : path_(path) {
 
   for (const char* column : {kDocIds, kTimes}) {
     int64_t n = dataset_shape(h5, column, 1)[0];
-    if (n != rows_) core::fail("bank {}: '{}' has {} rows, summaries have {}", path, column, n, rows_);
+    if (n < rows_) core::fail("bank {}: '{}' has {} rows, the bank {}", path, column, n, rows_);
   }
   const int64_t width = h5.string_width(kDocIds);
   if (width < 1 || width > kMaxIdBytes)
@@ -437,7 +471,7 @@ BankReader::BankReader(const std::string& path) : path_(path) {
     core::fail("bank {}: root attribute key_dim = {} is outside [0, {}]", path, meta_.key_dim, kMaxDim);
   if (meta_.key_dim > 0) {
     std::vector<int64_t> keys = dataset_shape(h5, kKeys, 2);
-    if (keys[0] != rows_ || keys[1] != meta_.key_dim)
+    if (keys[0] < rows_ || keys[1] != meta_.key_dim)
       core::fail("bank {}: keys are [{}, {}], expected [{}, {}] (rows, key_dim)", path, keys[0], keys[1], rows_,
                  meta_.key_dim);
     if (h5.dtype(kKeys) != at::kFloat) core::fail("bank {}: keys are not float32", path);

@@ -1,7 +1,8 @@
 #pragma once
 // MAC's memory bank on disk (DESIGN.md "Files users keep"): one HDF5 file, readable with h5py.
 //   root attributes: format = "engram-bank", version = 1, model_fingerprint (the amortizer's,
-//                    see MacModel::fingerprint), T, d, dtype ("float32" | "bfloat16")
+//                    see MacModel::fingerprint), T, d, dtype ("float32" | "bfloat16"), rows (the
+//                    committed row count: datasets may be longer, readers ignore the rest)
 //   summaries [N, T, d]   chunked, extendible (new documents append), fletcher32 on chunks
 //   doc_ids   [N]         fixed-length strings (documents are deduplicated by id)
 //   times     [N]         int64 (the document's time, 0 when unknown)
@@ -11,8 +12,10 @@
 //
 // Writing is collective: every rank encodes its share of the documents (ShardSpec over the new,
 // deduplicated documents) and writes its rows by hyperslab into one file with parallel HDF5.
-// A crash at any moment leaves the previous bank intact: a new bank is written under a temporary
-// name and renamed; an append works on a copy that replaces the original when complete.
+// A crash at any moment leaves the previous bank readable: a new bank is written under a
+// temporary name and renamed; an append writes its rows past the committed ones in place, then
+// raises `rows` (so it costs the new rows, not the bank), except when longer ids need the id
+// column rebuilt, which happens on a copy that replaces the original when complete.
 // Reading works at any world size: each rank reads only the rows it is asked for.
 #include <cstdint>
 #include <string>
