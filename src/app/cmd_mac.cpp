@@ -17,6 +17,7 @@
 #include "methods/mac/meta_train.h"
 #include "methods/mac/options.h"
 #include "methods/mac/system.h"
+#include "methods/mac/validate.h"
 
 namespace po = boost::program_options;
 
@@ -25,7 +26,7 @@ namespace {
 
 std::string trained_model(const CommandContext& ctx) {
   if (ctx.args.count("model")) return ctx.args["model"].as<std::string>();
-  return ctx.config.get_string("mac.out_dir") + "/mac.h5";
+  return mac::trained_model_path(ctx.config);
 }
 
 std::vector<data::Document> read_documents(const CommandContext& ctx, const std::vector<std::string>& files) {

@@ -3,6 +3,7 @@
 // deduplication, a bank refused by another amortizer, answer at 1 and 3 ranks (flat answers
 // agree across world sizes), mac-eval's table and results, and the reference presets; a bit-exact
 // resume with the retriever's pool and token keys, whose bank then answers alike at 1 and 3 ranks.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -241,9 +242,15 @@ TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
                                 " --set mac.retriever.pool=8 --set mac.retriever.hard_negatives=2" +
                                 " --set mac.distill_weight=0.5 --set mac.doc_tokens=400" +  // documents whole for the teacher
                                 " --set mac.retriever.refresh_every=1" +
-                                " --set mac.retriever.keys=tokens --set mac.retriever.token_negatives=6";
+                                " --set mac.retriever.keys=tokens --set mac.retriever.token_negatives=6" +
+                                " --set mac.eval_every=2 --set mac.val_bank=5 --set mac.val_questions=7";
   Result r = run(kMpirun + "2 " + kEngram + " mac-train" + pool_sets);
   ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "5 documents held out for validation")) << r.output;
+  for (const char* step : {"validation at step 2: F1 ", "validation at step 4: F1 "})
+    EXPECT_TRUE(contains(r.output, std::string(step))) << step << "\n" << r.output;
+  EXPECT_TRUE(contains(r.output, "over 7 questions of 5 held-out documents")) << r.output;
+  ASSERT_TRUE(fs::exists(out + "/best.h5"));
   ASSERT_TRUE(fs::remove(out + "/checkpoints/step_00000004.done"));
   r = run(kMpirun + "2 " + kEngram + " mac-train" + pool_sets);
   ASSERT_EQ(r.code, 0) << r.output;
@@ -270,6 +277,20 @@ TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
                             "token_retriever_loss", "token_retriever_top1"})
       EXPECT_EQ(first[key].get<double>(), again[key].get<double>()) << key << " at step " << first["step"];
   }
+
+  // Validation at steps 2 and 4, and at 4 again after the resume; best.json holds the best of
+  // them, which the resume kept.
+  const auto validations = json_lines(out + "/validation.jsonl");
+  ASSERT_EQ(validations.size(), 3u);
+  double best_f1 = -1;
+  for (size_t i = 0; i < validations.size(); ++i) {
+    EXPECT_EQ(validations[i]["step"].get<int>(), i == 0 ? 2 : 4);
+    best_f1 = std::max(best_f1, validations[i]["f1"].get<double>());
+  }
+  EXPECT_EQ(validations[2]["f1"].get<double>(), validations[1]["f1"].get<double>());  // the same step 4
+  EXPECT_FALSE(validations[2]["best"].get<bool>());  // it did not beat itself
+  const auto best = nlohmann::json::parse(std::ifstream(out + "/best.json"));
+  EXPECT_EQ(best["f1"].get<double>(), best_f1);
 
   // Its bank stores the token keys (written on 2 ranks, appended on 3), and answering from the
   // best document by those keys gives the same answers on 1 and 3 ranks.

@@ -10,6 +10,7 @@
 #include "methods/mac/bank.h"
 #include "methods/mac/memorize.h"
 #include "methods/mac/system.h"
+#include "methods/mac/validate.h"
 
 namespace fs = std::filesystem;
 
@@ -19,7 +20,7 @@ namespace {
 class MacContender : public eval::Contender {
  public:
   explicit MacContender(eval::EvalContext& ctx)
-      : system_(load_mac_system(ctx.config, ctx.config.get_string("mac.out_dir") + "/mac.h5", ctx.base())),
+      : system_(load_mac_system(ctx.config, trained_model_path(ctx.config), ctx.base())),
         answer_options_(answer_options_from(ctx.config, *system_.lm_tokenizer)),
         bank_path_(ctx.options.out_dir + "/bank.h5"),
         doc_tokens_(ctx.config.get_int("mac.doc_tokens")) {}

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <tuple>
 
@@ -15,10 +16,12 @@
 #include "core/error.h"
 #include "data/collate.h"
 #include "data/options.h"
+#include "data/readers.h"
 #include "dist/communicator.h"
 #include "dist/runtime.h"
 #include "methods/mac/aggregate.h"
 #include "methods/mac/system.h"
+#include "methods/mac/validate.h"
 #include "train/cross_entropy.h"
 #include "train/trainer.h"
 
@@ -119,14 +122,29 @@ std::pair<at::Tensor, at::Tensor> padded_documents(const MacSystem& s, const Tra
   return s.mac_pad(docs);
 }
 
-TrainSet read_train_set(const config::Config& cfg, const MacSystem& s, bool distill) {
-  const data::ReadOptions options = data::read_options_from(cfg);
+// The training stream's documents; the last `held_out` of them with questions go to `validation`.
+std::vector<data::Document> read_train_documents(const config::Config& cfg, int64_t held_out,
+                                                 std::vector<data::Document>& validation) {
+  std::vector<data::Document> documents = data::read_files(cfg.get_list("stream.train"), data::read_options_from(cfg));
+  for (size_t i = documents.size(); i-- > 0 && static_cast<int64_t>(validation.size()) < held_out;) {
+    if (documents[i].qa.empty()) continue;
+    validation.insert(validation.begin(), std::move(documents[i]));
+    documents.erase(documents.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  if (static_cast<int64_t>(validation.size()) < held_out)
+    core::fail("mac.val_bank: {} documents with questions held out for validation, but stream.train has only {}",
+               held_out, validation.size());
+  return documents;
+}
+
+TrainSet read_train_set(const config::Config& cfg, const MacSystem& s, bool distill,
+                        const std::vector<data::Document>& documents) {
   TrainSet set;
   const int64_t qa_tokens = cfg.get_int("mac.qa_tokens");
   const int64_t doc_tokens = cfg.get_int("mac.doc_tokens"), question_tokens = cfg.get_int("mac.question_tokens");
   const auto answer_end = cfg.get_string("mac.answer_end") == "newline" ? data::AnswerEnd::Newline : data::AnswerEnd::Eos;
-  for (const auto& file : cfg.get_list("stream.train")) {
-    for (const auto& doc : data::read_all(file, options)) {
+  {
+    for (const auto& doc : documents) {
       for (const auto& qa : doc.qa) {
         if (qa.heldout || qa.answers.empty()) continue;
         set.rows.push_back(Row{static_cast<int64_t>(set.documents.size()), s.mac_encode(qa.question, question_tokens, true),
@@ -251,6 +269,7 @@ struct MetaTrainSettings {
   int64_t curriculum_steps = 0;
   int64_t largest_group = 0;   // mac.memory_group
   double selection_weight = 0;  // the aggregator's selection scores, contrastive over the global batch
+  double selection_temperature = 1;
   double retriever_weight = 0, retriever_early_weight = 0;  // from mac.retriever.from_step on / before it
   double temperature = 1;
   int64_t retriever_from_step = 0;
@@ -273,6 +292,9 @@ MetaTrainSettings read_settings(const config::Config& cfg, double distill_weight
     core::fail("mac.memory_group must be >= 0 (0 = the whole bank), got {}", st.largest_group);
   st.selection_weight = cfg.get_float("mac.selection_weight");
   if (!(st.selection_weight >= 0)) core::fail("mac.selection_weight must be >= 0, got {}", st.selection_weight);
+  st.selection_temperature = cfg.get_float("mac.selection_temperature");
+  if (!(st.selection_temperature > 0))
+    core::fail("mac.selection_temperature must be positive, got {}", st.selection_temperature);
   st.retriever_weight = cfg.get_float("mac.retriever.weight");
   st.temperature = cfg.get_float("mac.retriever.temperature");
   if (st.retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", st.retriever_weight);
@@ -465,7 +487,7 @@ class MetaTrainLoss {
   // The bank joins the pool (the retriever's second phase); every mac.retriever.refresh_every
   // steps the pool is summarised afresh, once per step, whatever the micro-batches.
   void update_pool(const MicroBatchBank& mb, bool second_phase) {
-    if (s_.mac->has_retriever() && second_phase) pool_.add(mb.bank, mb.bank_documents);
+    if ((s_.mac->has_retriever() || st_.selection_weight > 0) && second_phase) pool_.add(mb.bank, mb.bank_documents);
     const int64_t step = trainer_.step();
     if (st_.refresh_every > 0 && pool_.size() > 0 && step >= st_.refresh_from && step % st_.refresh_every == 0 &&
         refreshed_at_ != step) {
@@ -496,9 +518,14 @@ class MetaTrainLoss {
       own = comm_.rank() * mb.B;
       bank = with_other_ranks(mb.bank, comm_);
     }
+    at::Tensor documents = mb.all_documents;
+    if (pool_.size() > 0) {  // the retriever's pool of past summaries: more negatives
+      bank = torch::cat({bank, pool_.summaries.to(bank.scalar_type())}, 0);
+      documents = torch::cat({documents, pool_.documents}, 0);
+    }
     at::Tensor scores = s_.mac->aggregator()->selection_scores(z0, bank.unsqueeze(0));
-    ContrastiveStep step = contrastive_from_scores(scores, mb.documents.narrow(0, 0, mb.with_grad), mb.all_documents,
-                                                   own, 1.0);
+    ContrastiveStep step = contrastive_from_scores(scores, mb.documents.narrow(0, 0, mb.with_grad), documents, own,
+                                                   st_.selection_temperature);
     micro.figures["selection_loss"] = step.loss.item<double>();
     micro.figures["selection_top1"] = step.top1;
     micro.loss = micro.loss + st_.selection_weight * step.loss;
@@ -574,8 +601,14 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   MacSystem s = build_mac_system(cfg, /*fresh_modules=*/true);
   const double distill_weight = cfg.get_float("mac.distill_weight");
   if (distill_weight < 0) core::fail("mac.distill_weight must be >= 0, got {}", distill_weight);
-  const TrainSet set = read_train_set(cfg, s, distill_weight > 0);
+  const ValidationOptions validation = validation_options_from(cfg);
+  std::vector<data::Document> held_out;
+  const TrainSet set = read_train_set(cfg, s, distill_weight > 0,
+                                      read_train_documents(cfg, validation.every > 0 ? validation.documents : 0, held_out));
   const MetaTrainSettings st = read_settings(cfg, distill_weight);
+  if (validation.every > 0)
+    spdlog::info("mac-train: the last {} documents held out for validation every {} steps", held_out.size(),
+                 validation.every);
   const int32_t lm_pad = std::max(0, s.lm_tokenizer->pad_id());
   spdlog::info("mac-train: {} rows over {} documents; base {} ; MAC {} parameters (T {}, {} prefix slots)",
                set.rows.size(), set.documents.size(), s.lm_source, s.mac->num_parameters(), s.mac->config().T,
@@ -600,7 +633,9 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
     core::fail("mac.retriever.pool ({}) and mac.retriever.hard_negatives ({}) must be >= 0, hard_negatives <= pool",
                pool.capacity, hard_negatives);
   keep_pool_in_checkpoints(trainer, pool, s.mac->config().T, s.mac->config().amortizer.d_model);
-  trainer.resume();
+  if (trainer.resume() == 0 && comm.rank() == 0) {  // a fresh run: an earlier run's best is not this one's
+    for (const char* name : {"/best.h5", "/best.json", "/validation.jsonl"}) fs::remove(st.out_dir + name);
+  }
   if (pool.size() != (pool.documents.defined() ? pool.documents.numel() : 0))
     core::fail("{}: the checkpoint's retriever pool has {} summaries for {} documents", st.out_dir, pool.size(),
                pool.documents.defined() ? pool.documents.numel() : 0);
@@ -608,7 +643,15 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   s.lm->train(st.lm_dropout);
 
   MetaTrainLoss loss(s, set, st, comm, trainer, pool, hard_negatives, k, lm_pad);
-  train::TrainResult result = trainer.run(std::ref(loss));
+  std::optional<Validator> validator;
+  if (validation.every > 0) validator.emplace(cfg, std::move(held_out));
+  auto validate = [&](int64_t step) {
+    if (!validator || step % validation.every != 0) return;
+    validator->validate(s, step, comm, rt.mpi_handle());
+    s.mac->train();
+    s.lm->train(st.lm_dropout);
+  };
+  train::TrainResult result = trainer.run(std::ref(loss), validate);
 
   MetaTrainReport report;
   report.steps = result.last_step;

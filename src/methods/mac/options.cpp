@@ -181,6 +181,12 @@ void declare_mac_options(config::Schema& schema) {
                  "meta-training: at most this many documents of its batch in each question's memory, its own among "
                  "them (0 = the whole bank after mac.curriculum_steps, the reference; 1 = its own document alone, "
                  "what answering with mac.retriever.top_k 1 reads)");
+  schema.add_int("mac.eval_every", 0,
+                 "meta-training: every N steps, F1 over a bank of the last mac.val_bank training documents (held "
+                 "out of training), answered as mac-answer would; the best model so far is kept as best.h5 and "
+                 "used by the commands that read the trained MAC; 0 = no validation");
+  schema.add_int("mac.val_bank", 200, "with mac.eval_every: documents held out of the training stream for validation");
+  schema.add_int("mac.val_questions", 200, "with mac.eval_every: questions asked of them at most");
   schema.add_int("mac.curriculum_steps", 0,
                  "meta-training: during the first N steps each question's memory is a group of its batch's "
                  "documents (its own among them) that doubles in equal stages from 1 (encode and read first, "
@@ -189,6 +195,7 @@ void declare_mac_options(config::Schema& schema) {
                    "meta-training: adds this times a contrastive loss on the aggregator's selection scores (its "
                    "first block's attention logits) of each question over every document of the global batch, its "
                    "own the label; 0 = the reference (the QA loss alone, no selection label)");
+  schema.add_float("mac.selection_temperature", 1.0, "temperature of the selection loss (mac.selection_weight)");
   schema.add_int("mac.select", 0,
                  "answering: the aggregator first scores every document (its first block's attention logits, "
                  "group by group) and reads only its best K; 0 = it attends over the whole bank (the reference)");
@@ -224,7 +231,7 @@ void declare_mac_options(config::Schema& schema) {
                    "world, weight 1 from the first step kept the QA loss at the closed-book plateau; 0.1 did not)");
   schema.add_int("mac.retriever.pool", 0,
                  "meta-training: the summaries of the last N documents (detached) are kept as more negatives for "
-                 "the retriever (each rank's pool is saved with the checkpoints)");
+                 "the retriever and the selection loss (each rank's pool is saved with the checkpoints)");
   schema.add_int("mac.retriever.refresh_every", 0,
                  "meta-training: every N steps each rank summarises its pool's documents again with the current "
                  "modules (no gradient; costs pool / N document passes a step), so the retriever learns against "
