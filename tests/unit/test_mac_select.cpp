@@ -50,7 +50,7 @@ TEST(MacSelection, BestKOfTheBankIsExactAtEveryWorldSizeGroupByGroupOrFlat) {
         const int64_t begin = N * comm.rank() / world, end = N * (comm.rank() + 1) / world;
         for (bool exclude : {false, true}) {
           mac::Retrieved got =
-              mac::select_top_k(m->aggregator(), z0, bank.narrow(0, begin, end - begin), begin,
+              mac::select_top_k(m->aggregator(), z0, mac::shard_in_memory(bank.narrow(0, begin, end - begin), begin),
                                 exclude ? allowed.narrow(1, begin, end - begin) : at::Tensor(), K, group, comm);
           at::Tensor want = order.narrow(1, exclude ? 1 : 0, K);
           EXPECT_TRUE(torch::equal(got.rows, want)) << "world " << world << " group " << group << "\n" << got.rows;
@@ -74,10 +74,16 @@ TEST(MacSelection, AmongRetrievedCandidatesTheBestValidOnesAreRead) {
   at::Tensor scores = m->aggregator()->selection_scores(z0, found.memory.rows);
   at::Tensor best = scores.argmax(1);
   found.memory.valid[0][best[0].item<int64_t>()] = false;  // question 0's best candidate is padding
-  mac::Retrieved got = mac::select_among(m->aggregator(), z0, found, 1);
+  found.scores = torch::zeros({Bq, C});  // no retriever preference: the aggregator's choice
+  mac::Retrieved got = mac::select_among(m->aggregator(), z0, found, 1, 1.0, 0.05);
   const int64_t second = std::get<1>(scores[0].topk(2)).index({1}).item<int64_t>();
   EXPECT_EQ(got.rows[0][0].item<int64_t>(), found.rows[0][second].item<int64_t>());
   EXPECT_EQ(got.rows[1][0].item<int64_t>(), found.rows[1][best[1].item<int64_t>()].item<int64_t>());
   EXPECT_TRUE(torch::equal(got.memory.rows[1][0], found.memory.rows[1][best[1].item<int64_t>()]));
   EXPECT_TRUE(got.memory.valid.all().item<bool>());
+  // The retriever's scores count at 1 / its temperature: a large enough lead wins.
+  const int64_t third = std::get<1>(scores[1].topk(3)).index({2}).item<int64_t>();
+  found.scores[1][third] = 1.0;  // / 0.05 = 20, far above the aggregator's differences here
+  got = mac::select_among(m->aggregator(), z0, found, 1, 1.0, 0.05);
+  EXPECT_EQ(got.rows[1][0].item<int64_t>(), found.rows[1][third].item<int64_t>());
 }

@@ -34,6 +34,7 @@
 //
 // Options: --threads N (default: all cores), and per mode the ones in kUsage.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -42,6 +43,7 @@
 #include <cstdio>
 #include <exception>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <optional>
 #include <string>
@@ -59,7 +61,9 @@
 #include "methods/mac/aggregate.h"
 #include "methods/mac/meta_train.h"
 #include "methods/mac/modules.h"
+#include "methods/mac/bank.h"
 #include "methods/mac/retrieve.h"
+#include "methods/mac/select.h"
 #include "model/decoder.h"
 #include "model/generate.h"
 #include "model/t5.h"
@@ -99,6 +103,7 @@ struct Options {
   double max_gib = 0;
   int64_t max_elements = 0;  // answer: 0 = mac::distributed_aggregate as engram answers; else reduce_memory's bound
   int64_t top_k = 0;         // answer: > 0 = aggregate the retriever's best K (mac::retrieve_top_k)
+  int64_t select = 0;        // answer: > 0 = the aggregator selects its best K, the bank streamed from a file
 };
 
 bench::Parsed parse(int argc, char** argv, Options* o) {
@@ -136,7 +141,10 @@ bench::Parsed parse(int argc, char** argv, Options* o) {
        "with this bound on questions x memory tokens per batched aggregator call (engram's is 2^16)")
       ("top-k", po::value(&o->top_k)->default_value(o->top_k),
        "(answer) 0: aggregate the whole bank; else the retriever's best K documents, as mac.retriever.top_k "
-       "(keys and faiss index of the bank once, then search + aggregation of K)");
+       "(keys and faiss index of the bank once, then search + aggregation of K)")
+      ("select", po::value(&o->select)->default_value(o->select),
+       "(answer) > 0: the bank is written to an HDF5 file first and the aggregator selects its best K group by "
+       "group from the file (mac.select), then reads them; the bank is never held in memory");
   po::variables_map values;
   bench::Parsed parsed = bench::parse_command_line(argc, argv, "bench_mac", kUsage, options, &values);
   if (parsed != bench::Parsed::Run) return parsed;
@@ -153,8 +161,9 @@ bench::Parsed parse(int argc, char** argv, Options* o) {
   if (o->lr < 0) o->lr = adapt ? 1e-4 : 1e-3;
   if (o->docs < 1 || o->doc_tokens < 2 || o->batch < 1 || o->reps < 1 || o->bank < 1 || o->steps < 1 ||
       o->question_tokens < 1 || o->qa_tokens < 2 || o->prompt_tokens < 1 || o->batches < 1 || o->warmup < 0 ||
-      o->new_tokens < 1 || o->group < 2 || o->max_gib < 0 || o->max_elements < 0 || o->top_k < 0)
-    return fail("sizes and counts must be positive (--group >= 2)");
+      o->new_tokens < 1 || o->group < 2 || o->max_gib < 0 || o->max_elements < 0 || o->top_k < 0 ||
+      o->select < 0 || (o->select > 0 && o->top_k > 0))
+    return fail("sizes and counts must be positive (--group >= 2; --select and --top-k not together)");
   if (adapt && o->doc_tokens < 18) return fail("adapt: --doc-tokens must be >= 18");
   if (!(o->ratio > 0 && o->ratio <= 1)) return fail("--ratio must be in (0, 1]");
   return parsed;
@@ -516,6 +525,25 @@ int64_t limit_address_space(double gib) {
   return limit;
 }
 
+// A bank of n random summaries [n, T, d] written to `path` in appends of 10k rows, so that no more
+// than one append's rows are ever in memory.
+void write_random_bank(const std::string& path, int64_t n, int64_t T, int64_t d, engram::dist::Communicator& comm) {
+  mac::BankMeta meta;
+  meta.fingerprint = "bench";
+  meta.T = T;
+  meta.d = d;
+  for (int64_t begin = 0; begin < n; begin += 10000) {
+    mac::BankRows rows;
+    const int64_t count = std::min<int64_t>(10000, n - begin);
+    rows.summaries = torch::randn({count, T, d});
+    for (int64_t i = begin; i < begin + count; ++i) {
+      rows.doc_ids.push_back(fmt::format("doc-{:09d}", i));
+      rows.times.push_back(i);
+    }
+    mac::write_bank(path, meta, rows, begin > 0, comm, {});
+  }
+}
+
 int run_answer(const Options& o) {
   const model::DecoderConfig lm_config = base_config();
   torch::manual_seed(o.seed);
@@ -547,7 +575,15 @@ int run_answer(const Options& o) {
   generation.validate();
 
   const int64_t models_rss = engram::core::current_rss_bytes();
-  const at::Tensor bank = torch::randn({1, N, T, d});  // what BankReader::summaries would return
+  // With --select the bank lives in a file (written in appends of 10k rows) and is never in memory.
+  const std::string bank_file = fmt::format("/tmp/bench_mac_select_{}.h5", ::getpid());
+  std::unique_ptr<mac::BankReader> reader;
+  if (o.select > 0) {
+    write_random_bank(bank_file, N, T, d, *comm);
+    reader = std::make_unique<mac::BankReader>(bank_file);
+  }
+  // What BankReader::summaries would return, in memory (not with --select).
+  const at::Tensor bank = o.select > 0 ? at::Tensor() : torch::randn({1, N, T, d});
   const int64_t bank_bytes = N * T * d * static_cast<int64_t>(sizeof(float));
   const int64_t setup_rss = engram::core::current_rss_bytes();
   const int64_t limit = o.max_gib > 0 ? limit_address_space(o.max_gib) : 0;
@@ -575,6 +611,11 @@ int run_answer(const Options& o) {
       if (o.top_k > 0) {
         mac::Retrieved found = mac::retrieve_top_k(m->retriever()->question_keys(z0), *index, {}, o.top_k, *comm);
         z = mac::aggregate_hierarchical(m->aggregator(), z0, found.memory, M, &batch_stats);
+      } else if (o.select > 0) {
+        const mac::ShardRows shard{[&](int64_t begin, int64_t count) { return reader->summaries(begin, count); }, N, 0,
+                                   T, d};
+        mac::Retrieved chosen = mac::select_top_k(m->aggregator(), z0, shard, {}, o.select, M, *comm);
+        z = mac::aggregate(m->aggregator(), z0, chosen.memory, &batch_stats);
       } else if (o.max_elements > 0) {  // the same algorithm with another bound on one batched call
         mac::Memory reduced = mac::reduce_memory(m->aggregator(), z0, mac::Memory{bank, {}}, M, &batch_stats, o.max_elements);
         z = mac::aggregate(m->aggregator(), z0, reduced, &batch_stats);
@@ -600,18 +641,20 @@ int run_answer(const Options& o) {
     failure = failure.substr(0, failure.find('\n'));
   }
   const int64_t peak = engram::core::peak_rss_bytes();
+  reader.reset();
+  if (o.select > 0) std::remove(bank_file.c_str());
   std::string escaped;
   for (char c : failure) escaped += (c == '"' || c == '\\') ? ' ' : c;
   const int64_t timed_batches = answered / Bq;
   emit(fmt::format(
-      "{{\"bench\":\"mac_answer\",\"aggregation\":\"{}\",\"top_k\":{},\"bank_keys_s\":{},\"group\":{},\"docs\":{},\"T\":{},\"d\":{},\"batch\":{},"
+      "{{\"bench\":\"mac_answer\",\"aggregation\":\"{}\",\"top_k\":{},\"select\":{},\"bank_in\":\"{}\",\"bank_keys_s\":{},\"group\":{},\"docs\":{},\"T\":{},\"d\":{},\"batch\":{},"
       "\"question_tokens\":{},\"prompt_tokens\":{},\"new_tokens\":{},\"decoding\":\"greedy, no EOS\",\"threads\":{},"
       "\"warmup_batches\":{},\"batches\":{},\"questions_per_s\":{},\"s_per_batch\":{},"
       "\"ms_per_batch\":{{\"question_encoder\":{},\"aggregate\":{},\"prefix_generate\":{}}},"
       "\"aggregator_calls_per_question\":{},\"levels\":{},\"max_elements\":{},"
       "\"rss_models_mib\":{},\"bank_mib\":{},\"setup_rss_mib\":{},\"peak_rss_mib\":{},\"peak_minus_bank_mib\":{},"
       "\"peak_above_setup_mib\":{},\"peak_since\":\"{}\",\"address_space_limit_gib\":{},\"completed\":{}{}}}",
-      o.aggregation, o.top_k, o.top_k > 0 ? num(t_keys) : "null", hierarchical ? std::to_string(M) : std::string("null"),
+      o.aggregation, o.top_k, o.select, o.select > 0 ? "file" : "memory", o.top_k > 0 ? num(t_keys) : "null", hierarchical ? std::to_string(M) : std::string("null"),
       N, T, d, Bq, o.question_tokens,
       o.prompt_tokens, o.new_tokens, at::get_num_threads(), o.warmup, timed_batches,
       answered ? num(answered / elapsed) : "null", timed_batches ? num(elapsed / timed_batches) : "null",

@@ -36,6 +36,8 @@ AnswerOptions answer_options_from(const config::Config& cfg, const text::Tokeniz
   if (options.top_k > 0 && options.select > options.top_k)
     core::fail("mac.select ({}) must be <= mac.retriever.top_k ({}): the aggregator selects among the retrieved",
                options.select, options.top_k);
+  options.selection_temperature = cfg.get_float("mac.selection_temperature");
+  options.retriever_temperature = cfg.get_float("mac.retriever.temperature");
   options.batch = cfg.get_int("mac.answer_batch");
   options.question_tokens = cfg.get_int("mac.question_tokens");
   options.prompt_tokens = cfg.get_int("mac.qa_tokens");
@@ -81,16 +83,19 @@ class BatchAnswerer {
     W_ = comm.world_size();
     rank_ = comm.rank();
     shard_ = dist::ShardSpec(n_, W_).range(rank_);
-    if (options.view != BankView::GoldOnly) shard_rows_ = bank.summaries(shard_.begin, shard_.size()).unsqueeze(0);
     M_ = options.hierarchical ? options.group_size : kFlat;
     retrieving_ = options.top_k > 0 && options.view != BankView::GoldOnly;
+    selecting_ = options.select > 0 && options.view != BankView::GoldOnly;
+    // Selection over the whole bank reads the shard from the file group by group (select.h); the
+    // other ways hold this rank's share in memory.
+    if (options.view != BankView::GoldOnly && !(selecting_ && !retrieving_))
+      shard_rows_ = bank.summaries(shard_.begin, shard_.size()).unsqueeze(0);
     token_keys_ = s.mac->has_token_keys();
     if (retrieving_)
       shard_index_.emplace(shard_rows_[0],
                            token_keys_ ? bank.keys(shard_.begin, shard_.size())
                                        : s.mac->retriever()->document_keys(shard_rows_[0]),
                            shard_.begin);
-    selecting_ = options.select > 0 && options.view != BankView::GoldOnly;
     measure_attention_ = !retrieving_ && !selecting_ && !options.hierarchical && options.view == BankView::Full;
     measure_retrieval_ = (retrieving_ || selecting_) && options.view == BankView::Full;
   }
@@ -179,7 +184,8 @@ class BatchAnswerer {
                                            : s_.mac->retriever()->question_keys(z0);
     Retrieved found = retrieve_top_k(question_keys, *shard_index_, valid, options_.top_k, comm_);
     if (options_.select > 0) {  // the aggregator chooses among the retrieved
-      Retrieved chosen = select_among(s_.mac->aggregator(), z0, found, options_.select);
+      Retrieved chosen = select_among(s_.mac->aggregator(), z0, found, options_.select, options_.selection_temperature,
+                                      options_.retriever_temperature);
       count_gold(begin, end, chosen.rows, found.rows);
       return aggregate(s_.mac->aggregator(), z0, chosen.memory, &result_.stats);
     }
@@ -190,8 +196,10 @@ class BatchAnswerer {
   // Aggregation over the K documents of the whole bank that the aggregator's own first look
   // scores best (select.h); counts how often the gold document is among them (first).
   at::Tensor selected_latents(size_t begin, size_t end, const at::Tensor& z0, const at::Tensor& valid) {
-    Retrieved chosen =
-        select_top_k(s_.mac->aggregator(), z0, shard_rows_[0], shard_.begin, valid, options_.select, M_, comm_);
+    const BankMeta& meta = bank_.meta();
+    const ShardRows shard{[this](int64_t begin, int64_t count) { return bank_.summaries(shard_.begin + begin, count); },
+                          shard_.size(), shard_.begin, meta.T, meta.d};
+    Retrieved chosen = select_top_k(s_.mac->aggregator(), z0, shard, valid, options_.select, M_, comm_);
     count_gold(begin, end, chosen.rows, chosen.rows);
     return aggregate(s_.mac->aggregator(), z0, chosen.memory, &result_.stats);
   }

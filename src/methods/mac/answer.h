@@ -42,6 +42,8 @@ struct AnswerOptions {
   Carry carry = Carry::Latent;  // what a group becomes (aggregate.h)
   int64_t top_k = 0;          // > 0: aggregate only the K best documents of the retriever (retrieve.h)
   int64_t select = 0;         // > 0: the aggregator reads only the K documents it scores best (select.h)
+  double selection_temperature = 1;   // with select among the retriever's: mac.selection_temperature
+  double retriever_temperature = 0.05;  // ... and mac.retriever.temperature (select_among)
   int64_t batch = 64;         // questions per step
   int64_t question_tokens = 104;
   int64_t prompt_tokens = 128;

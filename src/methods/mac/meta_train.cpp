@@ -270,6 +270,8 @@ struct MetaTrainSettings {
   int64_t largest_group = 0;   // mac.memory_group
   double selection_weight = 0;  // the aggregator's selection scores, contrastive over the global batch
   double selection_temperature = 1;
+  int64_t selection_negatives = 0;  // random training documents summarised afresh each step
+  int64_t selection_from_step = 0;  // before it the selection loss is measured, not trained
   double retriever_weight = 0, retriever_early_weight = 0;  // from mac.retriever.from_step on / before it
   double temperature = 1;
   int64_t retriever_from_step = 0;
@@ -292,6 +294,10 @@ MetaTrainSettings read_settings(const config::Config& cfg, double distill_weight
     core::fail("mac.memory_group must be >= 0 (0 = the whole bank), got {}", st.largest_group);
   st.selection_weight = cfg.get_float("mac.selection_weight");
   if (!(st.selection_weight >= 0)) core::fail("mac.selection_weight must be >= 0, got {}", st.selection_weight);
+  st.selection_from_step = cfg.get_int("mac.selection_from_step");
+  if (st.selection_from_step < 0) core::fail("mac.selection_from_step must be >= 0, got {}", st.selection_from_step);
+  st.selection_negatives = cfg.get_int("mac.selection_negatives");
+  if (st.selection_negatives < 0) core::fail("mac.selection_negatives must be >= 0, got {}", st.selection_negatives);
   st.selection_temperature = cfg.get_float("mac.selection_temperature");
   if (!(st.selection_temperature > 0))
     core::fail("mac.selection_temperature must be positive, got {}", st.selection_temperature);
@@ -487,7 +493,7 @@ class MetaTrainLoss {
   // The bank joins the pool (the retriever's second phase); every mac.retriever.refresh_every
   // steps the pool is summarised afresh, once per step, whatever the micro-batches.
   void update_pool(const MicroBatchBank& mb, bool second_phase) {
-    if ((s_.mac->has_retriever() || st_.selection_weight > 0) && second_phase) pool_.add(mb.bank, mb.bank_documents);
+    if (s_.mac->has_retriever() && second_phase) pool_.add(mb.bank, mb.bank_documents);
     const int64_t step = trainer_.step();
     if (st_.refresh_every > 0 && pool_.size() > 0 && step >= st_.refresh_from && step % st_.refresh_every == 0 &&
         refreshed_at_ != step) {
@@ -512,6 +518,11 @@ class MetaTrainLoss {
   // documents never left the closed-book plateau (docs/mac.md), so answering reads only what the
   // aggregator selects (mac.select).
   void add_selection(train::MicroBatchLoss& micro, const MicroBatchBank& mb, const at::Tensor& z0) const {
+    // Before mac.selection_from_step the encoders learn to read alone (a selection loss from the
+    // first step slowed reading down for good: docs/mac.md); its figures are logged all along.
+    const bool trained = trainer_.step() >= st_.selection_from_step;
+    std::optional<torch::NoGradGuard> measured_only;
+    if (!trained) measured_only.emplace();
     at::Tensor bank = mb.bank;
     int64_t own = mb.own_offset;
     if (!st_.global_bank && comm_.world_size() > 1) {
@@ -519,16 +530,28 @@ class MetaTrainLoss {
       bank = with_other_ranks(mb.bank, comm_);
     }
     at::Tensor documents = mb.all_documents;
-    if (pool_.size() > 0) {  // the retriever's pool of past summaries: more negatives
-      bank = torch::cat({bank, pool_.summaries.to(bank.scalar_type())}, 0);
-      documents = torch::cat({documents, pool_.documents}, 0);
+    if (st_.selection_negatives > 0) {  // fresh summaries of random training documents (every rank's)
+      at::Tensor negatives = random_documents(static_cast<int64_t>(set_.documents.size()), st_.selection_negatives,
+                                              st_.seed + 15485863 + 7919 * trainer_.step() + 104729 * comm_.rank());
+      auto [ids, mask] = padded_documents(s_, set_, negatives);
+      at::Tensor fresh;
+      {
+        torch::NoGradGuard no_grad;
+        fresh = s_.mac->summarize(ids, mask).to(bank.scalar_type());
+      }
+      if (comm_.world_size() > 1) {
+        fresh = comm_.all_gather(fresh.contiguous()).flatten(0, 1);
+        negatives = comm_.all_gather(negatives).flatten();
+      }
+      bank = torch::cat({bank, fresh}, 0);
+      documents = torch::cat({documents, negatives}, 0);
     }
     at::Tensor scores = s_.mac->aggregator()->selection_scores(z0, bank.unsqueeze(0));
     ContrastiveStep step = contrastive_from_scores(scores, mb.documents.narrow(0, 0, mb.with_grad), documents, own,
                                                    st_.selection_temperature);
     micro.figures["selection_loss"] = step.loss.item<double>();
     micro.figures["selection_top1"] = step.top1;
-    micro.loss = micro.loss + st_.selection_weight * step.loss;
+    if (trained) micro.loss = micro.loss + st_.selection_weight * step.loss;
   }
 
   // Context distillation: the LM's states behind the prefix (`b`, `out`) against its states after

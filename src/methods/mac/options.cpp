@@ -195,6 +195,12 @@ void declare_mac_options(config::Schema& schema) {
                    "meta-training: adds this times a contrastive loss on the aggregator's selection scores (its "
                    "first block's attention logits) of each question over every document of the global batch, its "
                    "own the label; 0 = the reference (the QA loss alone, no selection label)");
+  schema.add_int("mac.selection_from_step", 0,
+                 "meta-training: the selection loss trains from this step on (before it, it is only logged), so "
+                 "the encoders first learn to read");
+  schema.add_int("mac.selection_negatives", 0,
+                 "meta-training with mac.selection_weight: training documents drawn at random each step on every "
+                 "rank, summarised afresh without gradient, as more negatives of the selection loss");
   schema.add_float("mac.selection_temperature", 1.0, "temperature of the selection loss (mac.selection_weight)");
   schema.add_int("mac.select", 0,
                  "answering: the aggregator first scores every document (its first block's attention logits, "
@@ -231,7 +237,7 @@ void declare_mac_options(config::Schema& schema) {
                    "world, weight 1 from the first step kept the QA loss at the closed-book plateau; 0.1 did not)");
   schema.add_int("mac.retriever.pool", 0,
                  "meta-training: the summaries of the last N documents (detached) are kept as more negatives for "
-                 "the retriever and the selection loss (each rank's pool is saved with the checkpoints)");
+                 "the retriever (each rank's pool is saved with the checkpoints)");
   schema.add_int("mac.retriever.refresh_every", 0,
                  "meta-training: every N steps each rank summarises its pool's documents again with the current "
                  "modules (no gradient; costs pool / N document passes a step), so the retriever learns against "

@@ -74,8 +74,14 @@ Retrieved retrieve_top_k(const at::Tensor& question_keys, const ShardIndex& shar
 
 Retrieved merge_best(const at::Tensor& scores, const at::Tensor& rows, const at::Tensor& shard_summaries,
                      int64_t shard_begin, int64_t top_k, dist::Communicator& comm) {
-  const int64_t Bq = scores.size(0), n = shard_summaries.size(0);
-  const int64_t T = shard_summaries.size(1), d = shard_summaries.size(2);
+  return merge_best(
+      scores, rows, [&](const at::Tensor& local) { return shard_summaries.index_select(0, local); },
+      shard_summaries.size(0), shard_summaries.size(1), shard_summaries.size(2), shard_begin, top_k, comm);
+}
+
+Retrieved merge_best(const at::Tensor& scores, const at::Tensor& rows, const RowFetch& fetch, int64_t n, int64_t T,
+                     int64_t d, int64_t shard_begin, int64_t top_k, dist::Communicator& comm) {
+  const int64_t Bq = scores.size(0);
   // The best K over every rank's best K; every rank computes the same choice.
   const int W = comm.world_size();
   at::Tensor all_scores = comm.all_gather(scores).permute({1, 0, 2}).reshape({Bq, W * top_k});
@@ -90,13 +96,12 @@ Retrieved merge_best(const at::Tensor& scores, const at::Tensor& rows, const at:
 
   // The chosen summaries: each owner puts in its own, the rest add zeros.
   at::Tensor mine = (owner == comm.rank()) & valid;
-  at::Tensor local = (out.rows - shard_begin).clamp(0, std::max<int64_t>(0, n - 1));
-  at::Tensor chosen = torch::zeros({Bq, top_k, T, d}, shard_summaries.options());
-  if (n > 0) {
-    chosen = shard_summaries.index_select(0, local.flatten()).view({Bq, top_k, T, d});
-    chosen = chosen * mine.unsqueeze(-1).unsqueeze(-1).to(chosen.scalar_type());
+  at::Tensor chosen = torch::zeros({Bq, top_k, T, d});
+  if (n > 0 && mine.any().item<bool>()) {
+    at::Tensor where = mine.flatten().nonzero().squeeze(1);
+    at::Tensor local = (out.rows.flatten().index_select(0, where) - shard_begin).contiguous();
+    chosen.view({Bq * top_k, T, d}).index_copy_(0, where, fetch(local).to(torch::kFloat32));
   }
-  chosen = chosen.contiguous();
   if (W > 1) comm.all_reduce(chosen);
   out.memory = Memory{chosen, valid};
   return out;

@@ -12,6 +12,7 @@
 // the same best K overall, and the chosen summaries are summed across ranks from their owners.
 // No rank holds more than its shard and K entries per question.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 
@@ -59,6 +60,11 @@ class ShardIndex {
 // every rank, the same on every rank, with the chosen summaries from their owners.
 Retrieved merge_best(const at::Tensor& scores, const at::Tensor& rows, const at::Tensor& shard_summaries,
                      int64_t shard_begin, int64_t top_k, dist::Communicator& comm);
+// The same when the shard is not in memory: fetch(local rows [m] int64) -> their summaries
+// [m, T, d]; called only for this rank's chosen rows. n: the shard's rows.
+using RowFetch = std::function<at::Tensor(const at::Tensor& local_rows)>;
+Retrieved merge_best(const at::Tensor& scores, const at::Tensor& rows, const RowFetch& fetch, int64_t n, int64_t T,
+                     int64_t d, int64_t shard_begin, int64_t top_k, dist::Communicator& comm);
 
 // Collective: every rank passes the same question keys [Bq, k] and its own shard's index.
 // allowed: undefined, or [Bq, n] bool (false: this question may not retrieve that row).

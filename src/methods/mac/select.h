@@ -11,6 +11,8 @@
 // best K of groups' best K is the best K of the whole: hierarchical and flat choose the same
 // documents; they differ in peak memory.
 #include <cstdint>
+#include <functional>
+#include <utility>
 
 #include <ATen/core/Tensor.h>
 
@@ -23,19 +25,31 @@ class Communicator;
 
 namespace engram::mac {
 
-// This rank's best `top_k` rows: z0 [Bq, T, d]; shard [n, T, d] (bank rows shard_begin ..);
-// allowed undefined or [Bq, n] bool; group: rows per aggregator call (kFlat: all at once).
-// Returns scores [Bq, K] (-inf where none) and bank rows [Bq, K] (-1 where none), best first.
-std::pair<at::Tensor, at::Tensor> select_in_shard(Aggregator& aggregator, const at::Tensor& z0,
-                                                  const at::Tensor& shard, int64_t shard_begin,
+// A rank's shard of the bank as selection reads it, group by group: read(begin, count) -> the
+// summaries [count, T, d] of shard rows begin .. (bank rows first + begin ..); `size` rows.
+struct ShardRows {
+  std::function<at::Tensor(int64_t begin, int64_t count)> read;
+  int64_t size = 0, first = 0, T = 0, d = 0;
+};
+// A shard held in memory: summaries [n, T, d] of bank rows first ...
+ShardRows shard_in_memory(const at::Tensor& summaries, int64_t first);
+
+// This rank's best `top_k` rows: z0 [Bq, T, d]; allowed undefined or [Bq, n] bool; group: rows
+// per aggregator call (kFlat: all at once). Returns scores [Bq, K] (-inf where none) and bank
+// rows [Bq, K] (-1 where none), best first.
+std::pair<at::Tensor, at::Tensor> select_in_shard(Aggregator& aggregator, const at::Tensor& z0, const ShardRows& shard,
                                                   const at::Tensor& allowed, int64_t top_k, int64_t group);
 
-// Collective: the best K of the whole bank (every rank passes the same z0 and its own shard).
-Retrieved select_top_k(Aggregator& aggregator, const at::Tensor& z0, const at::Tensor& shard, int64_t shard_begin,
-                       const at::Tensor& allowed, int64_t top_k, int64_t group, dist::Communicator& comm);
+// Collective: the best K of the whole bank (every rank passes the same z0 and its own shard),
+// their summaries read from their owners' shards.
+Retrieved select_top_k(Aggregator& aggregator, const at::Tensor& z0, const ShardRows& shard, const at::Tensor& allowed,
+                       int64_t top_k, int64_t group, dist::Communicator& comm);
 
 // The best K of candidates the retriever brought (found.memory rows [Bq, C, T, d], valid [Bq, C];
-// found.rows [Bq, C]) by the aggregator's scores; no collective.
-Retrieved select_among(Aggregator& aggregator, const at::Tensor& z0, const Retrieved& found, int64_t top_k);
+// found.rows [Bq, C], found.scores their retriever scores) by the product of the two trained
+// softmaxes: aggregator score / selection_temperature + retriever score / retriever_temperature
+// (each the temperature its contrastive loss was trained with); no collective.
+Retrieved select_among(Aggregator& aggregator, const at::Tensor& z0, const Retrieved& found, int64_t top_k,
+                       double selection_temperature, double retriever_temperature);
 
 }  // namespace engram::mac
