@@ -131,6 +131,57 @@ MacConfig mac_config_from_json(const std::string& text, const std::string& origi
   return c;
 }
 
+namespace {
+
+// mac.retriever.*: not in the reference (docs/mac.md, Retriever and Keys from tokens).
+void declare_retriever_options(config::Schema& schema) {
+  schema.add_int("mac.retriever.dim", 0,
+                 "width of the retriever's keys (a dual encoder on the document summaries and the question's "
+                 "first latent); 0 = no retriever (the reference)");
+  schema.add_string("mac.retriever.keys", "summary",
+                    "what answering retrieves with: summary (keys from the document summaries and the question's "
+                    "first latent) or tokens (a learned bag of tokens over the texts, trained beside MAC on fresh "
+                    "keys of the batch and mac.retriever.token_negatives documents; the bank stores the keys)");
+  schema.add_int("mac.retriever.token_negatives", 1024,
+                 "meta-training with mac.retriever.keys: tokens: training documents drawn at random each step as "
+                 "the token keys' negatives, besides the global batch");
+  schema.add_float("mac.retriever.weight", 1.0,
+                   "meta-training: weight of the retriever's contrastive loss (each question against every "
+                   "document of the global batch and the pool, its own the label). "
+                   "It also trains the amortizer and question encoder");
+  schema.add_float("mac.retriever.encoder_grad", 1.0,
+                   "meta-training: the share of the retriever loss's gradient that reaches the amortizer and the "
+                   "question encoder, in [0, 1]; 0 = the retriever trains its own two maps only, so the summaries "
+                   "and the question's latent serve reading alone");
+  schema.add_int("mac.retriever.from_step", 0,
+                 "meta-training: the retriever's second phase starts here: before it, its loss has weight "
+                 "mac.retriever.early_weight and sees the batch only, while the encoders learn to read; from "
+                 "it on, mac.retriever.weight, with the pool and hard distractors");
+  schema.add_float("mac.retriever.early_weight", 0.1,
+                   "meta-training: the retriever's weight before mac.retriever.from_step (on the quickstart "
+                   "world, weight 1 from the first step kept the QA loss at the closed-book plateau; 0.1 did not)");
+  schema.add_int("mac.retriever.pool", 0,
+                 "meta-training: the summaries of the last N documents (detached) are kept as more negatives for "
+                 "the retriever (each rank's pool is saved with the checkpoints)");
+  schema.add_int("mac.retriever.refresh_every", 0,
+                 "meta-training: every N steps each rank summarises its pool's documents again with the current "
+                 "modules (no gradient; costs pool / N document passes a step), so the retriever learns against "
+                 "summaries like those it searches at answer time; 0 = never (the pool's summaries stay as made)");
+  schema.add_int("mac.retriever.refresh_from", 0,
+                 "meta-training: the step from which mac.retriever.refresh_every applies (README: refreshing for "
+                 "hundreds of steps broke reading on the quickstart world)");
+  schema.add_int("mac.retriever.hard_negatives", 0,
+                 "meta-training after the curriculum: each question's memory also holds this many pool documents "
+                 "that its retriever key matches best (as answering with mac.retriever.top_k does)");
+  schema.add_float("mac.retriever.temperature", 0.05, "temperature of the retriever's contrastive loss");
+  schema.add_int("mac.retriever.top_k", 0,
+                 "answering: each question aggregates only the K documents of the bank whose keys match its key "
+                 "best (faiss inner-product search on each rank's shard, then the best K over all ranks); 0 = "
+                 "aggregate the whole bank (the reference)");
+}
+
+}  // namespace
+
 void declare_mac_options(config::Schema& schema) {
   schema.add_string("mac.tokenizer", "",
                     "tokenizer of the amortizer and question encoder (a T5 spiece.model); \"\" = the base LM's");
@@ -183,8 +234,8 @@ void declare_mac_options(config::Schema& schema) {
                  "what answering with mac.retriever.top_k 1 reads)");
   schema.add_int("mac.eval_every", 0,
                  "meta-training: every N steps, F1 over a bank of the last mac.val_bank training documents (held "
-                 "out of training), answered as mac-answer would; the best model so far is kept as best.h5 and "
-                 "used by the commands that read the trained MAC; 0 = no validation");
+                 "out of training), answered by MAC itself (mac.select, no retriever); the best model so far is "
+                 "kept as best.h5 and used by the commands that read the trained MAC; 0 = no validation");
   schema.add_int("mac.val_bank", 200, "with mac.eval_every: documents held out of the training stream for validation");
   schema.add_int("mac.val_questions", 200, "with mac.eval_every: questions asked of them at most");
   schema.add_int("mac.curriculum_steps", 0,
@@ -210,49 +261,7 @@ void declare_mac_options(config::Schema& schema) {
                    "layer) where it predicts the answer behind MAC's prefix against its states there when it "
                    "reads the question right after the document itself (README: MAC); 0 = the reference (the "
                    "QA loss alone)");
-  schema.add_int("mac.retriever.dim", 0,
-                 "width of the retriever's keys (a dual encoder on the document summaries and the question's "
-                 "first latent); 0 = no retriever (the reference)");
-  schema.add_string("mac.retriever.keys", "summary",
-                    "what answering retrieves with: summary (keys from the document summaries and the question's "
-                    "first latent) or tokens (a learned bag of tokens over the texts, trained beside MAC on fresh "
-                    "keys of the batch and mac.retriever.token_negatives documents; the bank stores the keys)");
-  schema.add_int("mac.retriever.token_negatives", 1024,
-                 "meta-training with mac.retriever.keys: tokens: training documents drawn at random each step as "
-                 "the token keys' negatives, besides the global batch");
-  schema.add_float("mac.retriever.weight", 1.0,
-                   "meta-training: weight of the retriever's contrastive loss (each question against every "
-                   "document of the global batch and the pool, its own the label). "
-                   "It also trains the amortizer and question encoder");
-  schema.add_float("mac.retriever.encoder_grad", 1.0,
-                   "meta-training: the share of the retriever loss's gradient that reaches the amortizer and the "
-                   "question encoder, in [0, 1]; 0 = the retriever trains its own two maps only, so the summaries "
-                   "and the question's latent serve reading alone");
-  schema.add_int("mac.retriever.from_step", 0,
-                 "meta-training: the retriever's second phase starts here: before it, its loss has weight "
-                 "mac.retriever.early_weight and sees the batch only, while the encoders learn to read; from "
-                 "it on, mac.retriever.weight, with the pool and hard distractors");
-  schema.add_float("mac.retriever.early_weight", 0.1,
-                   "meta-training: the retriever's weight before mac.retriever.from_step (on the quickstart "
-                   "world, weight 1 from the first step kept the QA loss at the closed-book plateau; 0.1 did not)");
-  schema.add_int("mac.retriever.pool", 0,
-                 "meta-training: the summaries of the last N documents (detached) are kept as more negatives for "
-                 "the retriever (each rank's pool is saved with the checkpoints)");
-  schema.add_int("mac.retriever.refresh_every", 0,
-                 "meta-training: every N steps each rank summarises its pool's documents again with the current "
-                 "modules (no gradient; costs pool / N document passes a step), so the retriever learns against "
-                 "summaries like those it searches at answer time; 0 = never (the pool's summaries stay as made)");
-  schema.add_int("mac.retriever.refresh_from", 0,
-                 "meta-training: the step from which mac.retriever.refresh_every applies (README: refreshing for "
-                 "hundreds of steps broke reading on the quickstart world)");
-  schema.add_int("mac.retriever.hard_negatives", 0,
-                 "meta-training after the curriculum: each question's memory also holds this many pool documents "
-                 "that its retriever key matches best (as answering with mac.retriever.top_k does)");
-  schema.add_float("mac.retriever.temperature", 0.05, "temperature of the retriever's contrastive loss");
-  schema.add_int("mac.retriever.top_k", 0,
-                 "answering: each question aggregates only the K documents of the bank whose keys match its key "
-                 "best (faiss inner-product search on each rank's shard, then the best K over all ranks); 0 = "
-                 "aggregate the whole bank (the reference)");
+  declare_retriever_options(schema);
   schema.add_bool("mac.lm_dropout", true, "the frozen base LM runs in train mode (dropout on) for the QA loss");
   schema.add_string("mac.aggregation", "hierarchical",
                     "answering: hierarchical (groups of mac.group_size, O(M T) memory per call) or flat (one call "

@@ -57,6 +57,7 @@ double Validator::validate(MacSystem& s, int64_t step, dist::Communicator& comm,
   memorize(s, documents_, memorize_options, comm, mpi_comm);
   AnswerOptions answer_options = answer_options_from(config_, *s.lm_tokenizer);
   answer_options.progress = false;
+  answer_options.top_k = 0;  // MAC itself: the retriever is a separate row
   double f1 = 0;
   {
     BankReader bank(memorize_options.bank_path);

@@ -2,8 +2,8 @@
 // Validation during meta-training (mac.eval_every, as the reference evaluates every epoch and
 // keeps the best): the last mac.val_bank documents of the training stream are held out of
 // training; every N steps the current modules memorize them into mac.out_dir/val_bank.h5 and
-// answer up to mac.val_questions of their questions as mac-answer would (mac.aggregation,
-// mac.select, mac.retriever.top_k). The F1 goes to the log and to validation.jsonl; the best so
+// answer up to mac.val_questions of their questions as MAC itself answers (mac.aggregation,
+// mac.select; no retriever). The F1 goes to the log and to validation.jsonl; the best so
 // far is kept as mac.out_dir/best.h5, its step and F1 in best.json, and the commands that read a
 // trained MAC use it (trained_model_path). A fresh run (no checkpoint) removes an earlier run's.
 #include <cstdint>
