@@ -9,7 +9,8 @@
 // writes and dd runs alternate (bank, dd, bank, dd, ...) so that drift hits both alike; a bank
 // write's time is the maximum over ranks; reported times are medians over --reps.
 // After the writes every rank reads its rows back and checks them bit for bit (the read time is
-// from the page cache, not the disk).
+// from the page cache, not the disk). Then: appending 1000 documents to banks of 10k and 100k
+// documents, R times each (bank_append: should take about the same time, appends are in place).
 //
 //   mpirun -np 2 bench_bank_write [--docs N] [--T T] [--d D] [--reps R] [--dir DIR]   (--help)
 // JSON lines on rank 0 (tools/bench/bank_write.sh runs it).
@@ -106,6 +107,32 @@ double time_dd(const std::string& path, int64_t bytes) {
 
 std::string number(double x) { return fmt::format("{:.6g}", x); }
 
+// Appending `count` documents to a bank of `base` documents (made first in appends of 20000), R
+// times (the bank grows by count each time): the median seconds, the slowest rank's, until the
+// append is committed and durable. An append writes in place, so it should not depend on base.
+double time_append(const Options& o, const std::string& bank, int64_t base, int64_t count, int rank, int world,
+                   engram::dist::Communicator& comm, const engram::mac::BankMeta& meta) {
+  for (int64_t begin = 0; begin < base; begin += 20000) {
+    const int64_t n = std::min<int64_t>(20000, base - begin);
+    engram::dist::RowRange r = engram::dist::ShardSpec(n, world).range(rank);
+    engram::mac::write_bank(bank, meta, make_rows(o, {begin + r.begin, begin + r.end}, rank), begin > 0, comm,
+               engram::dist::MpiHandle::world());
+  }
+  std::vector<double> times;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    const int64_t first = base + rep * count;
+    engram::dist::RowRange r = engram::dist::ShardSpec(count, world).range(rank);
+    const engram::mac::BankRows rows = make_rows(o, {first + r.begin, first + r.end}, rank);
+    comm.barrier();
+    auto t0 = std::chrono::steady_clock::now();
+    engram::mac::write_bank(bank, meta, rows, /*append=*/true, comm, engram::dist::MpiHandle::world());
+    times.push_back(max_over_ranks(seconds_since(t0)));
+  }
+  if (rank == 0) std::filesystem::remove(bank);
+  comm.barrier();
+  return median(times);
+}
+
 int run(const Options& o, int rank, int world) {
   auto comm = engram::dist::make_mpi_communicator(MPI_COMM_WORLD, std::chrono::seconds(600));
   const std::string bank = o.dir + "/bank.h5", dd_file = o.dir + "/dd.bin";
@@ -146,6 +173,9 @@ int run(const Options& o, int rank, int world) {
   int bad = !(back.equal(rows.summaries) && ids == rows.doc_ids && reader.rows() == o.docs), any_bad = 0;
   MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 
+  const double append_small = time_append(o, bank, 10000, 1000, rank, world, *comm, meta);
+  const double append_large = time_append(o, bank, 100000, 1000, rank, world, *comm, meta);
+
   const int64_t payload = o.docs * o.T * o.d * 4;
   if (rank == 0) {
     const double bank_s = median(bank_times), dd_s = median(dd_times);
@@ -170,6 +200,10 @@ int run(const Options& o, int rank, int world) {
                                     world, payload, number(read_s), number(payload / read_s / 1e6),
                                     any_bad ? "false" : "true").c_str());
     std::printf("%s\n", fmt::format("{{\"bench\":\"bank_vs_dd\",\"ratio\":{}}}", number(bank_mbps / dd_mbps)).c_str());
+    std::printf("%s\n", fmt::format("{{\"bench\":\"bank_append\",\"docs\":1000,\"to_10k_s\":{},\"to_100k_s\":{},"
+                                    "\"ratio_100k_vs_10k\":{},\"goal\":\"about 1\",\"durable\":true}}",
+                                    number(append_small), number(append_large),
+                                    number(append_large / append_small)).c_str());
     std::fflush(stdout);
     std::filesystem::remove_all(o.dir);
   }
