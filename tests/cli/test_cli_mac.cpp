@@ -241,7 +241,6 @@ TEST_F(TinyMac, ResumeWithARetrieverPoolContinuesBitExactly) {
                                 " --set mac.train.save_every=2 --set mac.retriever.from_step=1" +
                                 " --set mac.retriever.pool=8 --set mac.retriever.hard_negatives=2" +
                                 " --set mac.distill_weight=0.5 --set mac.doc_tokens=400" +  // documents whole for the teacher
-                                " --set mac.retriever.refresh_every=1" +
                                 " --set mac.retriever.keys=tokens --set mac.retriever.token_negatives=6" +
                                 " --set mac.eval_every=2 --set mac.val_bank=5 --set mac.val_questions=7";
   Result r = run(kMpirun + "2 " + kEngram + " mac-train" + pool_sets);

@@ -464,45 +464,6 @@ TEST(MacMetaTrain, MemoryGroupCapsTheCurriculumAndTheBank) {
   EXPECT_EQ(mac::memory_group(1000, 400, 3, 8), 3);  // no more than the questions
 }
 
-TEST(MacMetaTrain, ScaleGradientPassesTheValueAndAShareOfTheGradient) {
-  // The retriever's loss reaching the encoders in part (mac.retriever.encoder_grad).
-  for (double share : {0.0, 0.25, 1.0}) {
-    at::Tensor x = torch::tensor({1.0, -2.0, 3.0}, torch::kDouble).requires_grad_();
-    at::Tensor y = mac::scale_gradient(x, share);
-    EXPECT_TRUE(y.equal(x.detach())) << share;
-    if (share == 0.0) {  // cut off: nothing flows back
-      EXPECT_FALSE(y.requires_grad());
-      continue;
-    }
-    (y * torch::tensor({1.0, 2.0, 4.0}, torch::kDouble)).sum().backward();
-    EXPECT_TRUE(x.grad().allclose(torch::tensor({1.0, 2.0, 4.0}, torch::kDouble) * share)) << share;
-  }
-}
-
-TEST(MacMetaTrain, RefreshingThePoolSummarisesEachOfItsDocumentsAgainInOrder) {
-  // 150 pool entries (chunks of 64, 64, 22) of bf16 summaries [T 2, d 3]; the new summary of
-  // document j is filled with j + 0.5, so each row must come back as its own document's.
-  mac::SummaryPool pool;
-  pool.capacity = 150;
-  pool.documents = torch::randperm(1000, torch::kLong).narrow(0, 0, 150);
-  pool.summaries = torch::zeros({150, 2, 3}, torch::kBFloat16);
-  std::vector<int64_t> chunks;
-  mac::refresh_pool(pool, [&](const at::Tensor& documents) {
-    EXPECT_FALSE(at::GradMode::is_enabled());
-    chunks.push_back(documents.numel());
-    return (documents.to(torch::kFloat) + 0.5f).view({-1, 1, 1}).expand({-1, 2, 3}).contiguous();
-  });
-  EXPECT_EQ(chunks, (std::vector<int64_t>{64, 64, 22}));
-  EXPECT_EQ(pool.summaries.scalar_type(), torch::kBFloat16);
-  ASSERT_EQ(pool.summaries.sizes(), (std::vector<int64_t>{150, 2, 3}));
-  at::Tensor expected = (pool.documents.to(torch::kFloat) + 0.5f).view({-1, 1, 1}).expand({-1, 2, 3});
-  EXPECT_TRUE(pool.summaries.to(torch::kFloat).equal(expected.to(torch::kBFloat16).to(torch::kFloat)));
-  // An empty pool stays empty and calls nothing.
-  mac::SummaryPool empty;
-  mac::refresh_pool(empty, [&](const at::Tensor&) -> at::Tensor { ADD_FAILURE(); return {}; });
-  EXPECT_EQ(empty.size(), 0);
-}
-
 TEST(MacMetaTrain, EachQuestionsMemoryHoldsItsOwnDocument) {
   // A global bank of 2 ranks x 4 rows, T = 1, d = 1, row r holding the value r; this is rank 1
   // (rows 4..7), whose first 4 rows are its trained questions' documents.

@@ -59,13 +59,6 @@ QuestionMemory question_memory(const at::Tensor& bank, int64_t questions, int64_
   return QuestionMemory{Memory{groups.repeat_interleave(group, 0), {}}, gold.remainder(group)};
 }
 
-at::Tensor scale_gradient(const at::Tensor& x, double share) {
-  if (share == 1.0) return x;
-  if (share == 0.0) return x.detach();
-  const at::Tensor fixed = x.detach();
-  return fixed + share * (x - fixed);
-}
-
 int64_t documents_with_grad(int64_t bank_size, double ratio) {
   if (!(ratio > 0 && ratio <= 1)) core::fail("mac.backprop_ratio must be in (0, 1], got {}", ratio);
   return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(bank_size) * ratio + 1e-9)));
@@ -198,16 +191,6 @@ at::Tensor random_documents(int64_t documents, int64_t count, int64_t seed) {
   return torch::tensor(std::vector<int64_t>(all.begin(), all.begin() + count), torch::kLong);
 }
 
-void refresh_pool(SummaryPool& pool, const std::function<at::Tensor(const at::Tensor&)>& summarize, int64_t chunk) {
-  torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> fresh;
-  for (int64_t from = 0; from < pool.size(); from += chunk) {
-    const at::Tensor documents = pool.documents.narrow(0, from, std::min(chunk, pool.size() - from));
-    fresh.push_back(summarize(documents).to(pool.summaries.scalar_type()));
-  }
-  if (!fresh.empty()) pool.summaries = torch::cat(fresh, 0);
-}
-
 void SummaryPool::add(const at::Tensor& more, const at::Tensor& more_documents) {
   if (capacity <= 0) return;
   summaries = size() == 0 ? more.detach() : torch::cat({more.detach(), summaries}, 0);
@@ -270,15 +253,12 @@ struct MetaTrainSettings {
   int64_t largest_group = 0;   // mac.memory_group
   double selection_weight = 0;  // the aggregator's selection scores, contrastive over the global batch
   double selection_temperature = 1;
-  int64_t selection_negatives = 0;  // random training documents summarised afresh each step
   int64_t selection_from_step = 0;  // before it the selection loss is measured, not trained
   double retriever_weight = 0, retriever_early_weight = 0;  // from mac.retriever.from_step on / before it
   double temperature = 1;
   int64_t retriever_from_step = 0;
-  int64_t refresh_every = 0, refresh_from = 0;  // pool summaries made afresh
   int64_t token_negatives = 0;  // random negative documents of the token keys
   int64_t seed = 0;
-  double encoder_grad = 1;      // the share of the retriever's gradient the encoders get
 };
 
 MetaTrainSettings read_settings(const config::Config& cfg, double distill_weight) {
@@ -296,8 +276,6 @@ MetaTrainSettings read_settings(const config::Config& cfg, double distill_weight
   if (!(st.selection_weight >= 0)) core::fail("mac.selection_weight must be >= 0, got {}", st.selection_weight);
   st.selection_from_step = cfg.get_int("mac.selection_from_step");
   if (st.selection_from_step < 0) core::fail("mac.selection_from_step must be >= 0, got {}", st.selection_from_step);
-  st.selection_negatives = cfg.get_int("mac.selection_negatives");
-  if (st.selection_negatives < 0) core::fail("mac.selection_negatives must be >= 0, got {}", st.selection_negatives);
   st.selection_temperature = cfg.get_float("mac.selection_temperature");
   if (!(st.selection_temperature > 0))
     core::fail("mac.selection_temperature must be positive, got {}", st.selection_temperature);
@@ -305,18 +283,10 @@ MetaTrainSettings read_settings(const config::Config& cfg, double distill_weight
   st.temperature = cfg.get_float("mac.retriever.temperature");
   if (st.retriever_weight < 0) core::fail("mac.retriever.weight must be >= 0, got {}", st.retriever_weight);
   st.retriever_from_step = cfg.get_int("mac.retriever.from_step");
-  st.refresh_every = cfg.get_int("mac.retriever.refresh_every");
-  st.refresh_from = cfg.get_int("mac.retriever.refresh_from");
-  if (st.refresh_every < 0 || st.refresh_from < 0)
-    core::fail("mac.retriever.refresh_every ({}) and mac.retriever.refresh_from ({}) must be >= 0", st.refresh_every,
-               st.refresh_from);
   st.token_negatives = cfg.get_int("mac.retriever.token_negatives");
   if (st.token_negatives < 0)
     core::fail("mac.retriever.token_negatives must be >= 0, got {}", st.token_negatives);
   st.seed = cfg.get_int("run.seed");
-  st.encoder_grad = cfg.get_float("mac.retriever.encoder_grad");
-  if (!(st.encoder_grad >= 0 && st.encoder_grad <= 1))
-    core::fail("mac.retriever.encoder_grad must be in [0, 1], got {}", st.encoder_grad);
   st.retriever_early_weight = cfg.get_float("mac.retriever.early_weight");
   if (st.retriever_early_weight < 0)
     core::fail("mac.retriever.early_weight must be >= 0, got {}", st.retriever_early_weight);
@@ -461,14 +431,14 @@ class MetaTrainLoss {
   // encoders that still change fast, taught the retriever nothing).
   RetrieverStep train_retriever(const MicroBatchBank& mb, const at::Tensor& z0, bool second_phase) {
     Retriever& retriever = s_.mac->retriever();
-    at::Tensor keys = retriever->document_keys(scale_gradient(mb.bank, st_.encoder_grad));
+    at::Tensor keys = retriever->document_keys(mb.bank);
     int64_t own_keys = mb.own_offset;  // where this rank's documents start among the keys
     // A local bank: gather the keys alone (k numbers a document).
     if (!st_.global_bank && comm_.world_size() > 1) {
       own_keys = comm_.rank() * mb.B;
       keys = with_other_ranks(keys, comm_);
     }
-    return retriever_step(retriever, scale_gradient(z0, st_.encoder_grad), mb.documents.narrow(0, 0, mb.with_grad),
+    return retriever_step(retriever, z0, mb.documents.narrow(0, 0, mb.with_grad),
                           keys, mb.all_documents, own_keys, second_phase ? pool_ : SummaryPool{}, hard_negatives_,
                           st_.temperature);
   }
@@ -490,19 +460,9 @@ class MetaTrainLoss {
                             torch::cat({mb.all_documents, negatives}, 0), own_keys, st_.temperature);
   }
 
-  // The bank joins the pool (the retriever's second phase); every mac.retriever.refresh_every
-  // steps the pool is summarised afresh, once per step, whatever the micro-batches.
+  // The bank joins the pool (the retriever's second phase).
   void update_pool(const MicroBatchBank& mb, bool second_phase) {
     if (s_.mac->has_retriever() && second_phase) pool_.add(mb.bank, mb.bank_documents);
-    const int64_t step = trainer_.step();
-    if (st_.refresh_every > 0 && pool_.size() > 0 && step >= st_.refresh_from && step % st_.refresh_every == 0 &&
-        refreshed_at_ != step) {
-      refresh_pool(pool_, [&](const at::Tensor& pool_documents) {
-        auto [ids, mask] = padded_documents(s_, set_, pool_documents);
-        return s_.mac->summarize(ids, mask);
-      });
-      refreshed_at_ = step;
-    }
   }
 
   // Spec check 7: the share of the final block's attention on the gold document. T: the
@@ -530,22 +490,6 @@ class MetaTrainLoss {
       bank = with_other_ranks(mb.bank, comm_);
     }
     at::Tensor documents = mb.all_documents;
-    if (st_.selection_negatives > 0) {  // fresh summaries of random training documents (every rank's)
-      at::Tensor negatives = random_documents(static_cast<int64_t>(set_.documents.size()), st_.selection_negatives,
-                                              st_.seed + 15485863 + 7919 * trainer_.step() + 104729 * comm_.rank());
-      auto [ids, mask] = padded_documents(s_, set_, negatives);
-      at::Tensor fresh;
-      {
-        torch::NoGradGuard no_grad;
-        fresh = s_.mac->summarize(ids, mask).to(bank.scalar_type());
-      }
-      if (comm_.world_size() > 1) {
-        fresh = comm_.all_gather(fresh.contiguous()).flatten(0, 1);
-        negatives = comm_.all_gather(negatives).flatten();
-      }
-      bank = torch::cat({bank, fresh}, 0);
-      documents = torch::cat({documents, negatives}, 0);
-    }
     at::Tensor scores = s_.mac->aggregator()->selection_scores(z0, bank.unsqueeze(0));
     ContrastiveStep step = contrastive_from_scores(scores, mb.documents.narrow(0, 0, mb.with_grad), documents, own,
                                                    st_.selection_temperature);
@@ -614,7 +558,6 @@ class MetaTrainLoss {
   const int64_t hard_negatives_;
   const int64_t k_;  // documents of a bank encoded with gradient (documents_with_grad)
   const int32_t lm_pad_;
-  int64_t refreshed_at_ = -1;  // the step the pool was last summarised again
 };
 
 }  // namespace

@@ -71,12 +71,6 @@ struct SummaryPool {
   void add(const at::Tensor& more, const at::Tensor& more_documents);
 };
 
-// Replaces every pool summary by summarize(documents [n]) -> [n, T, d] of its document, in
-// chunks of at most `chunk` documents, without gradient (mac.retriever.refresh_every). Why:
-// summaries kept from up to capacity / B steps ago differ from fresh ones in a way the retriever
-// learns to use; within the batch and a stale pool it ranked the gold document first for 97% of
-// questions, over 1000 fresh summaries at answer time for 47%.
-void refresh_pool(SummaryPool& pool, const std::function<at::Tensor(const at::Tensor&)>& summarize, int64_t chunk = 64);
 
 // A contrastive step over unit keys: each question i (keys [Bq, k], document index
 // question_documents[i]) against the keys [n, k] (documents key_documents [n]; its own document's
@@ -126,9 +120,6 @@ at::Tensor context_distillation_loss(const std::vector<at::Tensor>& student, con
                                      const std::vector<at::Tensor>& teacher, const at::Tensor& rows,
                                      const at::Tensor& counted);
 
-// x in the forward; in the backward, `share` (in [0, 1]) of the gradient passes to x. Used so
-// that the retriever's loss reaches the encoders only partly (mac.retriever.encoder_grad).
-at::Tensor scale_gradient(const at::Tensor& x, double share);
 
 // k = floor(B r), at least 1.
 int64_t documents_with_grad(int64_t bank_size, double ratio);

@@ -149,10 +149,6 @@ void declare_retriever_options(config::Schema& schema) {
                    "meta-training: weight of the retriever's contrastive loss (each question against every "
                    "document of the global batch and the pool, its own the label). "
                    "It also trains the amortizer and question encoder");
-  schema.add_float("mac.retriever.encoder_grad", 1.0,
-                   "meta-training: the share of the retriever loss's gradient that reaches the amortizer and the "
-                   "question encoder, in [0, 1]; 0 = the retriever trains its own two maps only, so the summaries "
-                   "and the question's latent serve reading alone");
   schema.add_int("mac.retriever.from_step", 0,
                  "meta-training: the retriever's second phase starts here: before it, its loss has weight "
                  "mac.retriever.early_weight and sees the batch only, while the encoders learn to read; from "
@@ -163,13 +159,6 @@ void declare_retriever_options(config::Schema& schema) {
   schema.add_int("mac.retriever.pool", 0,
                  "meta-training: the summaries of the last N documents (detached) are kept as more negatives for "
                  "the retriever (each rank's pool is saved with the checkpoints)");
-  schema.add_int("mac.retriever.refresh_every", 0,
-                 "meta-training: every N steps each rank summarises its pool's documents again with the current "
-                 "modules (no gradient; costs pool / N document passes a step), so the retriever learns against "
-                 "summaries like those it searches at answer time; 0 = never (the pool's summaries stay as made)");
-  schema.add_int("mac.retriever.refresh_from", 0,
-                 "meta-training: the step from which mac.retriever.refresh_every applies (README: refreshing for "
-                 "hundreds of steps broke reading on the quickstart world)");
   schema.add_int("mac.retriever.hard_negatives", 0,
                  "meta-training after the curriculum: each question's memory also holds this many pool documents "
                  "that its retriever key matches best (as answering with mac.retriever.top_k does)");
@@ -249,9 +238,6 @@ void declare_mac_options(config::Schema& schema) {
   schema.add_int("mac.selection_from_step", 0,
                  "meta-training: the selection loss trains from this step on (before it, it is only logged), so "
                  "the encoders first learn to read");
-  schema.add_int("mac.selection_negatives", 0,
-                 "meta-training with mac.selection_weight: training documents drawn at random each step on every "
-                 "rank, summarised afresh without gradient, as more negatives of the selection loss");
   schema.add_float("mac.selection_temperature", 1.0, "temperature of the selection loss (mac.selection_weight)");
   schema.add_int("mac.select", 0,
                  "answering: the aggregator first scores every document (its first block's attention logits, "
