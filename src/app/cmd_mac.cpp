@@ -122,9 +122,11 @@ Command mac_train_command() {
       "Meta-trains MAC (mac.*) around the frozen base LM of base.model on stream.train with the trainer\n"
       "(mac.train.*): every micro-batch of mac.train.micro_batch (document, question, answer) rows is its own\n"
       "memory bank; the loss is the answer cross-entropy of the base LM under the prefix the aggregator\n"
-      "makes. Backpropagation dropout: mac.backprop_ratio. Global banks: mac.global_bank. Checkpoints\n"
-      "in mac.out_dir/checkpoints (resumed automatically; SIGTERM saves and exits 0); the trained model\n"
-      "in mac.out_dir/mac.h5.\n\n"
+      "makes. Backpropagation dropout: mac.backprop_ratio. Global banks: mac.global_bank. From\n"
+      "mac.selection_from_step, mac.selection_weight trains the aggregator to select each question's\n"
+      "document among the batch's (answering with mac.select). Checkpoints in mac.out_dir/checkpoints\n"
+      "(resumed automatically; SIGTERM saves and exits 0); the trained model in mac.out_dir/mac.h5; with\n"
+      "mac.eval_every, validation on held-out training documents and the best model in best.h5.\n\n"
       "example: mpirun -np 2 engram mac-train --config configs/quickstart.yaml";
   c.run = run_mac_train;
   return c;
@@ -135,8 +137,9 @@ Command mac_memorize_command() {
   c.name = "mac-memorize";
   c.summary = "MAC: encode documents into a memory bank (HDF5, written in parallel; --append)";
   c.description =
-      "Encodes each document once with the trained amortizer (mac.out_dir/mac.h5 or --model) and writes\n"
-      "the summaries into one HDF5 bank, each rank its share. --append adds to an existing bank;\n"
+      "Encodes each document once with the trained amortizer (mac.out_dir/best.h5 or mac.h5, or --model)\n"
+      "and writes the summaries into one HDF5 bank, each rank its share. --append adds to an existing bank\n"
+      "in place (only the new rows are written);\n"
       "documents already in the bank (same id) or repeated are skipped. A bank made by another\n"
       "amortizer is refused.\n\n"
       "example: mpirun -np 2 engram mac-memorize --config configs/quickstart.yaml --documents stream.jsonl "
@@ -146,7 +149,7 @@ Command mac_memorize_command() {
                     "document files, any supported format (repeatable; default stream.test)")(
         "bank", po::value<std::string>(), "the bank file to write")("append", "add to the existing bank")(
         "dtype", po::value<std::string>()->default_value("float32"), "storage type: float32 or bfloat16")(
-        "model", po::value<std::string>(), "trained MAC model (default mac.out_dir/mac.h5)");
+        "model", po::value<std::string>(), "trained MAC model (default mac.out_dir/best.h5 when validation kept one, else mac.out_dir/mac.h5)");
   };
   c.run = run_memorize;
   return c;
@@ -167,7 +170,7 @@ Command mac_answer_command() {
     o.add_options()("bank", po::value<std::string>(), "the memory bank")(
         "questions", po::value<std::string>(), "documents with questions (JSONL, CSV, SQuAD JSON)")(
         "out", po::value<std::string>()->default_value("answers.jsonl"), "predictions, one JSON line each")(
-        "model", po::value<std::string>(), "trained MAC model (default mac.out_dir/mac.h5)");
+        "model", po::value<std::string>(), "trained MAC model (default mac.out_dir/best.h5 when validation kept one, else mac.out_dir/mac.h5)");
   };
   c.run = run_answer;
   return c;
