@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <iterator>
 #include <limits>
 #include <numeric>
 #include <optional>
@@ -119,15 +120,17 @@ std::pair<at::Tensor, at::Tensor> padded_documents(const MacSystem& s, const Tra
 std::vector<data::Document> read_train_documents(const config::Config& cfg, int64_t held_out,
                                                  std::vector<data::Document>& validation) {
   std::vector<data::Document> documents = data::read_files(cfg.get_list("stream.train"), data::read_options_from(cfg));
-  for (size_t i = documents.size(); i-- > 0 && static_cast<int64_t>(validation.size()) < held_out;) {
-    if (documents[i].qa.empty()) continue;
-    validation.insert(validation.begin(), std::move(documents[i]));
-    documents.erase(documents.begin() + static_cast<std::ptrdiff_t>(i));
-  }
+  // From the end: the first index of the held-out documents with questions.
+  size_t cut = documents.size();
+  for (int64_t found = 0; cut > 0 && found < held_out;) found += documents[--cut].qa.empty() ? 0 : 1;
+  std::vector<data::Document> training(std::make_move_iterator(documents.begin()),
+                                       std::make_move_iterator(documents.begin() + static_cast<std::ptrdiff_t>(cut)));
+  for (size_t i = cut; i < documents.size(); ++i)  // documents without questions there stay in training
+    (documents[i].qa.empty() ? training : validation).push_back(std::move(documents[i]));
   if (static_cast<int64_t>(validation.size()) < held_out)
     core::fail("mac.val_bank: {} documents with questions held out for validation, but stream.train has only {}",
                held_out, validation.size());
-  return documents;
+  return training;
 }
 
 TrainSet read_train_set(const config::Config& cfg, const MacSystem& s, bool distill,
@@ -136,27 +139,25 @@ TrainSet read_train_set(const config::Config& cfg, const MacSystem& s, bool dist
   const int64_t qa_tokens = cfg.get_int("mac.qa_tokens");
   const int64_t doc_tokens = cfg.get_int("mac.doc_tokens"), question_tokens = cfg.get_int("mac.question_tokens");
   const auto answer_end = cfg.get_string("mac.answer_end") == "newline" ? data::AnswerEnd::Newline : data::AnswerEnd::Eos;
-  {
-    for (const auto& doc : documents) {
-      for (const auto& qa : doc.qa) {
-        if (qa.heldout || qa.answers.empty()) continue;
-        set.rows.push_back(Row{static_cast<int64_t>(set.documents.size()), s.mac_encode(qa.question, question_tokens, true),
-                               data::encode_qa(*s.lm_tokenizer, data::PromptFormat::QuestionAnswer, "", qa.question,
-                                               qa.answers.front(), qa_tokens, answer_end),
-                               {}});
-        if (distill) {
-          const int64_t budget = doc_tokens + qa_tokens;
-          data::Example teacher = data::encode_qa(*s.lm_tokenizer, data::PromptFormat::ContextQuestionAnswer, doc.text,
-                                                  qa.question, qa.answers.front(), budget, answer_end);
-          const auto& student = set.rows.back().qa.ids;
-          const bool whole = static_cast<int64_t>(teacher.ids.size()) < budget;
-          if (whole && teacher.ids.size() > student.size() &&
-              std::equal(student.begin(), student.end(), teacher.ids.end() - static_cast<std::ptrdiff_t>(student.size())))
-            set.rows.back().teacher = std::move(teacher);
-        }
+  for (const auto& doc : documents) {
+    for (const auto& qa : doc.qa) {
+      if (qa.heldout || qa.answers.empty()) continue;
+      set.rows.push_back(Row{static_cast<int64_t>(set.documents.size()), s.mac_encode(qa.question, question_tokens, true),
+                             data::encode_qa(*s.lm_tokenizer, data::PromptFormat::QuestionAnswer, "", qa.question,
+                                             qa.answers.front(), qa_tokens, answer_end),
+                             {}});
+      if (distill) {
+        const int64_t budget = doc_tokens + qa_tokens;
+        data::Example teacher = data::encode_qa(*s.lm_tokenizer, data::PromptFormat::ContextQuestionAnswer, doc.text,
+                                                qa.question, qa.answers.front(), budget, answer_end);
+        const auto& student = set.rows.back().qa.ids;
+        const bool whole = static_cast<int64_t>(teacher.ids.size()) < budget;
+        if (whole && teacher.ids.size() > student.size() &&
+            std::equal(student.begin(), student.end(), teacher.ids.end() - static_cast<std::ptrdiff_t>(student.size())))
+          set.rows.back().teacher = std::move(teacher);
       }
-      set.documents.push_back(s.mac_encode(doc.text, doc_tokens, false));
     }
+    set.documents.push_back(s.mac_encode(doc.text, doc_tokens, false));
   }
   if (set.rows.empty()) core::fail("stream.train: no documents with questions to train on");
   if (distill) {
@@ -489,10 +490,9 @@ class MetaTrainLoss {
       own = comm_.rank() * mb.B;
       bank = with_other_ranks(mb.bank, comm_);
     }
-    at::Tensor documents = mb.all_documents;
     at::Tensor scores = s_.mac->aggregator()->selection_scores(z0, bank.unsqueeze(0));
-    ContrastiveStep step = contrastive_from_scores(scores, mb.documents.narrow(0, 0, mb.with_grad), documents, own,
-                                                   st_.selection_temperature);
+    ContrastiveStep step = contrastive_from_scores(scores, mb.documents.narrow(0, 0, mb.with_grad), mb.all_documents,
+                                                   own, st_.selection_temperature);
     micro.figures["selection_loss"] = step.loss.item<double>();
     micro.figures["selection_top1"] = step.top1;
     if (trained) micro.loss = micro.loss + st_.selection_weight * step.loss;
@@ -602,6 +602,7 @@ MetaTrainReport meta_train(const config::Config& cfg, dist::Runtime& rt) {
   if (trainer.resume() == 0 && comm.rank() == 0) {  // a fresh run: an earlier run's best is not this one's
     for (const char* name : {"/best.h5", "/best.json", "/validation.jsonl"}) fs::remove(st.out_dir + name);
   }
+  comm.barrier();  // no rank's Validator reads a best.json that rank 0 is removing
   if (pool.size() != (pool.documents.defined() ? pool.documents.numel() : 0))
     core::fail("{}: the checkpoint's retriever pool has {} summaries for {} documents", st.out_dir, pool.size(),
                pool.documents.defined() ? pool.documents.numel() : 0);
