@@ -9,6 +9,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp libblas-dev   # cblas.h: attention's batched products (model/batched_matmul.h)
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
+  zlib1g-dev                                      # crc32 of memory bank rows (methods/mac/bank.cpp)
   libyaml-cpp-dev libboost-program-options-dev
   googletest libgtest-dev libgmock-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev

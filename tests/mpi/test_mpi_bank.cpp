@@ -467,10 +467,14 @@ TEST(MpiBank, BadFilesAreUserErrorsNamingTheFile) {
     h5.write_tensor("/weights", at::ones({2, 2}));
   }
   expect_user_error([&] { mac::BankReader r(other); }, {other, "format"});
-  const std::string v2 = mine_dir + "/v2.h5";
-  write_bytes(v2, bank_bytes);
-  io::H5File(v2, io::H5File::Mode::ReadWrite).set_attr("/", "version", int64_t{2});
-  expect_user_error([&] { mac::BankReader r(v2); }, {v2, "version 2"});
+  const std::string v3 = mine_dir + "/v3.h5";
+  write_bytes(v3, bank_bytes);
+  io::H5File(v3, io::H5File::Mode::ReadWrite).set_attr("/", "version", int64_t{3});
+  expect_user_error([&] { mac::BankReader r(v3); }, {v3, "version 3"});
+  const std::string no_crc = mine_dir + "/no_crc.h5";
+  write_bytes(no_crc, bank_bytes);
+  io::H5File(no_crc, io::H5File::Mode::ReadWrite).remove("/summary_crc32");
+  expect_user_error([&] { mac::BankReader r(no_crc); }, {no_crc, "summary_crc32"});
   const std::string bad_t = mine_dir + "/bad_t.h5";
   write_bytes(bad_t, bank_bytes);
   io::H5File(bad_t, io::H5File::Mode::ReadWrite).set_attr("/", "T", int64_t{3});
@@ -480,7 +484,7 @@ TEST(MpiBank, BadFilesAreUserErrorsNamingTheFile) {
   io::H5File(no_times, io::H5File::Mode::ReadWrite).remove("/times");
   expect_user_error([&] { mac::BankReader r(no_times); }, {no_times, "times"});
 
-  // A flipped byte inside a summary chunk: the file opens, the read fails its checksum.
+  // A flipped byte inside a summary row: the file opens, reading that row fails its checksum.
   float marker = 12345.678f;
   const size_t at = bank_bytes.find(std::string(reinterpret_cast<const char*>(&marker), sizeof marker));
   ASSERT_NE(at, std::string::npos);
@@ -489,7 +493,25 @@ TEST(MpiBank, BadFilesAreUserErrorsNamingTheFile) {
   const std::string corrupt = mine_dir + "/corrupt.h5";
   write_bytes(corrupt, flipped);
   mac::BankReader reader(corrupt);
-  expect_user_error([&] { reader.summaries(0, 1); }, {corrupt, "checksum"});
+  expect_user_error([&] { reader.summaries(0, reader.rows()); }, {corrupt, "row 0 of", "checksum", "damaged"});
+  EXPECT_TRUE(reader.summaries(1, 7).equal(s.summaries.narrow(0, 1, 7)));  // the damage is local
+
+  // A version 1 bank (fletcher32 chunks, no CRC columns) is read; appending to it is refused.
+  const std::string v1 = dir + "/v1.h5";
+  if (rank == 0) {
+    write_bytes(v1, bank_bytes);
+    io::H5File h5(v1, io::H5File::Mode::ReadWrite);
+    h5.set_attr("/", "version", int64_t{1});
+    h5.remove("/summary_crc32");
+  }
+  comm->barrier();
+  EXPECT_TRUE(mac::BankReader(v1).summaries(0, 8).equal(s.summaries));
+  expect_user_error(
+      [&] {
+        mac::write_bank(v1, meta("amort-1", 2, 4), rows_of(s, mine.begin, mine.end), true, *comm,
+                        dist::MpiHandle::world());
+      },
+      {v1, "version 1", "mac-memorize"});
   comm->barrier();
 }
 
@@ -511,7 +533,9 @@ TEST(MpiBank, H5pyReadsTheBank) {
         "f = h5py.File(sys.argv[1], 'r')\n"
         "s = f['summaries']\n"
         "assert s.shape == (7, 2, 3), s.shape\n"
-        "assert s.fletcher32 and s.chunks is not None and s.maxshape[0] is None\n"
+        "assert s.chunks is not None and s.maxshape[0] is None\n"
+        "import zlib\n"
+        "assert all(zlib.crc32(s[i].tobytes()) == int(f['summary_crc32'][i]) for i in range(7))\n"
         "assert f.attrs['format'] == b'engram-bank' or f.attrs['format'] == 'engram-bank', f.attrs['format']\n"
         "assert int(f.attrs['T']) == 2 and int(f.attrs['d']) == 3\n"
         "assert f['doc_ids'][4] == b'doc-4', f['doc_ids'][4]\n"

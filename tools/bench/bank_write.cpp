@@ -10,7 +10,8 @@
 // write's time is the maximum over ranks; reported times are medians over --reps.
 // After the writes every rank reads its rows back and checks them bit for bit (the read time is
 // from the page cache, not the disk). Then: appending 1000 documents to banks of 10k and 100k
-// documents, R times each (bank_append: should take about the same time, appends are in place).
+// documents, R times each (bank_append: should take about the same time, appends are in place),
+// each followed by dd writing the bytes it added (append_vs_dd: dd time / append time).
 //
 //   mpirun -np 2 bench_bank_write [--docs N] [--T T] [--d D] [--reps R] [--dir DIR]   (--help)
 // JSON lines on rank 0 (tools/bench/bank_write.sh runs it).
@@ -39,7 +40,7 @@ struct Options {
   int64_t docs = 20000;
   int64_t T = 8;
   int64_t d = 128;
-  int reps = 5;
+  int reps = 15;
   std::string dir = "/tmp/engram_bench_bank";
 };
 
@@ -107,10 +108,15 @@ double time_dd(const std::string& path, int64_t bytes) {
 
 std::string number(double x) { return fmt::format("{:.6g}", x); }
 
+struct AppendTimes {
+  double append_s = 0;  // median, the slowest rank's, until the append is committed and durable
+  double dd_s = 0;      // median of dd writing as many bytes as each append added to the file
+};
+
 // Appending `count` documents to a bank of `base` documents (made first in appends of 20000), R
-// times (the bank grows by count each time): the median seconds, the slowest rank's, until the
-// append is committed and durable. An append writes in place, so it should not depend on base.
-double time_append(const Options& o, const std::string& bank, int64_t base, int64_t count, int rank, int world,
+// times (the bank grows by count each time), each followed by dd writing the bytes it added.
+// An append writes in place, so it should not depend on base.
+AppendTimes time_append(const Options& o, const std::string& bank, int64_t base, int64_t count, int rank, int world,
                    engram::dist::Communicator& comm, const engram::mac::BankMeta& meta) {
   for (int64_t begin = 0; begin < base; begin += 20000) {
     const int64_t n = std::min<int64_t>(20000, base - begin);
@@ -118,8 +124,9 @@ double time_append(const Options& o, const std::string& bank, int64_t base, int6
     engram::mac::write_bank(bank, meta, make_rows(o, {begin + r.begin, begin + r.end}, rank), begin > 0, comm,
                engram::dist::MpiHandle::world());
   }
-  std::vector<double> times;
+  std::vector<double> times, dd_times;
   for (int rep = 0; rep < o.reps; ++rep) {
+    const int64_t bytes_before = rank == 0 ? static_cast<int64_t>(std::filesystem::file_size(bank)) : 0;
     const int64_t first = base + rep * count;
     engram::dist::RowRange r = engram::dist::ShardSpec(count, world).range(rank);
     const engram::mac::BankRows rows = make_rows(o, {first + r.begin, first + r.end}, rank);
@@ -127,10 +134,16 @@ double time_append(const Options& o, const std::string& bank, int64_t base, int6
     auto t0 = std::chrono::steady_clock::now();
     engram::mac::write_bank(bank, meta, rows, /*append=*/true, comm, engram::dist::MpiHandle::world());
     times.push_back(max_over_ranks(seconds_since(t0)));
+    if (rank == 0) {
+      const std::string dd_file = bank + ".dd";
+      dd_times.push_back(time_dd(dd_file, static_cast<int64_t>(std::filesystem::file_size(bank)) - bytes_before));
+      std::filesystem::remove(dd_file);
+    }
+    comm.barrier();
   }
   if (rank == 0) std::filesystem::remove(bank);
   comm.barrier();
-  return median(times);
+  return {median(times), rank == 0 ? median(dd_times) : 0.0};
 }
 
 int run(const Options& o, int rank, int world) {
@@ -173,8 +186,8 @@ int run(const Options& o, int rank, int world) {
   int bad = !(back.equal(rows.summaries) && ids == rows.doc_ids && reader.rows() == o.docs), any_bad = 0;
   MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 
-  const double append_small = time_append(o, bank, 10000, 1000, rank, world, *comm, meta);
-  const double append_large = time_append(o, bank, 100000, 1000, rank, world, *comm, meta);
+  const AppendTimes append_small = time_append(o, bank, 10000, 1000, rank, world, *comm, meta);
+  const AppendTimes append_large = time_append(o, bank, 100000, 1000, rank, world, *comm, meta);
 
   const int64_t payload = o.docs * o.T * o.d * 4;
   if (rank == 0) {
@@ -202,8 +215,14 @@ int run(const Options& o, int rank, int world) {
     std::printf("%s\n", fmt::format("{{\"bench\":\"bank_vs_dd\",\"ratio\":{}}}", number(bank_mbps / dd_mbps)).c_str());
     std::printf("%s\n", fmt::format("{{\"bench\":\"bank_append\",\"docs\":1000,\"to_10k_s\":{},\"to_100k_s\":{},"
                                     "\"ratio_100k_vs_10k\":{},\"goal\":\"about 1\",\"durable\":true}}",
-                                    number(append_small), number(append_large),
-                                    number(append_large / append_small)).c_str());
+                                    number(append_small.append_s), number(append_large.append_s),
+                                    number(append_large.append_s / append_small.append_s)).c_str());
+    // dd's speed over the bytes of an append, against the append's (both until durable).
+    std::printf("%s\n", fmt::format("{{\"bench\":\"append_vs_dd\",\"to_10k\":{},\"to_100k\":{},"
+                                    "\"dd_s\":{},\"goal\":\">= 0.5\"}}",
+                                    number(append_small.dd_s / append_small.append_s),
+                                    number(append_large.dd_s / append_large.append_s),
+                                    number(append_large.dd_s)).c_str());
     std::fflush(stdout);
     std::filesystem::remove_all(o.dir);
   }

@@ -27,6 +27,9 @@ else()
   _engram_record("HDF5 (parallel)" "${HDF5_FOUND}" "${HDF5_VERSION}" "libhdf5-openmpi-dev")
 endif()
 
+find_package(ZLIB QUIET)
+_engram_record("zlib" "${ZLIB_FOUND}" "${ZLIB_VERSION_STRING}" "zlib1g-dev")
+
 find_package(yaml-cpp QUIET)
 _engram_record("yaml-cpp" "${yaml-cpp_FOUND}" "${yaml-cpp_VERSION}" "libyaml-cpp-dev")
 

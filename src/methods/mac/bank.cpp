@@ -23,7 +23,9 @@
 #include <unordered_set>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <zlib.h>
 
 #include "core/error.h"
 #include "dist/communicator.h"
@@ -35,11 +37,17 @@ namespace engram::mac {
 namespace {
 
 constexpr const char* kFormat = "engram-bank";
-constexpr int64_t kVersion = 1;
+// Version 2 checks each row with a CRC-32 column; version 1 (read only) used HDF5's fletcher32
+// filter on the summary chunks, which sends parallel writes down HDF5's slow filtered-chunk path
+// (a bank write took 0.45x of dd against 0.8x unfiltered, docs/mac.md "Bank writes").
+constexpr int64_t kVersion = 2;
+constexpr int64_t kFirstVersion = 1;
 constexpr const char* kSummaries = "/summaries";
 constexpr const char* kDocIds = "/doc_ids";
 constexpr const char* kTimes = "/times";
 constexpr const char* kKeys = "/keys";
+constexpr const char* kSummaryCrc = "/summary_crc32";  // zlib crc32 of each row's stored bytes
+constexpr const char* kKeyCrc = "/key_crc32";
 constexpr const char* kRowsAttr = "rows";  // committed rows (banks before it: the datasets' length)
 
 // Bounds a reader accepts before it allocates anything from sizes found in a file.
@@ -65,6 +73,33 @@ at::ScalarType storage_type(const std::string& file, const std::string& dtype) {
   if (dtype == "float32") return at::kFloat;
   if (dtype == "bfloat16") return at::kBFloat16;
   core::fail("bank {}: dtype '{}' is not supported (float32 or bfloat16)", file, dtype);
+}
+
+// zlib's CRC-32 of each row's bytes (rows: contiguous, dim 0 = rows), as int64 [rows].
+at::Tensor row_crc32(const at::Tensor& rows) {
+  const int64_t n = rows.size(0);
+  at::Tensor crc = at::empty({n}, at::kLong);
+  if (n == 0) return crc;
+  const int64_t row_bytes = rows.numel() / n * static_cast<int64_t>(rows.element_size());
+  const auto* bytes = static_cast<const Bytef*>(rows.data_ptr());
+  int64_t* out = crc.data_ptr<int64_t>();
+  at::parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      out[i] = static_cast<int64_t>(::crc32(0L, bytes + i * row_bytes, static_cast<uInt>(row_bytes)));
+  });
+  return crc;
+}
+
+// Throws UserError naming the bank and the first row whose bytes disagree with its stored CRC.
+void verify_rows(const std::string& path, const char* dataset, int64_t begin, const at::Tensor& rows,
+                 const at::Tensor& stored_crc) {
+  const at::Tensor crc = row_crc32(rows);
+  const int64_t* want = stored_crc.data_ptr<int64_t>();
+  const int64_t* have = crc.data_ptr<int64_t>();
+  for (int64_t i = 0; i < crc.numel(); ++i)
+    if (have[i] != want[i])
+      core::fail("bank {}: row {} of '{}' fails its checksum (crc32 {:08x}, stored {:08x}): the file is damaged",
+                 path, begin + i, dataset, have[i], want[i]);
 }
 
 std::string shape_text(const at::Tensor& t) {
@@ -230,12 +265,15 @@ void create_datasets(io::H5File& file, const BankMeta& meta, const Layout& l) {
   file.set_attr("/", "dtype", meta.dtype);
   file.set_attr("/", "key_dim", meta.key_dim);
   file.create_dataset(kSummaries, stored, {l.total_rows, meta.T, meta.d}, chunk_rows(row_bytes, kSummaryChunkBytes),
-                      /*extendible=*/true, /*checksum=*/true);
+                      /*extendible=*/true);
+  file.create_dataset(kSummaryCrc, at::kLong, {l.total_rows}, chunk_rows(8, kColumnChunkBytes), true);
   file.create_string_dataset(kDocIds, l.total_rows, l.id_width, chunk_rows(l.id_width, kColumnChunkBytes), true, true);
   file.create_dataset(kTimes, at::kLong, {l.total_rows}, chunk_rows(8, kColumnChunkBytes), true, true);
-  if (meta.key_dim > 0)
+  if (meta.key_dim > 0) {
     file.create_dataset(kKeys, at::kFloat, {l.total_rows, meta.key_dim}, chunk_rows(meta.key_dim * 4, kSummaryChunkBytes),
-                        true, true);
+                        true);
+    file.create_dataset(kKeyCrc, at::kLong, {l.total_rows}, chunk_rows(8, kColumnChunkBytes), true);
+  }
 }
 
 // The id dataset cannot change its string width in place: when new ids are longer than the
@@ -253,7 +291,11 @@ void widen_ids(io::H5File& file, const Layout& l, int rank) {
 void grow_datasets(io::H5File& file, const BankMeta& meta, const Layout& l, int rank) {
   auto grow = [&](const char* name) { file.extend(name, std::max(l.total_rows, file.shape(name)[0])); };
   grow(kSummaries);
-  if (meta.key_dim > 0) grow(kKeys);
+  grow(kSummaryCrc);
+  if (meta.key_dim > 0) {
+    grow(kKeys);
+    grow(kKeyCrc);
+  }
   grow(kTimes);
   if (l.id_width > l.existing_width) widen_ids(file, l, rank);
   else grow(kDocIds);
@@ -266,8 +308,12 @@ void write_my_rows(io::H5File& file, const BankMeta& meta, const BankRows& rows,
   at::Tensor summaries = n == 0 ? at::empty({0, meta.T, meta.d}, at::TensorOptions().dtype(stored))
                                 : rows.summaries.to(at::kCPU).to(stored).contiguous();
   file.write_rows(kSummaries, l.offset, summaries);
-  if (meta.key_dim > 0)
-    file.write_rows(kKeys, l.offset, n == 0 ? at::empty({0, meta.key_dim}) : rows.keys.to(at::kCPU).to(at::kFloat).contiguous());
+  file.write_rows(kSummaryCrc, l.offset, row_crc32(summaries));
+  if (meta.key_dim > 0) {
+    at::Tensor keys = n == 0 ? at::empty({0, meta.key_dim}) : rows.keys.to(at::kCPU).to(at::kFloat).contiguous();
+    file.write_rows(kKeys, l.offset, keys);
+    file.write_rows(kKeyCrc, l.offset, row_crc32(keys));
+  }
   file.write_string_rows(kDocIds, l.offset, rows.doc_ids);
   file.write_rows(kTimes, l.offset, at::tensor(at::ArrayRef<int64_t>(rows.times), at::kLong));
 }
@@ -280,6 +326,9 @@ std::string inspect_for_append(const std::string& path, const BankMeta& meta) {
   {
     BankReader reader(path);  // validates the whole structure
     const BankMeta& have = reader.meta();
+    if (reader.version() != kVersion)
+      core::fail("cannot append to bank {}: it is a version {} bank, appends write version {}: write it anew with "
+                 "engram mac-memorize", path, reader.version(), kVersion);
     if (have.fingerprint != meta.fingerprint)
       core::fail("cannot append to bank {}: it was built by amortizer {}, the new summaries by amortizer {}", path,
                  have.fingerprint, meta.fingerprint);
@@ -430,9 +479,10 @@ BankReader::BankReader(const std::string& path) : path_(path) {
     core::fail("bank {}: not an engram memory bank (no root attribute 'format')", path);
   const std::string format = h5.attr_string("/", "format");
   if (format != kFormat) core::fail("bank {}: format is '{}', expected '{}'", path, format, kFormat);
-  const int64_t version = h5.attr_int("/", "version");
-  if (version != kVersion)
-    core::fail("bank {}: version {} is not supported (this engram reads version {})", path, version, kVersion);
+  version_ = h5.attr_int("/", "version");
+  if (version_ < kFirstVersion || version_ > kVersion)
+    core::fail("bank {}: version {} is not supported (this engram reads versions {} to {})", path, version_,
+               kFirstVersion, kVersion);
   meta_.fingerprint = string_attr(h5, "model_fingerprint");
   meta_.T = positive_attr(h5, "T");
   meta_.d = positive_attr(h5, "d");
@@ -458,7 +508,9 @@ BankReader::BankReader(const std::string& path) : path_(path) {
     core::fail("bank {}: {} rows of {} bytes cannot fit in its {} bytes (truncated file?)", path, rows_, row_bytes,
                file_bytes);
 
-  for (const char* column : {kDocIds, kTimes}) {
+  std::vector<const char*> columns = {kDocIds, kTimes};
+  if (version_ >= 2) columns.push_back(kSummaryCrc);
+  for (const char* column : columns) {
     int64_t n = dataset_shape(h5, column, 1)[0];
     if (n < rows_) core::fail("bank {}: '{}' has {} rows, the bank {}", path, column, n, rows_);
   }
@@ -475,6 +527,8 @@ BankReader::BankReader(const std::string& path) : path_(path) {
       core::fail("bank {}: keys are [{}, {}], expected [{}, {}] (rows, key_dim)", path, keys[0], keys[1], rows_,
                  meta_.key_dim);
     if (h5.dtype(kKeys) != at::kFloat) core::fail("bank {}: keys are not float32", path);
+    if (version_ >= 2 && dataset_shape(h5, kKeyCrc, 1)[0] < rows_)
+      core::fail("bank {}: '{}' has fewer rows than the bank's {}", path, kKeyCrc, rows_);
   }
   file_ = file.release();
 }
@@ -487,16 +541,26 @@ void BankReader::require_fingerprint(const std::string& fingerprint) const {
                meta_.fingerprint, fingerprint);
 }
 
+namespace {
+// Rows of `dataset`, checked against their CRC column (version 2; version 1 banks were checked
+// by HDF5's fletcher32 filter while reading). read_rows checks the range and names the file.
+at::Tensor read_checked(const io::H5File& h5, int64_t version, const char* dataset, const char* crc_column,
+                        int64_t begin, int64_t count) {
+  at::Tensor rows = h5.read_rows(dataset, begin, count).contiguous();
+  if (version >= 2) verify_rows(h5.path(), dataset, begin, rows, h5.read_rows(crc_column, begin, count).contiguous());
+  return rows.to(at::kFloat);
+}
+}  // namespace
+
 at::Tensor BankReader::summaries(int64_t begin, int64_t count) const {
-  // read_rows checks the range against the dataset and names the file.
-  return file_->h5.read_rows(kSummaries, begin, count).to(at::kFloat);
+  return read_checked(file_->h5, version_, kSummaries, kSummaryCrc, begin, count);
 }
 
 at::Tensor BankReader::keys(int64_t begin, int64_t count) const {
   if (meta_.key_dim == 0)
     core::fail("bank {} stores no retrieval keys: it was built by a model without token keys (mac.retriever.keys)",
                path_);
-  return file_->h5.read_rows(kKeys, begin, count).to(at::kFloat);
+  return read_checked(file_->h5, version_, kKeys, kKeyCrc, begin, count);
 }
 
 std::vector<std::string> BankReader::doc_ids(int64_t begin, int64_t count) const {

@@ -1,13 +1,17 @@
 #pragma once
 // MAC's memory bank on disk (DESIGN.md "Files users keep"): one HDF5 file, readable with h5py.
-//   root attributes: format = "engram-bank", version = 1, model_fingerprint (the amortizer's,
+//   root attributes: format = "engram-bank", version = 2, model_fingerprint (the amortizer's,
 //                    see MacModel::fingerprint), T, d, dtype ("float32" | "bfloat16"), rows (the
 //                    committed row count: datasets may be longer, readers ignore the rest)
-//   summaries [N, T, d]   chunked, extendible (new documents append), fletcher32 on chunks
+//   summaries [N, T, d]   chunked, extendible (new documents append)
+//   summary_crc32 [N]     int64: zlib's CRC-32 of each row's stored bytes, checked on every read
 //   doc_ids   [N]         fixed-length strings (documents are deduplicated by id)
 //   times     [N]         int64 (the document's time, 0 when unknown)
 //   keys      [N, K]      float32, only in banks of models with token keys (root attribute
-//                         key_dim = K; mac.retriever.keys: tokens); absent (key_dim 0) otherwise
+//                         key_dim = K; mac.retriever.keys: tokens); absent (key_dim 0) otherwise;
+//                         key_crc32 [N] beside it, as summary_crc32
+//   (doc_ids and times carry HDF5's fletcher32 on their chunks. Version 1 banks, read only, had
+//   fletcher32 on the summaries and keys and no CRC columns.)
 // Rows are in stream order: the documents of the first write, then those of each append.
 //
 // Writing is collective: every rank encodes its share of the documents (ShardSpec over the new,
@@ -76,10 +80,12 @@ class BankReader {
 
   const BankMeta& meta() const { return meta_; }
   int64_t rows() const { return rows_; }
+  int64_t version() const { return version_; }
   // core::UserError unless the bank was written by the amortizer with this fingerprint
   // ("bank F was built by amortizer X, this model is Y: rebuild it with engram mac-memorize").
   void require_fingerprint(const std::string& fingerprint) const;
-  // Rows [begin, begin + count) as float32 [count, T, d].
+  // Rows [begin, begin + count) as float32 [count, T, d]; a row that fails its checksum is a
+  // core::UserError naming the bank and the row.
   at::Tensor summaries(int64_t begin, int64_t count) const;
   // Rows [begin, begin + count) of the keys as float32 [count, key_dim]; core::UserError when the
   // bank stores none.
@@ -92,6 +98,7 @@ class BankReader {
   std::string path_;
   BankMeta meta_;
   int64_t rows_ = 0;
+  int64_t version_ = 0;
   File* file_ = nullptr;
 };
 
