@@ -75,7 +75,7 @@ TEST(MacSelection, AmongRetrievedCandidatesTheBestValidOnesAreRead) {
   at::Tensor best = scores.argmax(1);
   found.memory.valid[0][best[0].item<int64_t>()] = false;  // question 0's best candidate is padding
   found.scores = torch::zeros({Bq, C});  // no retriever preference: the aggregator's choice
-  mac::Retrieved got = mac::select_among(m->aggregator(), z0, found, 1, 1.0, 0.05);
+  mac::Retrieved got = mac::select_among(m->aggregator(), z0, found, 1, 1.0, 0.05, 1.0);
   const int64_t second = std::get<1>(scores[0].topk(2)).index({1}).item<int64_t>();
   EXPECT_EQ(got.rows[0][0].item<int64_t>(), found.rows[0][second].item<int64_t>());
   EXPECT_EQ(got.rows[1][0].item<int64_t>(), found.rows[1][best[1].item<int64_t>()].item<int64_t>());
@@ -84,6 +84,13 @@ TEST(MacSelection, AmongRetrievedCandidatesTheBestValidOnesAreRead) {
   // The retriever's scores count at 1 / its temperature: a large enough lead wins.
   const int64_t third = std::get<1>(scores[1].topk(3)).index({2}).item<int64_t>();
   found.scores[1][third] = 1.0;  // / 0.05 = 20, far above the aggregator's differences here
-  got = mac::select_among(m->aggregator(), z0, found, 1, 1.0, 0.05);
+  got = mac::select_among(m->aggregator(), z0, found, 1, 1.0, 0.05, 1.0);
   EXPECT_EQ(got.rows[1][0].item<int64_t>(), found.rows[1][third].item<int64_t>());
+  // Vote 0: the retriever's order alone, however small its differences.
+  found.scores = torch::rand({Bq, C}) * 1e-4;
+  found.scores[0][best[0].item<int64_t>()] = 1.0;  // padding never wins
+  got = mac::select_among(m->aggregator(), z0, found, 1, 1.0, 0.05, 0.0);
+  at::Tensor want = found.scores.masked_fill(~found.memory.valid, -1.0).argmax(1);
+  for (int64_t q = 0; q < Bq; ++q)
+    EXPECT_EQ(got.rows[q][0].item<int64_t>(), found.rows[q][want[q].item<int64_t>()].item<int64_t>()) << q;
 }

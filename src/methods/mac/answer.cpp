@@ -38,6 +38,7 @@ AnswerOptions answer_options_from(const config::Config& cfg, const text::Tokeniz
                options.select, options.top_k);
   options.selection_temperature = cfg.get_float("mac.selection_temperature");
   options.retriever_temperature = cfg.get_float("mac.retriever.temperature");
+  options.selection_vote = cfg.get_float("mac.selection_vote");
   options.batch = cfg.get_int("mac.answer_batch");
   options.question_tokens = cfg.get_int("mac.question_tokens");
   options.prompt_tokens = cfg.get_int("mac.qa_tokens");
@@ -185,7 +186,7 @@ class BatchAnswerer {
     Retrieved found = retrieve_top_k(question_keys, *shard_index_, valid, options_.top_k, comm_);
     if (options_.select > 0) {  // the aggregator chooses among the retrieved
       Retrieved chosen = select_among(s_.mac->aggregator(), z0, found, options_.select, options_.selection_temperature,
-                                      options_.retriever_temperature);
+                                      options_.retriever_temperature, options_.selection_vote);
       count_gold(begin, end, chosen.rows, found.rows);
       return aggregate(s_.mac->aggregator(), z0, chosen.memory, &result_.stats);
     }

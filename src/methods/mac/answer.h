@@ -44,6 +44,7 @@ struct AnswerOptions {
   int64_t select = 0;         // > 0: the aggregator reads only the K documents it scores best (select.h)
   double selection_temperature = 1;   // with select among the retriever's: mac.selection_temperature
   double retriever_temperature = 0.05;  // ... and mac.retriever.temperature (select_among)
+  double selection_vote = 0.25;        // ... the aggregator's weight there: mac.selection_vote
   int64_t batch = 64;         // questions per step
   int64_t question_tokens = 104;
   int64_t prompt_tokens = 128;

@@ -239,6 +239,11 @@ void declare_mac_options(config::Schema& schema) {
                  "meta-training: the selection loss trains from this step on (before it, it is only logged), so "
                  "the encoders first learn to read");
   schema.add_float("mac.selection_temperature", 1.0, "temperature of the selection loss (mac.selection_weight)");
+  schema.add_float("mac.selection_vote", 0.25,
+                   "answering with mac.select among the retriever's top_k: the weight of the aggregator's selection "
+                   "scores against the retriever's (1 = the plain product of the two trained softmaxes; 0 = the "
+                   "retriever's order alone). 0.25: best on the validation split (docs/mac.md)",
+                   config::Range::at_least(0));
   schema.add_int("mac.select", 0,
                  "answering: the aggregator first scores every document (its first block's attention logits, "
                  "group by group) and reads only its best K; 0 = it attends over the whole bank (the reference)");

@@ -63,9 +63,9 @@ Retrieved select_top_k(Aggregator& aggregator, const at::Tensor& z0, const Shard
 }
 
 Retrieved select_among(Aggregator& aggregator, const at::Tensor& z0, const Retrieved& found, int64_t top_k,
-                       double selection_temperature, double retriever_temperature) {
+                       double selection_temperature, double retriever_temperature, double vote) {
   const at::Tensor& candidates = found.memory.rows;  // [Bq, C, T, d]
-  at::Tensor scores = aggregator->selection_scores(z0, candidates).to(torch::kFloat32) / selection_temperature;
+  at::Tensor scores = aggregator->selection_scores(z0, candidates).to(torch::kFloat32) * (vote / selection_temperature);
   scores = scores + torch::where(found.rows >= 0, found.scores, torch::zeros_like(found.scores)) / retriever_temperature;
   scores = scores.masked_fill(~found.memory.valid.to(torch::kBool), kNone);
   const int64_t k = std::min(top_k, candidates.size(1));

@@ -47,9 +47,10 @@ Retrieved select_top_k(Aggregator& aggregator, const at::Tensor& z0, const Shard
 
 // The best K of candidates the retriever brought (found.memory rows [Bq, C, T, d], valid [Bq, C];
 // found.rows [Bq, C], found.scores their retriever scores) by the product of the two trained
-// softmaxes: aggregator score / selection_temperature + retriever score / retriever_temperature
-// (each the temperature its contrastive loss was trained with); no collective.
+// softmaxes, the aggregator's raised to `vote` (mac.selection_vote): vote x aggregator score /
+// selection_temperature + retriever score / retriever_temperature (each the temperature its
+// contrastive loss was trained with); no collective.
 Retrieved select_among(Aggregator& aggregator, const at::Tensor& z0, const Retrieved& found, int64_t top_k,
-                       double selection_temperature, double retriever_temperature);
+                       double selection_temperature, double retriever_temperature, double vote);
 
 }  // namespace engram::mac
