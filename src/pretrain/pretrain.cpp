@@ -1,5 +1,6 @@
 #include "pretrain/pretrain.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -29,10 +30,13 @@ namespace {
 // the answers (and the newline that ends each) only: the context is random facts whose tokens
 // would swamp the signal. Each entity appears in exactly one example, so an answer can only be
 // read from the context, never remembered: this is what teaches a small model to read. Without
-// questions: the text, as language modelling.
+// questions: the text, as language modelling. A reading example whose answers all fall past
+// seq_len is dropped (counted in `*no_answer`): with nothing to learn its loss is 0/0, NaN, and a
+// micro-batch of such examples would poison the weights.
 std::vector<data::Example> build_examples(const std::vector<data::Document>& docs, const text::Tokenizer& tok,
-                                          int64_t seq_len, bool context_loss) {
+                                          int64_t seq_len, bool context_loss, int64_t* no_answer) {
   std::vector<data::Example> examples;
+  *no_answer = 0;
   for (const auto& doc : docs) {
     data::Example e;
     auto append = [&](const std::string& text, bool trained) {
@@ -50,6 +54,10 @@ std::vector<data::Example> build_examples(const std::vector<data::Document>& doc
     if (static_cast<int64_t>(e.ids.size()) > seq_len) {  // keep whole questions only
       e.ids.resize(static_cast<size_t>(seq_len));
       e.train_mask.resize(static_cast<size_t>(seq_len));
+    }
+    if (std::find(e.train_mask.begin(), e.train_mask.end(), 1) == e.train_mask.end()) {
+      ++*no_answer;
+      continue;
     }
     examples.push_back(std::move(e));
   }
@@ -156,7 +164,14 @@ PretrainReport pretrain_base_lm(const PretrainOptions& o, dist::Communicator& co
   auto tokenizer = text::load_tokenizer(o.tokenizer);
   core::Stopwatch clock;
   const auto docs = data::read_files(o.data, o.read);
-  const auto examples = build_examples(docs, *tokenizer, o.seq_len, o.context_loss);
+  int64_t no_answer = 0;
+  const auto examples = build_examples(docs, *tokenizer, o.seq_len, o.context_loss, &no_answer);
+  if (no_answer > 0)
+    spdlog::warn("pretrain: {} of {} documents dropped: not one answer within pretrain.seq_len = {} tokens", no_answer,
+                 docs.size(), o.seq_len);
+  if (examples.empty())
+    core::fail("pretrain: no training example: every document's answers fall past pretrain.seq_len = {} tokens "
+               "(raise it, or use a tokenizer with a larger vocabulary)", o.seq_len);
   int64_t tokens = 0;
   for (const auto& e : examples) tokens += static_cast<int64_t>(e.ids.size());
   spdlog::info("pretrain: {} documents -> {} examples, {} tokens ({:.1f} s)", docs.size(), examples.size(), tokens,

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -422,6 +423,13 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
     zero_gradients(trainable);
     s.accumulate_gradients(loss_fn, window);
     const double norm = clip_gradients(trainable, o.clip_norm);
+    // The norm of the reduced gradients, the same on every rank: all stop together, before the
+    // optimizer writes NaN into the weights (the newest checkpoint stays the last good state).
+    if (!std::isfinite(norm))
+      core::fail("training diverged at step {}: the gradient norm is {}; nothing of this step was applied, and "
+                 "the newest checkpoint in {} is the last good state. Lower the learning rate, or look for a "
+                 "micro-batch with no trained token or non-finite inputs",
+                 s.step + 1, norm, o.out_dir);
     const double lr = s.optimizer_step();
     ++window.steps;
     if (s.step % o.log_every == 0 || s.step == o.steps) {

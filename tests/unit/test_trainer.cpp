@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -64,6 +65,33 @@ TEST(Trainer, LossGoesDown) {
   int lines = 0;
   for (std::string line; std::getline(metrics, line);) ++lines;
   EXPECT_EQ(lines, 15);
+}
+
+TEST(Trainer, ANonFiniteGradientStopsTheRunBeforeTheWeightsChange) {
+  auto comm = dist::make_local_communicator(std::chrono::milliseconds(10000));
+  Problem p(1);
+  const std::string dir = fresh_dir("train_nan");
+  train::Trainer trainer(options(dir, 8), p.parameters(), *comm, {}, 37, "", 1.0);
+  auto base = p.loss();
+  int calls = 0;
+  std::vector<at::Tensor> at_step_3;
+  auto loss = [&](const std::vector<int64_t>& indices) {
+    train::MicroBatchLoss micro = base(indices);
+    if (++calls == 7) {  // step 4's first micro-batch: a loss of 0/0, as a batch with no trained token
+      for (const auto& [name, t] : p.parameters()) at_step_3.push_back(t.detach().clone());
+      micro.loss = micro.loss * std::numeric_limits<double>::quiet_NaN();
+    }
+    return micro;
+  };
+  try {
+    trainer.run(loss);
+    FAIL() << "a NaN gradient did not stop the run";
+  } catch (const core::UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("diverged at step 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("learning rate"), std::string::npos) << e.what();
+  }
+  ASSERT_EQ(at_step_3.size(), p.parameters().size());
+  for (size_t i = 0; i < at_step_3.size(); ++i) EXPECT_TRUE(at_step_3[i].equal(p.parameters()[i].second)) << i;
 }
 
 TEST(Trainer, FiguresOfTheLossFunctionAreLoggedAsWindowMeans) {
@@ -175,7 +203,9 @@ std::vector<std::pair<std::string, at::Tensor>> run_with_queue(const std::string
     train::Trainer t(options(dir, 6), q->parameters(), *comm, {}, 37, "", 1.0);
     if (keep) fresh.keep(t);
     EXPECT_EQ(t.resume(), 3);
-    if (keep) EXPECT_EQ(fresh.queue.size(0), 3);
+    if (keep) {
+      EXPECT_EQ(fresh.queue.size(0), 3);
+    }
     t.run(fresh.wrap(*q));
     p = q;
     state = fresh;
@@ -210,7 +240,9 @@ TEST(Trainer, TheCallersRankStateIsCheckpointedForABitExactResume) {
       train::Trainer t(options(dir, 1 + round), p.parameters(), *comm, {}, 37, "", 1.0);
       t.keep_rank_state("empty", [&] { return empty; }, [&](const at::Tensor& flat) { restored = flat; });
       EXPECT_EQ(t.resume(), round);
-      if (round == 1) EXPECT_EQ(restored.numel(), 0);
+      if (round == 1) {
+        EXPECT_EQ(restored.numel(), 0);
+      }
       t.run(p.loss());
     }
   }
