@@ -30,7 +30,7 @@ timeout_s=20
 
 t5() { local p="--set mac.$1."; echo "${p}d_model=32 ${p}d_kv=8 ${p}d_ff=32 ${p}layers=1 ${p}decoder_layers=1 ${p}heads=2"; }
 # shellcheck disable=SC2206
-sets=(--set synth.entities=400 --set "synth.out_dir=$work/data" --set "tokenizer.input=$work/data/corpus.txt"
+sets=(--set synth.entities=2000 --set "synth.out_dir=$work/data" --set "tokenizer.input=$work/data/corpus.txt"
       --set "tokenizer.model=$work/tok.model" --set tokenizer.vocab_size=400
       --set "pretrain.data=[$work/data/pretrain.jsonl]" --set pretrain.eval_data=
       --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2 --set model.d_ff=64
@@ -115,13 +115,17 @@ run_bank_kind() {
   quiet "${mpirun[@]}" "$engram" mac-train "${sets[@]}"
   local bank="$work/bank.h5" chunks="$work/chunks" i delay before after
   mkdir -p "$chunks"
-  split -n "l/$((moments + 1))" -d -a 3 "$work/data/train.jsonl" "$chunks/c"
-  quiet "${mpirun[@]}" "$engram" mac-memorize "${sets[@]}" --bank "$bank" --documents "$chunks/c000"
+  # Appends of ~75 documents each (pretrain.jsonl: documents the bank does not hold yet).
+  split -n "l/$((moments + 1))" -d -a 3 --additional-suffix=.jsonl "$work/data/pretrain.jsonl" "$chunks/c"
+  local t0=$EPOCHREALTIME
+  quiet "${mpirun[@]}" "$engram" mac-memorize "${sets[@]}" --bank "$bank" --documents "$chunks/c000.jsonl"
+  local whole; whole=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
   for i in $(seq "$moments"); do
-    local chunk="$chunks/c$(printf '%03d' "$i")"
+    local chunk="$chunks/c$(printf '%03d' "$i").jsonl"
     before="$(/usr/bin/python3 -c "import h5py,sys; print(int(h5py.File(sys.argv[1],'r').attrs['rows']))" "$bank")"
     local docs; docs="$(wc -l <"$chunk")"
-    delay="$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.5 + 3 * r / 32768 }')"  # start-up, encoding, write, commit
+    # Uniform over an uncut memorize's time: start-up, encoding, the write, the commit.
+    delay="$(awk -v r=$RANDOM -v w="$whole" 'BEGIN { printf "%.2f", 0.2 + w * r / 32768 }')"
     kill_one_rank_of "$work/bank-$i.log" "$delay" "${mpirun[@]}" "$engram" mac-memorize "${sets[@]}" --bank "$bank" \
       --append --documents "$chunk"
     after="$(bank_rows_ok "$bank" "$before" "$((before + docs))")"

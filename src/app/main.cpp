@@ -163,6 +163,9 @@ int main(int argc, char** argv) {
     return core::kExitUserError;
   }
 
+  // Until the rank is known: errors to stderr (spdlog's own default writes to stdout, which
+  // `--dump-config > file` would swallow).
+  core::init_logging(core::LogOptions{});
   int code = 0;
   std::unique_ptr<dist::Runtime> runtime;
   try {

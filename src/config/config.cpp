@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -144,6 +145,9 @@ Value parse_value(const YAML::Node& node, const Option& option, const std::strin
     case Type::Float: {
       double value = 0;
       if (!node.IsScalar() || !parse_float(node.Scalar(), value)) mismatch(describe(node));
+      // No option means anything by NaN or infinity (0 is "off" where an option can be off); a
+      // NaN learning rate would train a NaN model and write it to disk.
+      if (!std::isfinite(value)) fail("{}: {}: expected a finite number, got {}", where, option.name, node.Scalar());
       check_range(option, value, node.Scalar(), where);
       return value;
     }
@@ -241,10 +245,17 @@ struct Merger {
   }
 
   void merge_map(const YAML::Node& map, const std::string& prefix) {
+    // yaml-cpp keeps both entries of a key written twice in one map, and the second would win
+    // silently: a repeated key is an error, naming both lines.
+    std::map<std::string, YAML::Mark> seen;
     for (const auto& entry : map) {
       const YAML::Node& key = entry.first;
       if (!key.IsScalar())
         fail("{}: expected an option name, got {}", origin.where(key.Mark()), describe(key));
+      auto [first, fresh] = seen.emplace(key.Scalar(), key.Mark());
+      if (!fresh)
+        fail("{}: '{}' is set twice in the same map (first at {})", origin.where(key.Mark()), prefix + key.Scalar(),
+             origin.where(first->second));
       assign(prefix + key.Scalar(), key.Mark(), entry.second);
     }
   }

@@ -22,9 +22,10 @@ bool is_blank(std::string_view s) {
   return true;
 }
 
-// nlohmann's what() starts with "[json.exception.parse_error.101] "; users need only the rest.
+// nlohmann's what() starts with "[json.exception.parse_error.101] " (or out_of_range.406 for a
+// number that overflows); users need only the rest.
 // For a single JSONL line its "at line 1, " is noise next to the file's own line number.
-std::string parser_message(const nlohmann::json::parse_error& e, bool single_line) {
+std::string parser_message(const nlohmann::json::exception& e, bool single_line) {
   std::string_view m = e.what();
   if (!m.empty() && m.front() == '[') {
     const size_t close = m.find("] ");
@@ -112,7 +113,7 @@ bool JsonlReader::next(nlohmann::json& out) {
     if (is_blank(text)) continue;
     try {
       out = nlohmann::json::parse(text.data(), text.data() + text.size());
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers that overflow (1e400)
       throw BadRecord(
           fmt::format("{}:{}: invalid JSON: {}", path(), line(), parser_message(e, true)));
     }
@@ -131,7 +132,7 @@ void read_json_file(const std::string& path, nlohmann::json& out) {
   }
   try {
     out = nlohmann::json::parse(content);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers that overflow (1e400)
     core::fail("{}: invalid JSON: {}", path, parser_message(e, false));
   }
 }

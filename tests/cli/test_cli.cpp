@@ -76,6 +76,13 @@ TEST(Cli, DumpConfigAppliesFilesThenSet) {
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "timeout_s: 30.0")) << r.output;
   EXPECT_TRUE(contains(r.output, "threads: 1\n")) << r.output;
+  // An error before logging starts goes to stderr, not into the file stdout is redirected to.
+  const std::string dumped = write_temp("dumped.yaml", "");
+  r = run("(" + kEngram + " doctor --set dist.threads=x --dump-config > " + dumped + ")");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "dist.threads: expected an integer")) << r.output;
+  std::ifstream in(dumped);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "");
 }
 
 TEST(Cli, SlurmTaskCountMismatchIsAClearError) {

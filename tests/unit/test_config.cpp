@@ -202,9 +202,25 @@ TEST_F(ConfigTest, AcceptedValueSpellings) {
   EXPECT_EQ(config_.get_int("dist.timeout_s"), -12);
   EXPECT_DOUBLE_EQ(config_.get_float("train.lr"), 3.0);
   EXPECT_FALSE(config_.get_bool("train.shuffle"));
-  config_.merge_text("dist: {timeout_s: 010}\ntrain: {lr: .inf, shuffle: Yes}\nname: 42\n", "f");
+  config_.merge_text("dist: {timeout_s: 010}\ntrain: {lr: 2.5e-4, shuffle: Yes}\nname: 42\n", "f");
   EXPECT_EQ(config_.get_int("dist.timeout_s"), 10);  // decimal, not octal
-  EXPECT_TRUE(std::isinf(config_.get_float("train.lr")));
+  EXPECT_DOUBLE_EQ(config_.get_float("train.lr"), 2.5e-4);
+  // A key written twice in one map: refused, naming both lines (yaml-cpp would keep the second).
+  try {
+    config_.merge_text("train:\n  lr: 1.0e-3\n  shuffle: no\n  lr: 2.0e-3\n", "run.yaml");
+    ADD_FAILURE() << "a repeated key was accepted";
+  } catch (const engram::core::UserError& e) {
+    EXPECT_EQ(std::string(e.what()), "run.yaml:4: 'train.lr' is set twice in the same map (first at run.yaml:2)");
+  }
+  // YAML's infinities and NaN are read, and refused: no option means anything by them.
+  for (const char* bad : {".inf", "-.Inf", ".nan", ".NaN"}) {
+    try {
+      config_.merge_text(std::string("train:\n  lr: ") + bad + "\n", "run.yaml");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const engram::core::UserError& e) {
+      EXPECT_EQ(std::string(e.what()), std::string("run.yaml:2: train.lr: expected a finite number, got ") + bad);
+    }
+  }
   EXPECT_TRUE(config_.get_bool("train.shuffle"));
   EXPECT_EQ(config_.get_string("name"), "42");
   config_.merge_text("dist:\n  hosts:\n    - x\n    - y\n", "f");

@@ -499,6 +499,20 @@ TEST(Squad, BadParagraphsAndArticlesNameTheirPlace) {
                path + ": data[1]: missing field 'title'"}));
 }
 
+TEST(JsonlReader, ANumberThatOverflowsIsABadRecordNamingFileAndLine) {
+  TempDir dir;
+  const std::string path = dir.file("big.jsonl", "{\"id\": \"a\", \"text\": \"x\"}\n{\"id\": \"b\", \"time\": 1e400}\n");
+  engram::io::JsonlReader reader(path);
+  nlohmann::json value;
+  ASSERT_TRUE(reader.next(value));
+  try {
+    reader.next(value);
+    FAIL() << "1e400 was read";
+  } catch (const engram::io::BadRecord& e) {
+    EXPECT_EQ(std::string(e.what()), path + ":2: invalid JSON: number overflow parsing '1e400'");
+  }
+}
+
 TEST(Squad, NotSquadAndInvalidJson) {
   TempDir dir;
   const std::string other = dir.file("other.json", "[1, 2]");

@@ -293,6 +293,8 @@ TEST(Hf, BrokenFoldersNameTheProblem) {
   expect_user_error([&] { read_hf_config(dir.str()); }, {"rope_scaling"});
   write_text(cfg_path, "{not json");
   expect_user_error([&] { read_hf_config(dir.str()); }, {cfg_path, "invalid JSON"});
+  write_text(cfg_path, "{\"model_type\": \"gpt2\", \"n_embd\": 1e400}");  // overflows a double
+  expect_user_error([&] { read_hf_config(dir.str()); }, {cfg_path, "invalid JSON", "number overflow"});
   fs::remove(cfg_path);
   expect_user_error([&] { read_hf_config(dir.str()); }, {cfg_path, "missing"});
   expect_user_error([&] { read_hf_config(dir.file("nope")); }, {"not a folder"});
