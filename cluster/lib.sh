@@ -16,26 +16,16 @@ engram_fail() {
   exit 2
 }
 
-# The file each command writes last, under its output folder.
-engram_done_file() {
+# What each command writes last under its output folder (the job is done when it exists), and the
+# config key that sets that folder (inject takes --out instead: "-").
+engram_command_files() {
   case "$1" in
-    pretrain) echo "model.h5" ;;
-    mac-train) echo "mac.h5" ;;
-    longmem-train) echo "eval.json" ;;
-    inject) echo "inject.json" ;;
-    eval | mac-eval) echo "results.json" ;;
+    pretrain) echo "model.h5 pretrain.out_dir" ;;
+    mac-train) echo "mac.h5 mac.out_dir" ;;
+    longmem-train) echo "eval.json longmem.out_dir" ;;
+    inject) echo "inject.json -" ;;
+    eval | mac-eval) echo "results.json eval.out_dir" ;;
     *) engram_fail "no sbatch support for command '$1' (pretrain, mac-train, longmem-train, inject, eval)" ;;
-  esac
-}
-
-# The config key that sets the command's output folder; inject takes --out instead (empty here).
-engram_out_key() {
-  case "$1" in
-    pretrain) echo "pretrain.out_dir" ;;
-    mac-train) echo "mac.out_dir" ;;
-    longmem-train) echo "longmem.out_dir" ;;
-    eval | mac-eval) echo "eval.out_dir" ;;
-    inject) echo "" ;;
   esac
 }
 
@@ -46,11 +36,11 @@ engram_job() {
   local root="${ENGRAM_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}"
   local engram="${ENGRAM_BIN:-$root/build/engram}"
   [ -x "$engram" ] || engram_fail "$engram is not an executable (set ENGRAM_ROOT to the engram checkout, or ENGRAM_BIN)"
-  local done_file key
-  done_file="$out/$(engram_done_file "$command")"
-  key="$(engram_out_key "$command")"
-  local out_args=(--set "$key=$out")
-  [ -z "$key" ] && out_args=(--out "$out")
+  local files last key
+  files="$(engram_command_files "$command")" || exit 2
+  read -r last key <<<"$files"
+  local done_file="$out/$last" out_args=(--set "$key=$out")
+  [ "$key" = "-" ] && out_args=(--out "$out")
   if [ -e "$done_file" ]; then
     echo "engram job: $done_file exists: $command already finished"
     return 0

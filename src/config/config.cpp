@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <map>
 #include <limits>
+#include <map>
 #include <type_traits>
 #include <utility>
 

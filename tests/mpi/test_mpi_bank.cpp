@@ -467,22 +467,25 @@ TEST(MpiBank, BadFilesAreUserErrorsNamingTheFile) {
     h5.write_tensor("/weights", at::ones({2, 2}));
   }
   expect_user_error([&] { mac::BankReader r(other); }, {other, "format"});
-  const std::string v3 = mine_dir + "/v3.h5";
-  write_bytes(v3, bank_bytes);
-  io::H5File(v3, io::H5File::Mode::ReadWrite).set_attr("/", "version", int64_t{3});
-  expect_user_error([&] { mac::BankReader r(v3); }, {v3, "version 3"});
-  const std::string no_crc = mine_dir + "/no_crc.h5";
-  write_bytes(no_crc, bank_bytes);
-  io::H5File(no_crc, io::H5File::Mode::ReadWrite).remove("/summary_crc32");
-  expect_user_error([&] { mac::BankReader r(no_crc); }, {no_crc, "summary_crc32"});
-  const std::string bad_t = mine_dir + "/bad_t.h5";
-  write_bytes(bad_t, bank_bytes);
-  io::H5File(bad_t, io::H5File::Mode::ReadWrite).set_attr("/", "T", int64_t{3});
-  expect_user_error([&] { mac::BankReader r(bad_t); }, {bad_t, "T = 3"});
-  const std::string no_times = mine_dir + "/no_times.h5";
-  write_bytes(no_times, bank_bytes);
-  io::H5File(no_times, io::H5File::Mode::ReadWrite).remove("/times");
-  expect_user_error([&] { mac::BankReader r(no_times); }, {no_times, "times"});
+  // A copy of the bank with one edit: the reader refuses it, naming the copy and the cause.
+  auto refused_after = [&](const std::string& name, const std::function<void(io::H5File&)>& edit,
+                           const std::string& cause) {
+    const std::string copy = mine_dir + "/" + name + ".h5";
+    write_bytes(copy, bank_bytes);
+    {
+      io::H5File h5(copy, io::H5File::Mode::ReadWrite);
+      edit(h5);
+    }
+    expect_user_error([&] { mac::BankReader r(copy); }, {copy, cause});
+  };
+  refused_after("v3", [](io::H5File& h5) { h5.set_attr("/", "version", int64_t{3}); }, "version 3");
+  refused_after("no_crc", [](io::H5File& h5) { h5.remove("/summary_crc32"); }, "summary_crc32");
+  refused_after("int32_crc", [](io::H5File& h5) {
+    h5.remove("/summary_crc32");
+    h5.write_tensor("/summary_crc32", at::zeros({8}, at::kInt));
+  }, "'/summary_crc32' is not int64");
+  refused_after("bad_t", [](io::H5File& h5) { h5.set_attr("/", "T", int64_t{3}); }, "T = 3");
+  refused_after("no_times", [](io::H5File& h5) { h5.remove("/times"); }, "times");
 
   // A flipped byte inside a summary row: the file opens, reading that row fails its checksum.
   float marker = 12345.678f;

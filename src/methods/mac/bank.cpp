@@ -508,27 +508,27 @@ BankReader::BankReader(const std::string& path) : path_(path) {
     core::fail("bank {}: {} rows of {} bytes cannot fit in its {} bytes (truncated file?)", path, rows_, row_bytes,
                file_bytes);
 
+  meta_.key_dim = h5.has_attr("/", "key_dim") ? h5.attr_int("/", "key_dim") : 0;  // banks before keys have none
+  if (meta_.key_dim < 0 || meta_.key_dim > kMaxDim)
+    core::fail("bank {}: root attribute key_dim = {} is outside [0, {}]", path, meta_.key_dim, kMaxDim);
+  // One row per bank row in each column: ids, times, and (version 2) the CRC of each summary and key.
   std::vector<const char*> columns = {kDocIds, kTimes};
   if (version_ >= 2) columns.push_back(kSummaryCrc);
+  if (version_ >= 2 && meta_.key_dim > 0) columns.push_back(kKeyCrc);
   for (const char* column : columns) {
     int64_t n = dataset_shape(h5, column, 1)[0];
     if (n < rows_) core::fail("bank {}: '{}' has {} rows, the bank {}", path, column, n, rows_);
+    if (column != kDocIds && h5.dtype(column) != at::kLong) core::fail("bank {}: '{}' is not int64", path, column);
   }
   const int64_t width = h5.string_width(kDocIds);
   if (width < 1 || width > kMaxIdBytes)
     core::fail("bank {}: document ids are {} bytes wide, at most {} are allowed", path, width, kMaxIdBytes);
-  if (h5.dtype(kTimes) != at::kLong) core::fail("bank {}: times are not int64", path);
-  meta_.key_dim = h5.has_attr("/", "key_dim") ? h5.attr_int("/", "key_dim") : 0;  // banks before keys have none
-  if (meta_.key_dim < 0 || meta_.key_dim > kMaxDim)
-    core::fail("bank {}: root attribute key_dim = {} is outside [0, {}]", path, meta_.key_dim, kMaxDim);
   if (meta_.key_dim > 0) {
     std::vector<int64_t> keys = dataset_shape(h5, kKeys, 2);
     if (keys[0] < rows_ || keys[1] != meta_.key_dim)
       core::fail("bank {}: keys are [{}, {}], expected [{}, {}] (rows, key_dim)", path, keys[0], keys[1], rows_,
                  meta_.key_dim);
     if (h5.dtype(kKeys) != at::kFloat) core::fail("bank {}: keys are not float32", path);
-    if (version_ >= 2 && dataset_shape(h5, kKeyCrc, 1)[0] < rows_)
-      core::fail("bank {}: '{}' has fewer rows than the bank's {}", path, kKeyCrc, rows_);
   }
   file_ = file.release();
 }

@@ -71,7 +71,6 @@ struct SummaryPool {
   void add(const at::Tensor& more, const at::Tensor& more_documents);
 };
 
-
 // A contrastive step over unit keys: each question i (keys [Bq, k], document index
 // question_documents[i]) against the keys [n, k] (documents key_documents [n]; its own document's
 // key at row own_offset + i), cross-entropy of the scores / temperature; other copies of its own
@@ -119,7 +118,6 @@ RetrieverStep retriever_step(Retriever& retriever, const at::Tensor& question_la
 at::Tensor context_distillation_loss(const std::vector<at::Tensor>& student, const at::Tensor& student_mask,
                                      const std::vector<at::Tensor>& teacher, const at::Tensor& rows,
                                      const at::Tensor& counted);
-
 
 // k = floor(B r), at least 1.
 int64_t documents_with_grad(int64_t bank_size, double ratio);
