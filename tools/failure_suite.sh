@@ -28,17 +28,11 @@ work="$(mktemp -d /tmp/engram_failures.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 timeout_s=20
 
-t5() { local p="--set mac.$1."; echo "${p}d_model=32 ${p}d_kv=8 ${p}d_ff=32 ${p}layers=1 ${p}decoder_layers=1 ${p}heads=2"; }
-# shellcheck disable=SC2206
-sets=(--set synth.entities=2000 --set "synth.out_dir=$work/data" --set "tokenizer.input=$work/data/corpus.txt"
-      --set "tokenizer.model=$work/tok.model" --set tokenizer.vocab_size=400
-      --set "pretrain.data=[$work/data/pretrain.jsonl]" --set pretrain.eval_data=
-      --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2 --set model.d_ff=64
-      --set train.micro_batch=4 --set train.log_every=1 --set "base.model=$work/base"
-      --set "dist.timeout_s=$timeout_s" --set "mac.out_dir=$work/mac" --set "stream.train=[$work/data/train.jsonl]"
-      --set mac.summary_tokens=2 $(t5 amortizer) $(t5 question) --set mac.aggregator.blocks=1
-      --set mac.aggregator.heads=2 --set mac.aggregator.head_dim=8 --set mac.slot_hidden=16 --set mac.doc_tokens=64
-      --set mac.question_tokens=24 --set mac.qa_tokens=40 --set mac.train.micro_batch=4 --set mac.train.steps=4)
+# shellcheck source=tools/tiny_world.sh
+source "$(dirname "$0")/tiny_world.sh"
+tiny_world_sets "$work" 2000
+tiny_mac_sets "$work"
+sets=("${TINY_SETS[@]}" --set pretrain.eval_data= --set "dist.timeout_s=$timeout_s" --set mac.train.steps=4)
 quiet() { "$@" >"$work/last.log" 2>&1 || { echo "failure_suite: setup failed: $*" >&2; tail -20 "$work/last.log" >&2; exit 1; }; }
 quiet "$engram" synth "${sets[@]}"
 quiet "$engram" tokenizer "${sets[@]}"
@@ -59,10 +53,9 @@ kill_one_rank_of() {  # LOG DELAY COMMAND...
   sleep "$delay"
   local ranks victim
   mapfile -t ranks < <(pgrep -P "$job" -f "$engram")
-  if [ ${#ranks[@]} -eq 0 ]; then wait "$job"; rc=$?; exit_s=0; killed=0; return; fi
+  if [ ${#ranks[@]} -eq 0 ]; then wait "$job"; rc=$?; exit_s=0; return; fi
   victim="${ranks[RANDOM % ${#ranks[@]}]}"
   kill -9 "$victim" 2>/dev/null
-  killed=1
   local t0=$EPOCHREALTIME
   wait "$job"
   rc=$?

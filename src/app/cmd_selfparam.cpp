@@ -26,6 +26,7 @@
 #include "methods/selfparam/unrelated.h"
 #include "model/hf.h"
 #include "model/model_file.h"
+#include "text/tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/training_state.h"
 
@@ -65,9 +66,7 @@ void write_model(model::Decoder& decoder, const LanguageModel& lm, const Command
     }
     return;
   }
-  const std::string tokenizer = out + "/" + fs::path(lm.tokenizer_path).filename().string();
-  if (fs::absolute(tokenizer) != fs::absolute(lm.tokenizer_path))
-    fs::copy_file(lm.tokenizer_path, tokenizer, fs::copy_options::overwrite_existing);
+  const std::string tokenizer = text::copy_tokenizer_into(lm.tokenizer_path, out);
   model::save_model_file(out + "/model.h5", decoder, tokenizer, ctx.config.to_yaml());
 }
 

@@ -63,10 +63,10 @@ void declare_tokenizer_options(config::Schema& schema) {
   schema.add_string("tokenizer.input", "runs/quickstart/data/corpus.txt", "text file to train on, one line per text");
   schema.add_string("tokenizer.model", "runs/quickstart/tokenizer.model",
                     "the SentencePiece model: written by `engram tokenizer`, read by the model commands");
-  schema.add_int("tokenizer.vocab_size", 2048, "vocabulary size, including 4 special ids and 256 byte pieces");
+  schema.add_int("tokenizer.vocab_size", 2048, "vocabulary size, including 4 special ids and 256 byte pieces", config::Range::at_least(261));
   schema.add_string("tokenizer.type", "unigram", "SentencePiece algorithm", {"unigram", "bpe"});
   schema.add_bool("tokenizer.split_digits", true, "every digit its own piece (LLaMA-style); false lets numbers merge");
-  schema.add_int("tokenizer.max_lines", 0, "train on a random sample of at most this many lines; 0 = all");
+  schema.add_int("tokenizer.max_lines", 0, "train on a random sample of at most this many lines; 0 = all", config::Range::at_least(0));
 }
 
 Command tokenizer_command() {

@@ -352,9 +352,9 @@ std::string type_name(Type type) {
 // ----- Schema -----
 
 std::string Range::text() const {
-  if (min && max) return fmt::format("in [{}, {}]", *min, *max);
+  if (min && max) return fmt::format("in [{}, {}{}", *min, *max, max_excluded ? ")" : "]");
   if (min) return fmt::format(">= {}", *min);
-  if (max) return fmt::format("<= {}", *max);
+  if (max) return fmt::format("{} {}", max_excluded ? "<" : "<=", *max);
   return "of any size";
 }
 

@@ -18,13 +18,18 @@ using Value = std::variant<int64_t, double, bool, std::string, std::vector<std::
 
 std::string type_name(Type type);  // "an integer", "a number", "a boolean", "a string", "a list of strings"
 
-// The allowed values of a number: [min, max], either end open when absent.
+// The allowed values of a number: [min, max] (or [min, max) when max_excluded), either end
+// unbounded when absent.
 struct Range {
   std::optional<double> min, max;
+  bool max_excluded = false;
   static Range at_least(double min) { return {min, std::nullopt}; }
   static Range between(double min, double max) { return {min, max}; }
-  bool contains(double value) const { return (!min || value >= *min) && (!max || value <= *max); }
-  std::string text() const;  // ">= 0", "in [0, 1]"
+  static Range below(double min, double max) { return {min, max, true}; }  // [min, max)
+  bool contains(double value) const {
+    return (!min || value >= *min) && (!max || (max_excluded ? value < *max : value <= *max));
+  }
+  std::string text() const;  // ">= 0", "in [0, 1]", "in [0, 1)"
 };
 
 struct Option {

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <limits>
 #include <optional>
@@ -70,18 +71,24 @@ void put_shortest_first(std::vector<std::string>& answers) {
 }
 
 // A number of seconds; pandas writes integer columns with gaps as floats ("1577836800.0").
+// A time field: seconds since 1970-01-01 UTC (integer or decimal, as StreamingQA writes it), or an
+// ISO 8601 date "YYYY-MM-DD", optionally with "THH:MM:SS" (or a space) and a trailing "Z".
+// nullopt when it is neither; the caller says which row.
 std::optional<int64_t> parse_time(std::string_view s) {
-  s = trim(s);
-  if (s.empty()) return std::nullopt;
   int64_t value = 0;
   const auto [end, error] = std::from_chars(s.data(), s.data() + s.size(), value);
   if (error == std::errc() && end == s.data() + s.size()) return value;
-  const std::string copy(s);  // strtod needs a terminated string
+  const std::string copy(s);  // strtod and strptime need a terminated string
   char* stop = nullptr;
   const double d = std::strtod(copy.c_str(), &stop);
-  if (stop != copy.c_str() + copy.size() || !std::isfinite(d) || std::fabs(d) > 9.2e18)
-    return std::nullopt;
-  return static_cast<int64_t>(std::floor(d));
+  if (stop == copy.c_str() + copy.size() && std::isfinite(d) && std::fabs(d) <= 9.2e18)
+    return static_cast<int64_t>(std::floor(d));
+  for (const char* format : {"%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"}) {
+    std::tm tm{};
+    const char* rest = strptime(copy.c_str(), format, &tm);
+    if (rest && *rest == '\0') return static_cast<int64_t>(timegm(&tm));
+  }
+  return std::nullopt;
 }
 
 // A field's name for messages: a string, or a callable that builds one ("qa[2].answers[0]") only
@@ -129,6 +136,14 @@ class RowCheck {
   std::string& string(json& value, const Name& name) const {
     expect(value, json::value_t::string, name);
     return value.get_ref<std::string&>();
+  }
+  // A document's text: not blank, and within ReadOptions::max_document_bytes (one huge row must
+  // not pass for a document: it is a file read into the wrong field, or a book to split).
+  void document_text(const std::string& text, const char* field, const ReadOptions& options) const {
+    if (is_blank(trim(text))) bad("the document text ('{}') is empty", field);
+    if (static_cast<double>(text.size()) > options.max_document_bytes)
+      bad("the document text ('{}') is {:.1f} MB, over data.max_document_mb = {} (split it, or raise the limit)",
+          field, text.size() / 1e6, options.max_document_bytes / 1e6);
   }
   template <typename Name>
   void non_empty_array(const json& value, const Name& name) const {
@@ -270,6 +285,7 @@ class JsonlSource final : public DocumentReader::Source {
     // Strings are moved out of the parsed row: it is rebuilt for the next line anyway.
     doc.id = std::move(at.string(at.required(row_, "id", "id"), "id"));
     doc.text = std::move(at.string(at.required(row_, "text", "text"), "text"));
+    at.document_text(doc.text, "text", options());
     doc.time.reset();
     if (const json* time = at.optional(row_, "time")) {
       if (!time->is_number_integer() ||
@@ -330,7 +346,17 @@ class CsvSource : public DocumentReader::Source {
     return csv_.next(fields_);
   }
   RowCheck check() const { return RowCheck(csv_.path(), csv_.line()); }
-  std::optional<int64_t> time() const { return time_ ? parse_time(fields_[*time_]) : std::nullopt; }
+  // The row's time; an empty field has none, a field that is not a time is a bad row.
+  std::optional<int64_t> time() const {
+    if (!time_) return std::nullopt;
+    const std::string_view field = trim(fields_[*time_]);
+    if (field.empty()) return std::nullopt;
+    const std::optional<int64_t> seconds = parse_time(field);
+    if (!seconds)
+      check().bad("column '{}': '{}' is not a time (expected seconds since 1970-01-01, or a date YYYY-MM-DD, "
+                  "optionally THH:MM:SS)", csv_.header()[*time_], field);
+    return seconds;
+  }
 
   io::CsvReader csv_;
   std::vector<std::string> fields_;  // always header().size() long after next_row()
@@ -367,6 +393,7 @@ class StreamingQaSource final : public CsvSource {
     put_shortest_first(qa.answers);
     doc.id = id_ ? std::move(fields_[*id_]) : fmt::format("row-{}", data_row_);
     doc.text = std::move(fields_[text_]);
+    check().document_text(doc.text, "text", options());
     doc.time = time();
     doc.qa.clear();
     doc.qa.push_back(std::move(qa));
@@ -398,6 +425,7 @@ class ArchivalQaSource final : public CsvSource {
     qa.answers.push_back(upper_first(std::move(fields_[answer_])));
     doc.id = fmt::format("{}-{}", fields_[doc_id_], fields_[para_num_]);
     doc.text = std::move(fields_[passage_]);
+    check().document_text(doc.text, "passage", options());
     doc.time = time();
     doc.qa.clear();
     doc.qa.push_back(std::move(qa));
@@ -464,6 +492,7 @@ class SquadSource final : public DocumentReader::Source {
     const RowCheck at(path_, where);
     if (!paragraph.is_object()) at.bad("expected an object, found {}", paragraph.type_name());
     doc.text = at.string(at.required(paragraph, "context", "context"), "context");
+    at.document_text(doc.text, "context", options());
     doc.time.reset();
     doc.qa.clear();
     json* qas = at.optional(paragraph, "qas");

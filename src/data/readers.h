@@ -49,6 +49,8 @@ struct ReadOptions {
   bool skip_bad_rows = false;
   // ArchivalQA: read the whole article (`ans_text`) instead of the answer paragraph.
   bool archival_full_passage = false;
+  // A document's text longer than this is a bad row (data.max_document_mb).
+  double max_document_bytes = 8e6;
 };
 
 struct ReadStats {

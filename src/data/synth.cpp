@@ -229,29 +229,29 @@ const char* split_name(Split split) {
 }
 
 void declare_synth_options(config::Schema& schema) {
-  schema.add_int("synth.entities", 2000, "entities in the world (100 to 1,000,000), split by entity");
+  schema.add_int("synth.entities", 2000, "entities in the world (100 to 1,000,000), split by entity", config::Range::between(100, 1000000));
   schema.add_string("synth.out_dir", "runs/quickstart/data", "where the JSONL splits, corpus.txt and world.json go");
-  schema.add_float("synth.frac_pretrain", 0.5, "fraction of entities in the pretrain split");
-  schema.add_float("synth.frac_train", 0.2, "fraction of entities in the (method) train split");
-  schema.add_float("synth.frac_valid", 0.05, "fraction of entities in the valid split; test gets the rest");
-  schema.add_int("synth.min_facts", 3, "fewest attributes a document states");
-  schema.add_int("synth.max_facts", 5, "most attributes a document states (capped by the entity kind)");
-  schema.add_int("synth.distractors", 2, "distractor sentences per document");
+  schema.add_float("synth.frac_pretrain", 0.5, "fraction of entities in the pretrain split", config::Range::between(0, 1));
+  schema.add_float("synth.frac_train", 0.2, "fraction of entities in the (method) train split", config::Range::between(0, 1));
+  schema.add_float("synth.frac_valid", 0.05, "fraction of entities in the valid split; test gets the rest", config::Range::between(0, 1));
+  schema.add_int("synth.min_facts", 3, "fewest attributes a document states", config::Range::at_least(1));
+  schema.add_int("synth.max_facts", 5, "most attributes a document states (capped by the entity kind)", config::Range::at_least(1));
+  schema.add_int("synth.distractors", 2, "distractor sentences per document", config::Range::at_least(0));
   schema.add_int("synth.train_questions_per_fact", 1,
-                 "pretrain/train documents: distinct training phrasings asked per stated fact (1 to 8)");
+                 "pretrain/train documents: distinct training phrasings asked per stated fact (1 to 8)", config::Range::between(1, 8));
   schema.add_bool("synth.statement_questions", false,
                   "pretrain/train documents: also ask each fact as its statement turned into a question "
                   "(\"X works as what?\"), which teaches matching a question's words to the context");
   schema.add_bool("synth.long_documents", false,
                   "also write long_test.jsonl: facts early, then filler, questions at the end (beyond-window recall)");
-  schema.add_int("synth.long_filler_words", 600, "filler words between the facts and the end of a long document");
-  schema.add_int("synth.long_count", 200, "number of long documents (made from test entities)");
+  schema.add_int("synth.long_filler_words", 600, "filler words between the facts and the end of a long document", config::Range::at_least(0));
+  schema.add_int("synth.long_count", 200, "number of long documents (made from test entities)", config::Range::at_least(0));
   schema.add_int("synth.long_train_count", 0,
                  "with synth.long_documents: also write long_train.jsonl, this many long documents of train "
-                 "entities (LongMem's training stream: questions far beyond the window after their facts)");
+                 "entities (LongMem's training stream: questions far beyond the window after their facts)", config::Range::at_least(0));
   schema.add_int("synth.long_train_filler_words", -1,
                  "filler words of the long training documents (-1: synth.long_filler_words); less filler puts more "
-                 "questions that need the memory into the same number of training tokens");
+                 "questions that need the memory into the same number of training tokens", config::Range::at_least(-1));
 }
 
 SynthOptions synth_options_from(const config::Config& config) {

@@ -26,7 +26,7 @@ class PromptContender : public Contender {
                           EvalContext& ctx) override {
     model::LanguageModel& base = ctx.base();
     return {Row{row_, answer_with_prompts(base.decoder, *base.tokenizer, stream, questions, format_,
-                                          ctx.options.decoding.max_new_tokens, ctx.comm)}};
+                                          ctx.options.decoding.max_new_tokens, ctx.comm), {}}};
   }
 
  private:
@@ -59,7 +59,7 @@ class FineTuneContender : public Contender {
 
   std::vector<Row> answer(const Stream& stream, const std::vector<StreamQuestion>& questions,
                           EvalContext& ctx) override {
-    return {Row{"FT(C) uniform fine-tuning", closed_book(stream, questions, ctx)}};
+    return {Row{"FT(C) uniform fine-tuning", closed_book(stream, questions, ctx), {}}};
   }
 
   bool has_curves() const override { return true; }

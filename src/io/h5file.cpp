@@ -3,7 +3,10 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 
 #include <ATen/ATen.h>
@@ -53,6 +56,31 @@ const char* dtype_attr(at::ScalarType t) {
   return t == at::kBFloat16 ? "bfloat16" : t == at::kHalf ? "float16" : t == at::kBool ? "bool" : nullptr;
 }
 
+// Why H5Fopen refused `path`, for the message: a folder, a file that does not start with the HDF5
+// signature, or an HDF5 file HDF5 cannot read (truncated by a full disk or a broken copy), with
+// HDF5's own innermost reason ("truncated file: eof = 3000, ..., stored_eof = 41234").
+std::string why_not_readable(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return "a directory, not an HDF5 file";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fmt::format("cannot read it ({})", std::strerror(errno));
+  std::string head(8, '\0');
+  in.read(head.data(), 8);
+  const auto size = fs::file_size(path, ec);
+  if (head != std::string("\x89HDF\r\n\x1a\n", 8))
+    return fmt::format("not an HDF5 file ({} bytes, no HDF5 signature at the start)", size);
+  std::string detail;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned n, const H5E_error2_t* error, void* out) -> herr_t {
+        if (n == 0 && error->desc) *static_cast<std::string*>(out) = error->desc;
+        return 0;
+      },
+      &detail);
+  return fmt::format("a damaged or truncated HDF5 file ({} bytes{}{})", size, detail.empty() ? "" : "; HDF5: ", detail);
+}
+
 }  // namespace
 
 struct H5File::Handles {
@@ -79,9 +107,8 @@ H5File::H5File(const std::string& path, Mode mode, dist::MpiHandle mpi_comm) : p
   hid_t file = -1;
   if (mode == Mode::Create) file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access);
   else file = H5Fopen(path.c_str(), mode == Mode::Read ? H5F_ACC_RDONLY : H5F_ACC_RDWR, access);
-  if (file < 0)
-    core::fail("{}: cannot {} as HDF5 (not an HDF5 file, or no permission)", path,
-               mode == Mode::Create ? "create" : "open");
+  if (file < 0 && mode == Mode::Create) core::fail("{}: cannot create it as HDF5 (no permission, or no such folder?)", path);
+  if (file < 0) core::fail("{}: cannot open: {}", path, why_not_readable(path));
   h_ = new Handles;
   h_->file = file;
 #ifdef H5_HAVE_PARALLEL

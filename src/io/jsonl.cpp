@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <utility>
 
 #include <fmt/format.h>
@@ -42,6 +43,8 @@ std::string parser_message(const nlohmann::json::exception& e, bool single_line)
 // LineReader
 
 LineReader::LineReader(std::string path) : path_(std::move(path)) {
+  std::error_code ec;  // fopen opens a folder, and only the first read fails
+  if (std::filesystem::is_directory(path_, ec)) core::fail("{}: a directory, expected a file", path_);
   file_ = std::fopen(path_.c_str(), "rb");
   if (!file_) core::fail("{}: cannot open: {}", path_, errno_text());
   buffer_.resize(kReadChunk);

@@ -75,7 +75,20 @@ struct DecoderConfig {
   // Bad values (d_model not divisible by n_heads, unknown option names, ...) -> core::UserError
   // naming the `model.*` option.
   void validate() const;
+  // The weights the sizes need at the least (embeddings, attention and MLP matrices; norms and
+  // biases left out), as a double so that absurd sizes cannot overflow. Loaders compare it with
+  // the values a file holds before they build anything: a config that lies about its sizes is
+  // refused instead of allocating what it claims.
+  double min_weight_count() const;
+  // check_sizes_fit with min_weight_count() and these sizes.
+  void check_fits(int64_t values, const std::string& sizes_from, const std::string& weights_file) const;
 };
+
+// UserError when `needed` (what the sizes `sizes` read from `sizes_from` need) is more than twice
+// the `values` that `weights_file` holds: building the model would allocate far more than the file
+// can fill. A smaller mismatch is left to the tensor-by-tensor checks, whose messages are precise.
+void check_sizes_fit(double needed, int64_t values, const std::string& sizes, const std::string& sizes_from,
+                     const std::string& weights_file);
 
 // model.* options (preset, sizes, overrides) and the config they describe.
 void declare_model_options(config::Schema& schema);

@@ -51,6 +51,28 @@ DecoderConfig DecoderConfig::preset(const std::string& name, DecoderConfig sizes
 }
 
 
+double DecoderConfig::min_weight_count() const {
+  const double d = d_model, mlp_matrices = mlp == Mlp::SwiGlu ? 3 : 2;
+  const double per_layer = 4 * d * d + mlp_matrices * d * static_cast<double>(d_ff);
+  const double table = positions == Positions::Learned ? static_cast<double>(max_positions) * d : 0;
+  const double head = tied_head ? 0 : static_cast<double>(vocab_size) * d;
+  return static_cast<double>(vocab_size) * d + table + static_cast<double>(n_layers) * per_layer + head;
+}
+
+void check_sizes_fit(double needed, int64_t values, const std::string& sizes, const std::string& sizes_from,
+                     const std::string& weights_file) {
+  if (needed <= 2.0 * static_cast<double>(values)) return;
+  core::fail("{}: its sizes ({}) need at least {:.4g} weights, but {} holds only {} values: they do not describe "
+             "these weights", sizes_from, sizes, needed, weights_file, values);
+}
+
+void DecoderConfig::check_fits(int64_t values, const std::string& sizes_from, const std::string& weights_file) const {
+  const std::string table = positions == Positions::Learned ? fmt::format(", {} positions", max_positions) : "";
+  check_sizes_fit(min_weight_count(), values,
+                  fmt::format("vocab {}, d_model {}, {} layers, d_ff {}{}", vocab_size, d_model, n_layers, d_ff, table),
+                  sizes_from, weights_file);
+}
+
 void DecoderConfig::validate() const {
   if (vocab_size <= 0) core::fail("model.vocab_size: must be positive, got {}", vocab_size);
   if (d_model <= 0) core::fail("model.d_model: must be positive, got {}", d_model);

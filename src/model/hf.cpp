@@ -486,6 +486,9 @@ Decoder load_hf_decoder(const std::string& folder, HfCheckpoint* info) {
     if (checkpoint.config.tied_head)
       drop_tied_copy(w.tensors, "lm_head.weight", "model.embed_tokens.weight", w.source, "tie_word_embeddings");
   }
+  int64_t values = 0;
+  for (const auto& [name, t] : w.tensors) values += t.numel();
+  checkpoint.config.check_fits(values, (fs::path(folder) / "config.json").string(), w.source);
   Decoder model(checkpoint.config);
   import_parameters(*model, std::move(w.tensors), decoder_rule(checkpoint.model_type), w.source, description);
   if (info) *info = checkpoint;
@@ -643,6 +646,11 @@ T5 load_hf_t5(const std::string& folder, HfT5Checkpoint* info) {
   const std::string description =
       fmt::format("{} model with {}+{} layers, d_model {}, {} heads of {}, d_ff {} ({}), vocab {}", checkpoint.model_type,
                   c.n_layers, c.n_decoder_layers, c.d_model, c.n_heads, c.d_kv, c.d_ff, c.feed_forward, c.vocab_size);
+  const double d = c.d_model, attention = 4 * d * c.inner_dim(), ff = (c.feed_forward == "relu" ? 2 : 3) * d * c.d_ff;
+  const double needed = c.vocab_size * d + c.n_layers * (attention + ff) + c.n_decoder_layers * (2 * attention + ff);
+  int64_t values = 0;
+  for (const auto& [name, t] : hf) values += t.numel();
+  check_sizes_fit(needed, values, description, (fs::path(folder) / "config.json").string(), w.source);
   T5 model(checkpoint.config);
   import_parameters(*model, std::move(hf), t5_rule, w.source, description);
   if (info) *info = checkpoint;

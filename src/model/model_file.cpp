@@ -101,7 +101,15 @@ ModelFile load_model_file(const std::string& user_path) {
   if (file.attr_int("/meta", "version") != kVersion)
     core::fail("{}: model file version {} (this engram reads {})", path, file.attr_int("/meta", "version"), kVersion);
   ModelFile out;
-  out.decoder = Decoder(decoder_config_from_json(file.attr_string("/meta", "architecture"), path));
+  const DecoderConfig architecture = decoder_config_from_json(file.attr_string("/meta", "architecture"), path);
+  int64_t values = 0;
+  for (const std::string& name : file.list("/model")) {
+    int64_t n = 1;
+    for (int64_t size : file.shape("/model/" + name)) n *= size;
+    values += n;
+  }
+  architecture.check_fits(values, path + ": /meta architecture", "/model");
+  out.decoder = Decoder(architecture);
   out.config_yaml = file.attr_string("/meta", "config");
   out.tokenizer = file.attr_string("/meta", "tokenizer");
   if (!out.tokenizer.empty() && fs::path(out.tokenizer).is_relative())

@@ -14,14 +14,14 @@ void declare_model_options(config::Schema& schema) {
                     "head) or custom (the gpt2 layout, meant to be overridden field by field); "
                     "model.positions/block/norm/mlp/bias/tied_head/... set explicitly override it",
                     {"gpt2", "alibi-parallel", "llama", "custom"});
-  schema.add_int("model.vocab_size", 0, "vocabulary size; 0 = take the tokenizer's");
-  schema.add_int("model.d_model", 128, "hidden size (divisible by model.n_heads)");
-  schema.add_int("model.n_layers", 2, "number of transformer blocks");
-  schema.add_int("model.n_heads", 4, "attention heads per block");
-  schema.add_int("model.d_ff", 512, "MLP hidden size");
+  schema.add_int("model.vocab_size", 0, "vocabulary size; 0 = take the tokenizer's", config::Range::at_least(0));
+  schema.add_int("model.d_model", 128, "hidden size (divisible by model.n_heads)", config::Range::at_least(1));
+  schema.add_int("model.n_layers", 2, "number of transformer blocks", config::Range::at_least(1));
+  schema.add_int("model.n_heads", 4, "attention heads per block", config::Range::at_least(1));
+  schema.add_int("model.d_ff", 512, "MLP hidden size", config::Range::at_least(1));
   schema.add_int("model.max_positions", 512,
                  "size of the learned position table (positions: learned); prefix + context "
-                 "tokens must fit in it");
+                 "tokens must fit in it", config::Range::at_least(1));
   schema.add_string("model.positions", "learned",
                     "position encoding, overrides the preset: learned (table), alibi (linear "
                     "attention biases), rope (rotary)",
@@ -42,14 +42,14 @@ void declare_model_options(config::Schema& schema) {
                   "output logits use the token embedding (h wte^T), overrides the preset");
   schema.add_bool("model.head_bias", false,
                   "untied output head with a bias, overrides the preset");
-  schema.add_float("model.norm_eps", 1e-5, "epsilon of the norms, overrides the preset");
-  schema.add_float("model.rope_theta", 10000.0, "RoPE base (positions: rope)");
+  schema.add_float("model.norm_eps", 1e-5, "epsilon of the norms, overrides the preset", config::Range::at_least(0));
+  schema.add_float("model.rope_theta", 10000.0, "RoPE base (positions: rope)", config::Range::at_least(1));
   schema.add_float("model.dropout", 0.0,
                    "dropout of embeddings, attention probabilities and residual branches "
-                   "(training only)");
+                   "(training only)", config::Range::below(0, 1));
   schema.add_float("model.init_std", 0.02,
                    "std of the N(0, std) init of linears and embeddings (attn.o and mlp.down: "
-                   "std / sqrt(2 n_layers))");
+                   "std / sqrt(2 n_layers))", config::Range::at_least(0));
 }
 
 DecoderConfig decoder_config_from(const config::Config& config) {

@@ -1,9 +1,9 @@
 #include "pretrain/pretrain.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <fstream>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -19,7 +19,6 @@
 #include "text/tokenizer.h"
 #include "train/cross_entropy.h"
 
-namespace fs = std::filesystem;
 
 namespace engram::pretrain {
 namespace {
@@ -107,10 +106,7 @@ train::TrainResult train_decoder(const PretrainOptions& o, model::Decoder& decod
 // The model file: weights, architecture, the tokenizer beside it under the Hugging Face name, so
 // the folder is self-contained (and converts). Rank 0 writes it.
 void save_model(const PretrainOptions& o, model::Decoder& decoder) {
-  fs::create_directories(o.out_dir);
-  const std::string tokenizer_copy = o.out_dir + "/tokenizer.model";
-  if (fs::absolute(tokenizer_copy) != fs::absolute(o.tokenizer))
-    fs::copy_file(o.tokenizer, tokenizer_copy, fs::copy_options::overwrite_existing);
+  const std::string tokenizer_copy = text::copy_tokenizer_into(o.tokenizer, o.out_dir);
   model::save_model_file(o.out_dir + "/model.h5", decoder, tokenizer_copy, o.config_yaml);
 }
 
@@ -132,14 +128,14 @@ void declare_pretrain_options(config::Schema& schema) {
   schema.add_list("pretrain.data", {"runs/quickstart/data/pretrain.jsonl"},
                   "training files, any supported format (JSONL, StreamingQA/ArchivalQA CSV, SQuAD JSON)");
   schema.add_string("pretrain.out_dir", "runs/quickstart/base", "checkpoints, metrics.jsonl, model.h5, eval.json");
-  schema.add_int("pretrain.seq_len", 256, "longest training sequence in tokens");
+  schema.add_int("pretrain.seq_len", 256, "longest training sequence in tokens", config::Range::at_least(8));
   schema.add_bool("pretrain.context_loss", false,
                   "reading sequences: next-token loss on the context and questions too, not only on the answers "
                   "(the entity names repeat in them, which teaches the copying that reading needs)");
   schema.add_string("pretrain.eval_data", "runs/quickstart/data/valid.jsonl",
                     "documents whose questions measure reading (context in prompt) and knowing (closed book); "
                     "\"\": no such evaluation (plain-text corpora)");
-  schema.add_int("pretrain.eval_questions", 400, "questions evaluated after training (0 = all)");
+  schema.add_int("pretrain.eval_questions", 400, "questions evaluated after training (0 = all)", config::Range::at_least(0));
 }
 
 PretrainOptions pretrain_options_from(const config::Config& cfg) {
@@ -164,6 +160,7 @@ PretrainReport pretrain_base_lm(const PretrainOptions& o, dist::Communicator& co
   auto tokenizer = text::load_tokenizer(o.tokenizer);
   core::Stopwatch clock;
   const auto docs = data::read_files(o.data, o.read);
+  if (docs.empty()) core::fail("pretrain.data: no documents in {}", fmt::join(o.data, ", "));
   int64_t no_answer = 0;
   const auto examples = build_examples(docs, *tokenizer, o.seq_len, o.context_loss, &no_answer);
   if (no_answer > 0)

@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <limits>
 #include <mutex>
 #include <optional>
 #include <queue>
@@ -263,12 +262,14 @@ void Gpt2BpeTokenizer::Impl::load_vocab(const std::string& path,
   if (!vocab.is_object()) core::fail("{}: expected {}, got a JSON {}", path, kVocabExpected,
                                      vocab.type_name());
 
-  constexpr int64_t kMaxId = std::numeric_limits<int32_t>::max() - 1;
+  // Ids number the tokens from 0; a few gaps are tolerated, but an id far past the count would
+  // only make the id tables huge (a lying file must not exhaust memory).
+  const int64_t max_id = static_cast<int64_t>(vocab.size()) + 65535;
   std::unordered_map<int32_t, std::string> spelling_of;  // to name both tokens of a duplicate id
   for (const auto& [spelling, value] : vocab.items()) {
-    if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > kMaxId)
+    if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > max_id)
       core::fail("{}: token '{}' has id {}; expected an integer in [0, {}]", path, spelling,
-                 value.dump(), kMaxId);
+                 value.dump(), max_id);
     const auto id = static_cast<int32_t>(value.get<int64_t>());
     if (auto [it, fresh] = spelling_of.emplace(id, spelling); !fresh)
       core::fail("{}: id {} is given to both '{}' and '{}'; ids must be unique", path, id,

@@ -36,4 +36,24 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   core::fail("tokenizer path '{}' is neither kind; {}", path, kAccepted);
 }
 
+std::string copy_tokenizer_into(const std::string& path, const std::string& folder) {
+  const fs::path p(path);
+  auto copy = [&](const fs::path& from, const char* name) {
+    const fs::path to = fs::path(folder) / name;
+    std::error_code ec;
+    if (!fs::equivalent(from, to, ec)) fs::copy_file(from, to, fs::copy_options::overwrite_existing);
+    return to.string();
+  };
+  fs::create_directories(folder);
+  if (fs::is_directory(p)) {
+    copy(p / "merges.txt", "merges.txt");
+    return copy(p / "vocab.json", "vocab.json");
+  }
+  if (p.extension() == ".json") {
+    copy(p.parent_path() / "merges.txt", "merges.txt");
+    return copy(p, "vocab.json");
+  }
+  return copy(p, "tokenizer.model");
+}
+
 }  // namespace engram::text

@@ -26,4 +26,9 @@ class Tokenizer {
 // holding GPT-2's vocab.json + merges.txt. Bad or missing files -> core::UserError naming them.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
+// Copies the tokenizer at `path` (either kind) into `folder`, under the Hugging Face names
+// (tokenizer.model, or vocab.json + merges.txt), so a model saved there is self-contained; returns
+// the path load_tokenizer opens it by. Nothing is copied onto itself.
+std::string copy_tokenizer_into(const std::string& path, const std::string& folder);
+
 }  // namespace engram::text

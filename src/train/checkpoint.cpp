@@ -2,12 +2,15 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include <ATen/ATen.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "core/build_info.h"
@@ -62,11 +65,11 @@ CheckpointStore::CheckpointStore(std::string dir, dist::Communicator& comm, dist
 
 std::string CheckpointStore::file_of(int64_t step) const { return dir_ + "/" + step_name(step) + ".h5"; }
 
-std::optional<int64_t> CheckpointStore::latest() const {
+std::vector<int64_t> CheckpointStore::committed_steps() const {
   // Rank 0 looks, everyone gets its answer: ranks never disagree about where to resume.
-  std::string answer = "-1";
+  std::string answer;
   if (comm_.rank() == 0) {
-    int64_t best = -1;
+    std::vector<int64_t> steps;
     static const std::regex done(R"(step_(\d{8})\.done)");
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(dir_, ec)) {
@@ -74,14 +77,48 @@ std::optional<int64_t> CheckpointStore::latest() const {
       std::string name = entry.path().filename().string();
       if (!std::regex_match(name, m, done)) continue;
       int64_t step = std::stoll(m[1]);
-      if (fs::exists(file_of(step))) best = std::max(best, step);
+      if (fs::exists(file_of(step))) steps.push_back(step);
     }
-    answer = std::to_string(best);
+    std::sort(steps.rbegin(), steps.rend());
+    answer = fmt::format("{}", fmt::join(steps, " "));
   }
   comm_.broadcast_bytes(answer, 0);
-  int64_t step = std::stoll(answer);
-  if (step < 0) return std::nullopt;
-  return step;
+  std::vector<int64_t> steps;
+  std::istringstream in(answer);
+  for (int64_t step; in >> step;) steps.push_back(step);
+  return steps;
+}
+
+std::optional<int64_t> CheckpointStore::latest() const {
+  const std::vector<int64_t> steps = committed_steps();
+  if (steps.empty()) return std::nullopt;
+  return steps.front();
+}
+
+std::optional<CheckpointData> CheckpointStore::load_latest() const {
+  const std::vector<int64_t> steps = committed_steps();
+  std::string newest_damage;
+  for (int64_t step : steps) {
+    CheckpointData data;
+    std::string damage;
+    try {
+      data = load(step);
+    } catch (const core::UserError& e) {
+      damage = e.what();
+    }
+    // A step is taken only if every rank read it.
+    for (const std::string& why : comm_.all_gather_bytes(damage))
+      if (!why.empty() && damage.empty()) damage = why;
+    if (damage.empty()) return data;
+    if (newest_damage.empty()) newest_damage = damage;
+    if (comm_.rank() == 0)
+      spdlog::warn("{} cannot be loaded ({}); falling back to the committed checkpoint before it", file_of(step),
+                   damage);
+  }
+  if (!newest_damage.empty())
+    core::fail("{}: no committed checkpoint loads ({} tried; the newest: {}); move them away to start afresh", dir_,
+               steps.size(), newest_damage);
+  return std::nullopt;
 }
 
 void CheckpointStore::save(const CheckpointData& data) {

@@ -57,11 +57,16 @@ class CheckpointStore {
   // Collective. Model and optimizer tensors come back whole on every rank; rng/data only when
   // the saving world size equals this one.
   CheckpointData load(int64_t step) const;
+  // Collective: the newest committed step that loads on every rank, nullopt when none is
+  // committed. A damaged one (a broken disk, a bad copy) is reported and the one before it taken;
+  // when every committed step is damaged -> UserError (starting afresh would drop them silently).
+  std::optional<CheckpointData> load_latest() const;
 
   std::string file_of(int64_t step) const;
   const std::string& dir() const { return dir_; }
 
  private:
+  std::vector<int64_t> committed_steps() const;  // newest first, the same on every rank
   std::string dir_;
   dist::Communicator& comm_;
   dist::MpiHandle mpi_comm_;

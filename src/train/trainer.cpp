@@ -33,31 +33,31 @@ namespace engram::train {
 
 void declare_train_options(config::Schema& schema, const std::string& section, const TrainOptions& d) {
   const std::string p = section + ".";
-  schema.add_int(p + "steps", d.steps, "optimizer steps in all (a resumed run continues up to this step)");
-  schema.add_int(p + "micro_batch", d.micro_batch, "examples per rank per micro-step");
-  schema.add_int(p + "accumulation", d.accumulation, "micro-steps per optimizer step (gradient accumulation)");
-  schema.add_float(p + "lr", d.lr, "peak learning rate");
+  schema.add_int(p + "steps", d.steps, "optimizer steps in all (a resumed run continues up to this step)", config::Range::at_least(0));
+  schema.add_int(p + "micro_batch", d.micro_batch, "examples per rank per micro-step", config::Range::at_least(1));
+  schema.add_int(p + "accumulation", d.accumulation, "micro-steps per optimizer step (gradient accumulation)", config::Range::at_least(1));
+  schema.add_float(p + "lr", d.lr, "peak learning rate", config::Range::at_least(0));
   schema.add_string(p + "schedule", core::name_of(d.schedule), "learning-rate schedule after warm-up",
                     core::enum_choices<Schedule::Kind>());
-  schema.add_int(p + "warmup_steps", d.warmup_steps, "linear warm-up steps from 0 to the peak learning rate");
+  schema.add_int(p + "warmup_steps", d.warmup_steps, "linear warm-up steps from 0 to the peak learning rate", config::Range::at_least(0));
   schema.add_float(p + "min_lr_ratio", d.min_lr_ratio,
-                   "final learning rate of linear/cosine decay, as a fraction of the peak");
-  schema.add_float(p + "weight_decay", d.weight_decay, "AdamW weight decay (matrices only)");
-  schema.add_float(p + "beta1", d.beta1, "AdamW beta1");
-  schema.add_float(p + "beta2", d.beta2, "AdamW beta2");
-  schema.add_float(p + "clip_norm", d.clip_norm, "clip the global gradient norm to this; 0 = no clipping");
+                   "final learning rate of linear/cosine decay, as a fraction of the peak", config::Range::between(0, 1));
+  schema.add_float(p + "weight_decay", d.weight_decay, "AdamW weight decay (matrices only)", config::Range::at_least(0));
+  schema.add_float(p + "beta1", d.beta1, "AdamW beta1", config::Range::below(0, 1));
+  schema.add_float(p + "beta2", d.beta2, "AdamW beta2", config::Range::below(0, 1));
+  schema.add_float(p + "clip_norm", d.clip_norm, "clip the global gradient norm to this; 0 = no clipping", config::Range::at_least(0));
   schema.add_string(p + "bf16", d.bf16 == Bf16::Auto ? "auto" : d.bf16 == Bf16::On ? "true" : "false",
                     "bf16 autocast for the forward pass; auto: on CUDA, and on CPUs whose bf16 matmuls reach 1.5x "
                     "float32's rate (AMX), off where bf16 is emulated (can be 20x slower)",
                     {"auto", "true", "false"});
   schema.add_bool(p + "activation_checkpointing", false, "recompute decoder blocks in backward to save memory");
-  schema.add_int(p + "log_every", d.log_every, "log and print every N steps");
+  schema.add_int(p + "log_every", d.log_every, "log and print every N steps", config::Range::at_least(1));
   schema.add_int(p + "profile_steps", d.profile_steps,
                  "profile rank 0's steps 4 to 3+N: a Chrome trace (chrome://tracing, Perfetto) in "
-                 "<out_dir>/profile.json and a table of time per op and input shapes in profile_ops.txt; 0: none");
+                 "<out_dir>/profile.json and a table of time per op and input shapes in profile_ops.txt; 0: none", config::Range::at_least(0));
   schema.add_int(p + "save_every", d.save_every,
-                 "checkpoint every N steps (0: at the end and on SIGTERM/SIGUSR1 only)");
-  schema.add_int(p + "keep_checkpoints", d.keep_checkpoints, "committed checkpoints to keep");
+                 "checkpoint every N steps (0: at the end and on SIGTERM/SIGUSR1 only)", config::Range::at_least(0));
+  schema.add_int(p + "keep_checkpoints", d.keep_checkpoints, "committed checkpoints to keep", config::Range::at_least(1));
   schema.add_bool(p + "resume", d.resume, "continue from the newest checkpoint in the output directory");
 }
 
@@ -364,10 +364,11 @@ void Trainer::keep_rank_state(const std::string& name, std::function<at::Tensor(
 int64_t Trainer::resume() {
   auto& s = *s_;
   if (!s.options.resume) return 0;
-  auto latest = s.store->latest();
-  if (!latest) return 0;
-  CheckpointData data = s.store->load(*latest);
-  load_parameters(s.parameters, data, s.store->file_of(*latest));
+  std::optional<CheckpointData> loaded = s.store->load_latest();
+  if (!loaded) return 0;
+  CheckpointData& data = *loaded;
+  const std::string file = s.store->file_of(data.step);
+  load_parameters(s.parameters, data, file);
   load_adamw_state(*s.optimizer, s.trainable, data);
   s.step = data.step;
   s.examples_seen = data.counters.count("examples_seen") ? data.counters["examples_seen"] : 0;
@@ -379,9 +380,9 @@ int64_t Trainer::resume() {
       if (it != data.rank_state.end())
         state.set(it->second);
       else
-        spdlog::warn("{} has no saved '{}': it starts afresh", s.store->file_of(*latest), name);
+        spdlog::warn("{} has no saved '{}': it starts afresh", file, name);
     }
-    spdlog::info("resumed from {} at step {} (examples seen {})", s.store->file_of(*latest), s.step, s.examples_seen);
+    spdlog::info("resumed from {} at step {} (examples seen {})", file, s.step, s.examples_seen);
   } else {
     // Another world size: per-rank generators cannot carry over; derive fresh ones from the step.
     cpu_generator().set_current_seed(core::derive_seed(
@@ -391,7 +392,7 @@ int64_t Trainer::resume() {
     spdlog::warn(
         "resumed from {} (saved by {} ranks) on {} ranks at step {}: the data continues from example {}, the global "
         "batch is now {} (was {}), and each rank's random generator is re-derived from (seed, rank, step)",
-        s.store->file_of(*latest), data.world, s.comm.world_size(), s.step, s.examples_seen, new_batch, old_batch);
+        file, data.world, s.comm.world_size(), s.step, s.examples_seen, new_batch, old_batch);
   }
   return s.step;
 }

@@ -66,4 +66,18 @@ inline std::string tiny_world_sets(const std::string& dir) {
          "/base --set stream.test=" + dir + "/data/test.jsonl";
 }
 
+// A tiny MAC over the tiny world (tools/tiny_world.sh's tiny_mac_sets): two 1-block T5s of width
+// 32, one aggregator block, 2 summary tokens, meta-trained on dir/data/train.jsonl into dir/mac.
+inline std::string tiny_mac_sets(const std::string& dir) {
+  std::string sets = " --set mac.out_dir=" + dir + "/mac --set stream.train=[" + dir +
+                     "/data/train.jsonl] --set mac.summary_tokens=2 --set mac.aggregator.blocks=1"
+                     " --set mac.aggregator.heads=2 --set mac.aggregator.head_dim=8 --set mac.slot_hidden=16"
+                     " --set mac.doc_tokens=64 --set mac.question_tokens=24 --set mac.qa_tokens=40"
+                     " --set mac.train.micro_batch=4";
+  for (const char* part : {"amortizer", "question"})
+    for (const char* kv : {"d_model=32", "d_kv=8", "d_ff=32", "layers=1", "decoder_layers=1", "heads=2"})
+      sets += std::string(" --set mac.") + part + "." + kv;
+  return sets;
+}
+
 }  // namespace cli

@@ -162,7 +162,8 @@ TEST(Cli, SynthTokenizerAndStatsPipeline) {
 TEST(Cli, SynthRejectsBadSizes) {
   Result r = run(kEngram + " synth --set synth.entities=10 --set synth.out_dir=" + ::testing::TempDir() + "x");
   EXPECT_EQ(r.code, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "synth.entities: expected 100 to 1,000,000, got 10")) << r.output;
+  EXPECT_TRUE(contains(r.output, "--set synth.entities=10: synth.entities: expected a value in [100, 1000000], got 10"))
+      << r.output;
 }
 
 TEST(Cli, TokenizerWithoutCorpusSaysWhatToDo) {

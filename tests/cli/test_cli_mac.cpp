@@ -16,22 +16,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string t5(const std::string& part) {
-  const std::string p = " --set mac." + part + ".";
-  return p + "d_model=32" + p + "d_kv=8" + p + "d_ff=32" + p + "layers=1" + p + "decoder_layers=1" + p + "heads=2";
-}
-
 class TinyMac : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir = ::testing::TempDir() + "cli_mac";
     fs::remove_all(dir);
-    sets = tiny_world_sets(dir) + " --set mac.out_dir=" + dir + "/mac --set stream.train=[" + dir +
-           "/data/train.jsonl] --set mac.summary_tokens=2" +
-           t5("amortizer") + t5("question") +
-           " --set mac.aggregator.blocks=1 --set mac.aggregator.heads=2 --set mac.aggregator.head_dim=8" +
-           " --set mac.retriever.dim=8 --set mac.slot_hidden=16 --set mac.doc_tokens=64 --set mac.question_tokens=24 --set mac.qa_tokens=40" +
-           " --set mac.train.micro_batch=4 --set mac.train.log_every=1 --set mac.train.warmup_steps=1" +
+    sets = tiny_world_sets(dir) + tiny_mac_sets(dir) + " --set mac.retriever.dim=8" +
+           " --set mac.train.log_every=1 --set mac.train.warmup_steps=1" +
            " --set eval.out_dir=" + dir + "/eval --set eval.questions=12 --set decoding.max_new_tokens=3";
     ASSERT_EQ(run(kEngram + " synth" + sets).code, 0);
     ASSERT_EQ(run(kEngram + " tokenizer" + sets).code, 0);

@@ -37,11 +37,11 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 engram="$build/engram"
 
 # A tiny world, tokenizer and model (as test_cli's): seconds per command.
-sets=(--set synth.entities=200 --set "synth.out_dir=$work/data" --set "tokenizer.input=$work/data/corpus.txt"
-      --set "tokenizer.model=$work/tok.model" --set tokenizer.vocab_size=400
-      --set "pretrain.data=[$work/data/pretrain.jsonl]" --set "pretrain.eval_data=$work/data/valid.jsonl"
-      --set pretrain.eval_questions=8 --set model.d_model=32 --set model.n_layers=1 --set model.n_heads=2
-      --set model.d_ff=64 --set train.micro_batch=4 --set train.log_every=1 --set train.warmup_steps=2)
+# shellcheck source=tools/tiny_world.sh
+source "$root/tools/tiny_world.sh"
+tiny_world_sets "$work" 200
+sets=("${TINY_SETS[@]}" --set "pretrain.eval_data=$work/data/valid.jsonl" --set pretrain.eval_questions=8
+      --set train.warmup_steps=2)
 "$engram" synth "${sets[@]}" >"$work/synth.log" 2>&1 || { cat "$work/synth.log"; exit 1; }
 "$engram" tokenizer "${sets[@]}" >"$work/tokenizer.log" 2>&1 || { cat "$work/tokenizer.log"; exit 1; }
 

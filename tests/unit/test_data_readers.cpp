@@ -352,7 +352,7 @@ TEST(NativeJsonl, SkipModeCountsBadRowsAndKeepsTheFirstFiveMessages) {
   // The sixth bad row (line 7, "[1, 2]") is counted but its message is not kept.
 }
 
-TEST(StreamingQa, ShortestAnswerFirstAllKeptTimeWhenNumeric) {
+TEST(StreamingQa, ShortestAnswerFirstAllKeptTimeInSecondsOrIsoDate) {
   ReadStats stats;
   const auto docs = read_all(fixture("streamingqa.csv"), {}, &stats);
   ASSERT_EQ(docs.size(), 4u);
@@ -371,7 +371,7 @@ TEST(StreamingQa, ShortestAnswerFirstAllKeptTimeWhenNumeric) {
 
   EXPECT_EQ(docs[2].id, "row-2");
   EXPECT_EQ(docs[2].qa[0].answers, (Strings{"London"}));  // empty pieces dropped
-  EXPECT_FALSE(docs[2].time.has_value());                 // "2020-01-01" is not a number
+  EXPECT_EQ(docs[2].time, 1577836800);                    // "2020-01-01"
 
   EXPECT_EQ(docs[3].id, "row-3");
   EXPECT_EQ(docs[3].qa[0].answers, (Strings{"Zürich", "Zurichs"}));  // length in characters
@@ -391,6 +391,23 @@ TEST(StreamingQa, IdColumnAndRowsWithoutAnswers) {
   ASSERT_EQ(docs.size(), 2u);
   EXPECT_EQ(docs[0].id, "x-1");
   EXPECT_EQ(docs[1].id, "x-3");
+  EXPECT_EQ(stats.bad_rows, 1);
+}
+
+TEST(StreamingQa, ATimeThatIsNotATimeIsABadRow) {
+  TempDir dir;
+  const std::string path = dir.file("sqa.csv", "text,question,answers,publication_date\n"
+                                               "t,q,a,2021-03-04T05:06:07\nt,q,b,next tuesday\nt,q,c,\n");
+  EXPECT_EQ(user_error([&] { read_all(path); }),
+            path + ":3: column 'publication_date': 'next tuesday' is not a time (expected seconds since "
+                   "1970-01-01, or a date YYYY-MM-DD, optionally THH:MM:SS)");
+  ReadOptions options;
+  options.skip_bad_rows = true;
+  ReadStats stats;
+  const auto docs = read_all(path, options, &stats);
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].time, 1614834367);  // 2021-03-04 05:06:07 UTC
+  EXPECT_FALSE(docs[1].time.has_value());  // an empty field: no time
   EXPECT_EQ(stats.bad_rows, 1);
 }
 

@@ -70,7 +70,7 @@ class LongMemContender : public eval::Contender {
     return bytes_per_token * static_cast<double>(tokens.size()) / static_cast<double>(stream.size());
   }
 
-  std::vector<eval::Row> answer(const eval::Stream& stream, const std::vector<eval::StreamQuestion>& questions,
+  std::vector<eval::Row> answer(const eval::Stream& /*stream*/, const std::vector<eval::StreamQuestion>& questions,
                                 eval::EvalContext& ctx) override {
     eval::Row full{"LongMem (memory holds the stream)", scores(questions, ctx), {}};
     full.extras = {{"memory_tokens", static_cast<double>(full_tokens_)}};

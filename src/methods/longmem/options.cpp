@@ -18,7 +18,7 @@ void declare_longmem_options(config::Schema& s) {
             Range::at_least(1));
   s.add_int("longmem.memory_layer", -1,
             "backbone layer whose keys and values fill the memory; side layer memory_layer / reduction reads it "
-            "(-1: the last layer r j + r - 1 at or below 0.7 L: 17 of 24 as the reference)");
+            "(-1: the last layer r j + r - 1 at or below 0.7 L: 17 of 24 as the reference)", Range::at_least(-1));
   s.add_int("longmem.retrieve_tokens", 32, "K: memory tokens each query reads per head (K / chunk chunks)",
             Range::at_least(1));
   s.add_int("longmem.chunk", 4, "tokens per memory chunk (a chunk is found by its mean key)", Range::at_least(1));

@@ -17,13 +17,13 @@ void declare_t5_options(config::Schema& schema, const std::string& part, const s
                            "t5-base, t5-large) whose sizes the keys below override when set",
                     {"custom", "t5-small", "t5-base", "t5-large"});
   schema.add_string(p + "hf", "", "Hugging Face T5 folder to initialise " + part + " from (\"\" = random init)");
-  schema.add_int(p + "d_model", 128, "T5 width");
-  schema.add_int(p + "d_kv", 32, "T5 per-head size");
-  schema.add_int(p + "d_ff", 256, "T5 feed-forward size");
-  schema.add_int(p + "layers", 2, "T5 encoder blocks");
-  schema.add_int(p + "decoder_layers", 2, "T5 decoder blocks (driven by the learned queries)");
-  schema.add_int(p + "heads", 4, "T5 attention heads");
-  schema.add_float(p + "dropout", 0.0, "T5 dropout (training only)");
+  schema.add_int(p + "d_model", 128, "T5 width", config::Range::at_least(1));
+  schema.add_int(p + "d_kv", 32, "T5 per-head size", config::Range::at_least(1));
+  schema.add_int(p + "d_ff", 256, "T5 feed-forward size", config::Range::at_least(1));
+  schema.add_int(p + "layers", 2, "T5 encoder blocks", config::Range::at_least(1));
+  schema.add_int(p + "decoder_layers", 2, "T5 decoder blocks (driven by the learned queries)", config::Range::at_least(1));
+  schema.add_int(p + "heads", 4, "T5 attention heads", config::Range::at_least(1));
+  schema.add_float(p + "dropout", 0.0, "T5 dropout (training only)", config::Range::below(0, 1));
 }
 
 model::T5Config t5_config_from(const config::Config& cfg, const std::string& part, int64_t vocab) {
@@ -137,36 +137,36 @@ namespace {
 void declare_retriever_options(config::Schema& schema) {
   schema.add_int("mac.retriever.dim", 0,
                  "width of the retriever's keys (a dual encoder on the document summaries and the question's "
-                 "first latent); 0 = no retriever (the reference)");
+                 "first latent); 0 = no retriever (the reference)", config::Range::at_least(0));
   schema.add_string("mac.retriever.keys", "summary",
                     "what answering retrieves with: summary (keys from the document summaries and the question's "
                     "first latent) or tokens (a learned bag of tokens over the texts, trained beside MAC on fresh "
                     "keys of the batch and mac.retriever.token_negatives documents; the bank stores the keys)");
   schema.add_int("mac.retriever.token_negatives", 1024,
                  "meta-training with mac.retriever.keys: tokens: training documents drawn at random each step as "
-                 "the token keys' negatives, besides the global batch");
+                 "the token keys' negatives, besides the global batch", config::Range::at_least(0));
   schema.add_float("mac.retriever.weight", 1.0,
                    "meta-training: weight of the retriever's contrastive loss (each question against every "
                    "document of the global batch and the pool, its own the label). "
-                   "It also trains the amortizer and question encoder");
+                   "It also trains the amortizer and question encoder", config::Range::at_least(0));
   schema.add_int("mac.retriever.from_step", 0,
                  "meta-training: the retriever's second phase starts here: before it, its loss has weight "
                  "mac.retriever.early_weight and sees the batch only, while the encoders learn to read; from "
-                 "it on, mac.retriever.weight, with the pool and hard distractors");
+                 "it on, mac.retriever.weight, with the pool and hard distractors", config::Range::at_least(0));
   schema.add_float("mac.retriever.early_weight", 0.1,
                    "meta-training: the retriever's weight before mac.retriever.from_step (on the quickstart "
-                   "world, weight 1 from the first step kept the QA loss at the closed-book plateau; 0.1 did not)");
+                   "world, weight 1 from the first step kept the QA loss at the closed-book plateau; 0.1 did not)", config::Range::at_least(0));
   schema.add_int("mac.retriever.pool", 0,
                  "meta-training: the summaries of the last N documents (detached) are kept as more negatives for "
-                 "the retriever (each rank's pool is saved with the checkpoints)");
+                 "the retriever (each rank's pool is saved with the checkpoints)", config::Range::at_least(0));
   schema.add_int("mac.retriever.hard_negatives", 0,
                  "meta-training after the curriculum: each question's memory also holds this many pool documents "
-                 "that its retriever key matches best (as answering with mac.retriever.top_k does)");
-  schema.add_float("mac.retriever.temperature", 0.05, "temperature of the retriever's contrastive loss");
+                 "that its retriever key matches best (as answering with mac.retriever.top_k does)", config::Range::at_least(0));
+  schema.add_float("mac.retriever.temperature", 0.05, "temperature of the retriever's contrastive loss", config::Range::at_least(1e-6));
   schema.add_int("mac.retriever.top_k", 0,
                  "answering: each question aggregates only the K documents of the bank whose keys match its key "
                  "best (faiss inner-product search on each rank's shard, then the best K over all ranks); 0 = "
-                 "aggregate the whole bank (the reference)");
+                 "aggregate the whole bank (the reference)", config::Range::at_least(0));
 }
 
 }  // namespace
@@ -175,8 +175,8 @@ void declare_mac_options(config::Schema& schema) {
   schema.add_string("mac.tokenizer", "",
                     "tokenizer of the amortizer and question encoder (a T5 spiece.model); \"\" = the base LM's");
   schema.add_string("mac.out_dir", "runs/quickstart/mac", "checkpoints, metrics.jsonl and mac.h5 of meta-training");
-  schema.add_int("mac.summary_tokens", 8, "T: summary vectors per document (num_virtual_tokens)");
-  schema.add_int("mac.prefix_tokens", 2, "P: prefix key/value tokens per layer of the base LM");
+  schema.add_int("mac.summary_tokens", 8, "T: summary vectors per document (num_virtual_tokens)", config::Range::at_least(1));
+  schema.add_int("mac.prefix_tokens", 2, "P: prefix key/value tokens per layer of the base LM", config::Range::at_least(1));
   declare_t5_options(schema, "amortizer", "the amortization network (document -> summary)");
   declare_t5_options(schema, "question", "the question encoder (question -> initial query)");
   schema.add_bool("mac.init_from_lm_embeddings", false,
@@ -190,55 +190,55 @@ void declare_mac_options(config::Schema& schema) {
                   "base LM's tokenizer and the T5 width = the LM width");
   schema.add_int("mac.read_layer", 1,
                  "with mac.read_with_lm: the LM state the encoders read, 0 = token embeddings, l = after block l "
-                 "(the first block's output carried the most in the quickstart world)");
+                 "(the first block's output carried the most in the quickstart world)", config::Range::at_least(0));
   schema.add_string("mac.prefix_via", "direct",
                     "direct: the 2PL slots are the prefix keys and values (the reference); lm: PL slots are virtual "
                     "token states that each layer of the frozen LM projects to its own keys and values",
                     core::enum_choices<MacConfig::PrefixVia>());
-  schema.add_int("mac.aggregator.blocks", 4, "cross-attention blocks of the aggregation network");
-  schema.add_int("mac.aggregator.heads", 8, "attention heads of the aggregator");
-  schema.add_int("mac.aggregator.head_dim", 96, "per-head size of the aggregator");
-  schema.add_int("mac.aggregator.ff", 0, "aggregator feed-forward size; 0 = d_model if <= 768, else 768");
-  schema.add_int("mac.slot_hidden", 768, "hidden size of the per-slot FFNs that make the prefix");
+  schema.add_int("mac.aggregator.blocks", 4, "cross-attention blocks of the aggregation network", config::Range::at_least(1));
+  schema.add_int("mac.aggregator.heads", 8, "attention heads of the aggregator", config::Range::at_least(1));
+  schema.add_int("mac.aggregator.head_dim", 96, "per-head size of the aggregator", config::Range::at_least(1));
+  schema.add_int("mac.aggregator.ff", 0, "aggregator feed-forward size; 0 = d_model if <= 768, else 768", config::Range::at_least(0));
+  schema.add_int("mac.slot_hidden", 768, "hidden size of the per-slot FFNs that make the prefix", config::Range::at_least(1));
   schema.add_float("mac.prefix_scale", 1.0,
                    "multiplies the prefix keys/values (1 = reference); below 1 keeps an untrained prefix from "
-                   "swamping a small LM's own attention");
-  schema.add_float("mac.slot_dropout", 0.0, "dropout inside the per-slot FFNs (training only)");
-  schema.add_int("mac.doc_tokens", 1022, "document tokens the amortizer reads (longer documents are cut)");
-  schema.add_int("mac.question_tokens", 104, "question tokens the question encoder reads (the last ones are kept)");
+                   "swamping a small LM's own attention", config::Range::at_least(0));
+  schema.add_float("mac.slot_dropout", 0.0, "dropout inside the per-slot FFNs (training only)", config::Range::below(0, 1));
+  schema.add_int("mac.doc_tokens", 1022, "document tokens the amortizer reads (longer documents are cut)", config::Range::at_least(1));
+  schema.add_int("mac.question_tokens", 104, "question tokens the question encoder reads (the last ones are kept)", config::Range::at_least(1));
   schema.add_string("mac.answer_end", "eos",
                     "what ends a trained answer: eos (Hugging Face LMs, the reference) or newline (the reading "
                     "format of engram pretrain, \"Answer: <a>\\n\")",
                     {"eos", "newline"});
-  schema.add_int("mac.qa_tokens", 128, "question + answer tokens through the base LM");
+  schema.add_int("mac.qa_tokens", 128, "question + answer tokens through the base LM", config::Range::at_least(2));
   schema.add_float("mac.backprop_ratio", 1.0,
                    "backpropagation dropout r: per bank of B documents only the first floor(B r) get gradients "
-                   "(their questions are trained); the rest are distractors under no-grad");
+                   "(their questions are trained); the rest are distractors under no-grad", config::Range::between(0, 1));
   schema.add_bool("mac.global_bank", false,
                   "during meta-training each question sees the summaries of every rank's batch as its memory "
                   "(all-gathered; gradient through the local part)");
   schema.add_int("mac.memory_group", 0,
                  "meta-training: at most this many documents of its batch in each question's memory, its own among "
                  "them (0 = the whole bank after mac.curriculum_steps, the reference; 1 = its own document alone, "
-                 "what answering with mac.retriever.top_k 1 reads)");
+                 "what answering with mac.retriever.top_k 1 reads)", config::Range::at_least(0));
   schema.add_int("mac.eval_every", 0,
                  "meta-training: every N steps, F1 over a bank of the last mac.val_bank training documents (held "
                  "out of training), answered by MAC itself (mac.select, no retriever); the best model so far is "
-                 "kept as best.h5 and used by the commands that read the trained MAC; 0 = no validation");
-  schema.add_int("mac.val_bank", 200, "with mac.eval_every: documents held out of the training stream for validation");
-  schema.add_int("mac.val_questions", 200, "with mac.eval_every: questions asked of them at most");
+                 "kept as best.h5 and used by the commands that read the trained MAC; 0 = no validation", config::Range::at_least(0));
+  schema.add_int("mac.val_bank", 200, "with mac.eval_every: documents held out of the training stream for validation", config::Range::at_least(1));
+  schema.add_int("mac.val_questions", 200, "with mac.eval_every: questions asked of them at most", config::Range::at_least(1));
   schema.add_int("mac.curriculum_steps", 0,
                  "meta-training: during the first N steps each question's memory is a group of its batch's "
                  "documents (its own among them) that doubles in equal stages from 1 (encode and read first, "
-                 "then search among ever more distractors)");
+                 "then search among ever more distractors)", config::Range::at_least(0));
   schema.add_float("mac.selection_weight", 0.0,
                    "meta-training: adds this times a contrastive loss on the aggregator's selection scores (its "
                    "first block's attention logits) of each question over every document of the global batch, its "
-                   "own the label; 0 = the reference (the QA loss alone, no selection label)");
+                   "own the label; 0 = the reference (the QA loss alone, no selection label)", config::Range::at_least(0));
   schema.add_int("mac.selection_from_step", 0,
                  "meta-training: the selection loss trains from this step on (before it, it is only logged), so "
-                 "the encoders first learn to read");
-  schema.add_float("mac.selection_temperature", 1.0, "temperature of the selection loss (mac.selection_weight)");
+                 "the encoders first learn to read", config::Range::at_least(0));
+  schema.add_float("mac.selection_temperature", 1.0, "temperature of the selection loss (mac.selection_weight)", config::Range::at_least(1e-6));
   schema.add_float("mac.selection_vote", 0.25,
                    "answering with mac.select among the retriever's top_k: the weight of the aggregator's selection "
                    "scores against the retriever's (1 = the plain product of the two trained softmaxes; 0 = the "
@@ -246,25 +246,25 @@ void declare_mac_options(config::Schema& schema) {
                    config::Range::at_least(0));
   schema.add_int("mac.select", 0,
                  "answering: the aggregator first scores every document (its first block's attention logits, "
-                 "group by group) and reads only its best K; 0 = it attends over the whole bank (the reference)");
+                 "group by group) and reads only its best K; 0 = it attends over the whole bank (the reference)", config::Range::at_least(0));
   schema.add_float("mac.distill_weight", 0.0,
                    "meta-training: adds this times a context-distillation loss: the frozen LM's states (every "
                    "layer) where it predicts the answer behind MAC's prefix against its states there when it "
                    "reads the question right after the document itself (README: MAC); 0 = the reference (the "
-                   "QA loss alone)");
+                   "QA loss alone)", config::Range::at_least(0));
   declare_retriever_options(schema);
   schema.add_bool("mac.lm_dropout", true, "the frozen base LM runs in train mode (dropout on) for the QA loss");
   schema.add_string("mac.aggregation", "hierarchical",
                     "answering: hierarchical (groups of mac.group_size, O(M T) memory per call) or flat (one call "
                     "over the whole bank)",
                     {"hierarchical", "flat"});
-  schema.add_int("mac.group_size", 16, "M: documents per aggregator call in hierarchical aggregation");
+  schema.add_int("mac.group_size", 16, "M: documents per aggregator call in hierarchical aggregation", config::Range::at_least(2));
   schema.add_string("mac.hierarchy_carries", "latent",
                     "what each group of a hierarchical level becomes: latent (the aggregator's output for the "
                     "group, the spec's algorithm) or summary (the group's documents mixed by the aggregator's "
                     "attention on each, so every level reads summaries, as in training)",
                     {"latent", "summary"});
-  schema.add_int("mac.answer_batch", 64, "questions answered together");
+  schema.add_int("mac.answer_batch", 64, "questions answered together", config::Range::at_least(1));
 }
 
 MacConfig mac_config_from(const config::Config& cfg, const model::DecoderConfig& lm, int64_t vocab) {

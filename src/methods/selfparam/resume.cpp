@@ -18,16 +18,16 @@ InjectionCheckpoints::InjectionCheckpoints(std::string dir, dist::Communicator& 
                                            int64_t save_every, std::string config_yaml)
     : comm_(comm), store_(std::move(dir), comm, mpi_comm, 2), save_every_(save_every),
       config_yaml_(std::move(config_yaml)) {
-  const auto latest = store_.latest();
-  if (!latest) return;
-  resumed_ = store_.load(*latest);
+  resumed_ = store_.load_latest();
+  if (!resumed_) return;
+  const std::string file = store_.file_of(resumed_->step);
   resumed_at_ = {resumed_->counters.at("part"), resumed_->counters.at("part_step"), resumed_->step};
   last_saved_ = resumed_->step;
   if (resumed_->world != comm.world_size())
     core::fail("{}: saved by {} ranks, this run has {}: resume an injection at the world size that saved it",
-               store_.file_of(*latest), resumed_->world, comm.world_size());
+               file, resumed_->world, comm.world_size());
   if (comm.rank() == 0)
-    spdlog::info("inject: resuming from {} ({} parts done, {} steps into the next)", store_.file_of(*latest),
+    spdlog::info("inject: resuming from {} ({} parts done, {} steps into the next)", file,
                  resumed_at_.part, resumed_at_.step);
 }
 
