@@ -16,6 +16,7 @@ PACKAGES=(
   libsentencepiece-dev sentencepiece libpcre2-dev
   libfaiss-dev
   slurm-wlm
+  clang libclang-rt-14-dev                        # libFuzzer + sanitizers: tools/fuzz.sh (label fuzz)
   python3-matplotlib python3-h5py
   bible-kjv                                       # LongMem's long real text (configs/longmem/kjv.yaml)
 )
