@@ -157,10 +157,10 @@ Value parse_value(const YAML::Node& node, const Option& option, const std::strin
       return value;
     }
     case Type::String: {
-      // An empty value ("name:" in a file, "--set name=") is the empty string.
-      if (node.IsNull()) return std::string();
-      if (!node.IsScalar()) mismatch(describe(node));
-      const std::string& value = node.Scalar();
+      // An empty value ("name:" in a file, "--set name=") is the empty string, which must still be
+      // one of the choices where there are some (found by fuzz/fuzz_config.cpp).
+      if (!node.IsNull() && !node.IsScalar()) mismatch(describe(node));
+      const std::string value = node.IsNull() ? std::string() : node.Scalar();
       if (!option.choices.empty() &&
           std::find(option.choices.begin(), option.choices.end(), value) == option.choices.end()) {
         fail("{}: {}: expected one of {}, got '{}'", where, option.name,

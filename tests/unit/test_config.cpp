@@ -275,6 +275,12 @@ TEST_F(ConfigTest, ChoicesViolation) {
   EXPECT_EQ(user_error([&] { config_.apply_override("dist.backend=foo"); }),
             "--set dist.backend=foo: dist.backend: expected one of auto, mpi, nccl, local, "
             "thread, got 'foo'");
+  // An empty value is the empty string, which is not a choice either (a fuzzer's finding: it was
+  // accepted, and the YAML it dumped then failed to load).
+  EXPECT_EQ(user_error([&] { config_.merge_text("dist:\n  backend:\n", "f.yaml"); }),
+            "f.yaml:2: dist.backend: expected one of auto, mpi, nccl, local, thread, got ''");
+  EXPECT_EQ(user_error([&] { config_.apply_override("dist.backend="); }),
+            "--set dist.backend=: dist.backend: expected one of auto, mpi, nccl, local, thread, got ''");
 }
 
 TEST_F(ConfigTest, SectionScalarMismatch) {
