@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs engram's libFuzzer targets (fuzz/): the config loader, the JSONL / CSV / SQuAD readers, the
-# safetensors parser and the memory-bank loader, each for SECONDS, from a seed corpus of the repository's own files
-# (configs/, tests/fixtures/). Builds them first with clang (libFuzzer + ASan + UBSan) into
-# $FUZZ_BUILD_DIR (default build-fuzz). Findings (crashing inputs) go to $FUZZ_BUILD_DIR/findings;
-# the corpus grows in $FUZZ_BUILD_DIR/corpus and is reused by the next run.
+# safetensors parser, and the memory-bank and checkpoint loaders, each for SECONDS, from a seed
+# corpus of the repository's own files (configs/, tests/fixtures/). Builds them first with clang
+# (libFuzzer + ASan + UBSan) into $FUZZ_BUILD_DIR (default build-fuzz). Findings (crashing inputs)
+# go to $FUZZ_BUILD_DIR/findings; the corpus grows in $FUZZ_BUILD_DIR/corpus, reused next time.
 # Usage: tools/fuzz.sh SECONDS [TARGET ...]    exit 0: no finding; 1: a finding; 2: bad usage
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -11,7 +11,7 @@ seconds="${1:-}"
 [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "usage: tools/fuzz.sh SECONDS [TARGET ...]" >&2; exit 2; }
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_config fuzz_jsonl fuzz_csv fuzz_squad fuzz_safetensors fuzz_bank)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_config fuzz_jsonl fuzz_csv fuzz_squad fuzz_safetensors fuzz_bank fuzz_checkpoint)
 build="$(realpath -m "${FUZZ_BUILD_DIR:-build-fuzz}")"
 command -v clang++ >/dev/null || { echo "fuzz: clang++ is missing (tools/setup.sh installs it)" >&2; exit 2; }
 
@@ -32,6 +32,7 @@ seeds() {
     fuzz_squad) ls tests/fixtures/data/*.json tests/fixtures/hf/*/config.json ;;
     fuzz_safetensors) ls tests/fixtures/hf/*/*.safetensors ;;
     fuzz_bank) ls tests/fixtures/bank/*.h5 ;;
+    fuzz_checkpoint) ls tests/fixtures/checkpoint/*.h5 ;;
   esac
 }
 
