@@ -283,6 +283,16 @@ TEST_F(ConfigTest, ChoicesViolation) {
             "--set dist.backend=: dist.backend: expected one of auto, mpi, nccl, local, thread, got ''");
 }
 
+TEST_F(ConfigTest, StringsMustBeUtf8TextThatSurvivesTheDump) {
+  // A malformed UTF-8 sequence did not come back from to_yaml() (a fuzzer's finding).
+  EXPECT_EQ(user_error([&] { config_.merge_text("name: a\xff\n", "f.yaml"); }),
+            "f.yaml:1: name: expected UTF-8 text, got bytes that are not UTF-8");
+  EXPECT_EQ(user_error([&] { config_.merge_text("dist:\n  hosts: [a, \"b\x8d\"]\n", "f.yaml"); }),
+            "f.yaml:2: dist.hosts: expected UTF-8 text, got bytes that are not UTF-8");
+  config_.merge_text("name: Zürich\n", "f.yaml");
+  EXPECT_EQ(config_.get_string("name"), "Zürich");
+}
+
 TEST_F(ConfigTest, SectionScalarMismatch) {
   EXPECT_EQ(user_error([&] { config_.merge_text("name: x\ndist: 3\n", "f.yaml"); }),
             "f.yaml:2: 'dist' is a section, expected a map of options");
