@@ -129,19 +129,19 @@ void check_range(const Option& option, double value, const std::string& text, co
   if (!option.range.contains(value)) fail("{}: {}: expected a value {}, got {}", where, option.name, option.range.text(), text);
 }
 
-// Why `text` cannot be a config string, or nullptr: YAML is UTF-8 text, and a NUL byte or a
-// malformed sequence would not survive --dump-config (found by fuzz/fuzz_config.cpp).
-const char* not_text(const std::string& text) {
+// A config string must be UTF-8 text without NUL bytes: YAML is UTF-8, and anything else would not
+// survive --dump-config (found by fuzz/fuzz_config.cpp). UserError naming the option otherwise.
+void require_text(const std::string& text, const Option& option, const std::string& where) {
+  auto refuse = [&](const char* got) { fail("{}: {}: expected UTF-8 text, got {}", where, option.name, got); };
   for (size_t i = 0; i < text.size();) {
     const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte == 0) return "a NUL byte";
+    if (byte == 0) refuse("a NUL byte");
     const size_t length = byte < 0x80 ? 1 : (byte >> 5) == 0x6 ? 2 : (byte >> 4) == 0xE ? 3 : (byte >> 3) == 0x1E ? 4 : 0;
-    if (length == 0 || i + length > text.size()) return "bytes that are not UTF-8";
+    if (length == 0 || i + length > text.size()) refuse("bytes that are not UTF-8");
     for (size_t k = 1; k < length; ++k)
-      if ((static_cast<unsigned char>(text[i + k]) >> 6) != 0x2) return "bytes that are not UTF-8";
+      if ((static_cast<unsigned char>(text[i + k]) >> 6) != 0x2) refuse("bytes that are not UTF-8");
     i += length;
   }
-  return nullptr;
 }
 
 // Parses `node` as the option's type. `where` prefixes error messages ("file.yaml:3",
@@ -176,7 +176,7 @@ Value parse_value(const YAML::Node& node, const Option& option, const std::strin
       // one of the choices where there are some (found by fuzz/fuzz_config.cpp).
       if (!node.IsNull() && !node.IsScalar()) mismatch(describe(node));
       const std::string value = node.IsNull() ? std::string() : node.Scalar();
-      if (const char* why = not_text(value)) fail("{}: {}: expected UTF-8 text, got {}", where, option.name, why);
+      require_text(value, option, where);
       if (!option.choices.empty() &&
           std::find(option.choices.begin(), option.choices.end(), value) == option.choices.end()) {
         fail("{}: {}: expected one of {}, got '{}'", where, option.name,
@@ -190,8 +190,7 @@ Value parse_value(const YAML::Node& node, const Option& option, const std::strin
       if (!node.IsSequence()) mismatch(describe(node));
       for (const YAML::Node& item : node) {
         if (!item.IsScalar()) mismatch("a list containing " + describe(item));
-        if (const char* why = not_text(item.Scalar()))
-          fail("{}: {}: expected UTF-8 text, got {}", where, option.name, why);
+        require_text(item.Scalar(), option, where);
         value.push_back(item.Scalar());
       }
       return value;
