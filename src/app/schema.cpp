@@ -1,5 +1,6 @@
 #include "app/command.h"
 #include "data/options.h"
+#include "data/reading_aids.h"
 #include "data/synth.h"
 #include "dist/options.h"
 #include "eval/options.h"
@@ -21,6 +22,7 @@ config::Schema full_schema() {
   data::declare_synth_options(schema);
   declare_tokenizer_options(schema);
   data::declare_data_options(schema);
+  data::declare_reading_aid_options(schema);
   model::declare_model_options(schema);
   train::TrainOptions pretraining;
   pretraining.steps = 600;

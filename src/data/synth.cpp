@@ -242,6 +242,12 @@ void declare_synth_options(config::Schema& schema) {
   schema.add_bool("synth.statement_questions", false,
                   "pretrain/train documents: also ask each fact as its statement turned into a question "
                   "(\"X works as what?\"), which teaches matching a question's words to the context");
+  schema.add_bool("synth.sparse", false,
+                  "pretrain/train documents ask each attribute with one fixed phrasing, as a user's stream "
+                  "does (needs train_questions_per_fact 1 and statement_questions false)");
+  schema.add_bool("synth.heldout_domains", false,
+                  "valid/test entities are of other kinds, with attributes, values, sentence templates and "
+                  "question phrasings that appear nowhere in the pretrain and train splits");
   schema.add_bool("synth.long_documents", false,
                   "also write long_test.jsonl: facts early, then filler, questions at the end (beyond-window recall)");
   schema.add_int("synth.long_filler_words", 600, "filler words between the facts and the end of a long document", config::Range::at_least(0));
@@ -266,6 +272,8 @@ SynthOptions synth_options_from(const config::Config& config) {
   o.distractors = static_cast<int>(config.get_int("synth.distractors"));
   o.train_questions_per_fact = static_cast<int>(config.get_int("synth.train_questions_per_fact"));
   o.statement_questions = config.get_bool("synth.statement_questions");
+  o.sparse = config.get_bool("synth.sparse");
+  o.heldout_domains = config.get_bool("synth.heldout_domains");
   o.long_documents = config.get_bool("synth.long_documents");
   o.long_filler_words = static_cast<int>(config.get_int("synth.long_filler_words"));
   o.long_documents_count = config.get_int("synth.long_count");
@@ -290,6 +298,10 @@ SynthWorld::SynthWorld(SynthOptions options) : options_(std::move(options)) {
   if (o.train_questions_per_fact < 1 || o.train_questions_per_fact > 8)
     core::fail("synth.train_questions_per_fact: expected 1 to 8, got {}", o.train_questions_per_fact);
   if (o.long_filler_words < 0) core::fail("synth.long_filler_words: expected >= 0");
+  if (o.sparse && (o.train_questions_per_fact != 1 || o.statement_questions))
+    core::fail("synth.sparse asks each attribute with one phrasing and no statement questions: expected "
+               "synth.train_questions_per_fact 1 and synth.statement_questions false, got {} and {}",
+               o.train_questions_per_fact, o.statement_questions);
 }
 
 std::pair<int64_t, int64_t> SynthWorld::split_range(Split split) const {
@@ -310,12 +322,18 @@ Entity SynthWorld::entity(int64_t index) const {
   std::mt19937_64 rng(core::derive_seed(options_.seed, {0xE7, static_cast<uint64_t>(index)}));
   Entity e;
   e.index = index;
-  e.kind = static_cast<int>(std::uniform_int_distribution<int>(0, static_cast<int>(world_kinds().size()) - 1)(rng));
-  const KindSpec& kind = world_kinds()[e.kind];
+  e.heldout_domain = options_.heldout_domains && index >= split_range(Split::Valid).first;
+  const auto& kinds = e.heldout_domain ? heldout_kinds() : world_kinds();
+  e.kind = static_cast<int>(std::uniform_int_distribution<int>(0, static_cast<int>(kinds.size()) - 1)(rng));
+  const KindSpec& kind = kinds[static_cast<size_t>(e.kind)];
   e.name = entity_name(index, options_.seed);
   if (kind.name == "company") e.name += " " + pick(pools::kCompanySuffixes, rng);
   for (const auto& attribute : kind.attributes) e.values.push_back(pick(*attribute.values, rng));
   return e;
+}
+
+const KindSpec& SynthWorld::kind_of(const Entity& entity) const {
+  return (entity.heldout_domain ? heldout_kinds() : world_kinds())[static_cast<size_t>(entity.kind)];
 }
 
 std::string SynthWorld::filler_sentence(uint64_t rng_seed) const {
@@ -326,7 +344,7 @@ std::string SynthWorld::filler_sentence(uint64_t rng_seed) const {
 
 Document SynthWorld::document(int64_t index, Split split, int64_t position) const {
   const Entity e = entity(index);
-  const KindSpec& kind = world_kinds()[e.kind];
+  const KindSpec& kind = kind_of(e);
   std::mt19937_64 rng(core::derive_seed(options_.seed, {0xD0C, static_cast<uint64_t>(index)}));
 
   // Which attributes this document states, in random order.
@@ -360,7 +378,7 @@ Document SynthWorld::document(int64_t index, Split split, int64_t position) cons
     const size_t k = order[f];
     const AttributeSpec& attribute = kind.attributes[k];
     std::vector<std::string> phrasings = attribute.train_questions;
-    std::shuffle(phrasings.begin(), phrasings.end(), rng);
+    if (!options_.sparse) std::shuffle(phrasings.begin(), phrasings.end(), rng);
     const size_t asked = evaluation ? 1 : std::min<size_t>(phrasings.size(), options_.train_questions_per_fact);
     for (size_t q = 0; q < asked; ++q) doc.qa.push_back(QA{fill(phrasings[q], e.name, e.values[k]), {e.values[k]}, false});
     if (evaluation)
@@ -452,15 +470,24 @@ SynthSummary write_world(const SynthWorld& world, const std::string& dir,
       {"long_train_documents", summary.long_train_documents},
       {"facts_per_document", {o.min_facts, o.max_facts}},
       {"distractors", o.distractors},
+      {"sparse", o.sparse},
+      {"heldout_domains", o.heldout_domains},
   };
   nlohmann::json kinds = nlohmann::json::array();
-  for (const auto& kind : world_kinds()) {
+  std::vector<std::pair<const KindSpec*, const char*>> made;
+  for (const auto& kind : world_kinds()) made.emplace_back(&kind, "all");
+  if (o.heldout_domains) {
+    for (auto& m : made) m.second = "pretrain, train";
+    for (const auto& kind : heldout_kinds()) made.emplace_back(&kind, "valid, test");
+  }
+  for (const auto& [kind_ptr, splits] : made) {
+    const KindSpec& kind = *kind_ptr;
     nlohmann::json attributes = nlohmann::json::array();
     for (const auto& a : kind.attributes)
       attributes.push_back({{"name", a.name}, {"values", a.values->size()}, {"statements", a.statements.size()},
                             {"train_questions", a.train_questions.size()},
                             {"heldout_questions", a.heldout_questions.size()}});
-    kinds.push_back({{"kind", kind.name}, {"attributes", attributes}});
+    kinds.push_back({{"kind", kind.name}, {"splits", splits}, {"attributes", attributes}});
   }
   manifest["kinds"] = kinds;
   std::ofstream(dir + "/world.json") << manifest.dump(2) << '\n';

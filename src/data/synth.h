@@ -31,6 +31,12 @@ struct SynthOptions {
   int distractors = 2;               // distractor sentences per document
   int train_questions_per_fact = 1;  // pretrain/train splits: training phrasings asked per fact
   bool statement_questions = false;  // pretrain/train splits: each fact's statement as a question too
+  // Sparse: every attribute is asked with one fixed training phrasing (its first), the way a
+  // user's stream asks it, and no statement questions.
+  bool sparse = false;
+  // Held-out domains: valid and test entities are of the kinds of heldout_kinds(), whose
+  // attributes, templates and phrasings appear nowhere in the pretrain and train splits.
+  bool heldout_domains = false;
   bool long_documents = false;       // also write long_test.jsonl (facts early, filler, question last)
   int long_filler_words = 600;       // filler between the facts and the end of a long document
   int64_t long_documents_count = 200;
@@ -58,12 +64,16 @@ struct KindSpec {
   std::vector<AttributeSpec> attributes;
 };
 const std::vector<KindSpec>& world_kinds();
+// The kinds of the held-out domains (synth.heldout_domains): other attributes, value pools,
+// templates and phrasings, disjoint from world_kinds()'.
+const std::vector<KindSpec>& heldout_kinds();
 
 // One entity, fully determined by (seed, index).
 struct Entity {
   int64_t index = 0;
   std::string name;
-  int kind = 0;                    // into world_kinds()
+  int kind = 0;                    // into world_kinds(), or heldout_kinds() when heldout_domain
+  bool heldout_domain = false;
   std::vector<std::string> values; // one per attribute of the kind
 };
 
@@ -75,6 +85,7 @@ class SynthWorld {
   // Entity index range [begin, end) of a split.
   std::pair<int64_t, int64_t> split_range(Split split) const;
   Entity entity(int64_t index) const;
+  const KindSpec& kind_of(const Entity& entity) const;
   // The document about entity `index`, the `position`-th of its split (id and time).
   // Valid and test documents carry held-out paraphrase questions besides the training ones.
   Document document(int64_t index, Split split, int64_t position) const;

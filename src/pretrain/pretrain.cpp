@@ -152,6 +152,7 @@ PretrainOptions pretrain_options_from(const config::Config& cfg) {
   o.activation_checkpointing = cfg.get_bool("train.activation_checkpointing");
   o.train = train::train_options_from(cfg);
   o.read = data::read_options_from(cfg);
+  o.aids = data::reading_aids_from(cfg);
   o.config_yaml = cfg.to_yaml();
   return o;
 }
@@ -159,8 +160,9 @@ PretrainOptions pretrain_options_from(const config::Config& cfg) {
 PretrainReport pretrain_base_lm(const PretrainOptions& o, dist::Communicator& comm, dist::MpiHandle mpi_comm) {
   auto tokenizer = text::load_tokenizer(o.tokenizer);
   core::Stopwatch clock;
-  const auto docs = data::read_files(o.data, o.read);
+  auto docs = data::read_files(o.data, o.read);
   if (docs.empty()) core::fail("pretrain.data: no documents in {}", fmt::join(o.data, ", "));
+  data::add_reading_aids(docs, o.aids);
   int64_t no_answer = 0;
   const auto examples = build_examples(docs, *tokenizer, o.seq_len, o.context_loss, &no_answer);
   if (no_answer > 0)

@@ -9,6 +9,7 @@
 
 #include "dist/mpi_handle.h"
 #include "data/readers.h"
+#include "data/reading_aids.h"
 #include "eval/qa_eval.h"
 #include "model/decoder.h"
 #include "train/trainer.h"
@@ -38,6 +39,7 @@ struct PretrainOptions {
   bool activation_checkpointing = false;
   train::TrainOptions train;      // train.*
   data::ReadOptions read;         // data.*
+  data::ReadingAids aids;         // aids.*: questions made from the pretraining documents
   std::string config_yaml;        // stored in checkpoints and the model file
 };
 PretrainOptions pretrain_options_from(const config::Config& config);

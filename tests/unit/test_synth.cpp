@@ -212,3 +212,85 @@ TEST(SynthWorld, WritesSplitsCorpusAndManifest) {
     EXPECT_EQ(corpus.find(world.entity(i).name), std::string::npos) << world.entity(i).name;
   EXPECT_NE(corpus.find(world.entity(0).name), std::string::npos);
 }
+
+// Held-out domains: valid and test entities are of kinds whose attributes, values, templates and
+// phrasings appear nowhere in the pretrain and train splits; the training splits are unchanged.
+TEST(SynthWorld, HeldOutDomainsShareNothingWithTraining) {
+  auto options = small(2000);
+  data::SynthWorld plain(options);
+  options.heldout_domains = true;
+  data::SynthWorld world(options);
+  std::set<std::string> training_values, training_words;
+  for (const auto& kind : data::world_kinds())
+    for (const auto& a : kind.attributes) {
+      training_values.insert(a.values->begin(), a.values->end());
+      for (const auto* patterns : {&a.statements, &a.train_questions, &a.heldout_questions})
+        training_words.insert(patterns->begin(), patterns->end());
+    }
+  std::set<std::string> kind_names;
+  for (const auto& kind : data::world_kinds()) kind_names.insert(kind.name);
+  for (const auto& kind : data::heldout_kinds()) {
+    EXPECT_EQ(kind_names.count(kind.name), 0u) << kind.name;
+    for (const auto& a : kind.attributes) {
+      EXPECT_GE(a.statements.size(), 4u) << kind.name << "/" << a.name;
+      EXPECT_GE(a.heldout_questions.size(), 2u);
+      for (const auto& v : *a.values) {
+        EXPECT_EQ(training_values.count(v), 0u) << "value " << v << " is also a training value";
+        EXPECT_EQ(v.find(' '), std::string::npos) << "single-word values: " << v;
+      }
+      for (const auto* patterns : {&a.statements, &a.train_questions, &a.heldout_questions})
+        for (const auto& p : *patterns) EXPECT_EQ(training_words.count(p), 0u) << p;
+    }
+  }
+  for (Split split : {Split::Pretrain, Split::Train}) {
+    const int64_t i = world.split_range(split).first + 7;
+    EXPECT_FALSE(world.entity(i).heldout_domain);
+    EXPECT_EQ(world.document(i, split, 0).text, plain.document(i, split, 0).text);
+  }
+  int64_t heldout_kind_count[3] = {0, 0, 0};
+  for (Split split : {Split::Valid, Split::Test}) {
+    auto [begin, end] = world.split_range(split);
+    for (int64_t i = begin; i < end; ++i) {
+      const data::Entity e = world.entity(i);
+      ASSERT_TRUE(e.heldout_domain);
+      ++heldout_kind_count[e.kind];
+      const data::Document doc = world.document(i, split, 0);
+      for (const auto& qa : doc.qa) {
+        EXPECT_EQ(training_values.count(qa.answers[0]), 0u) << qa.answers[0];
+        EXPECT_NE(doc.text.find(qa.answers[0]), std::string::npos) << doc.text << " / " << qa.answers[0];
+      }
+      EXPECT_EQ(world.kind_of(e).name, data::heldout_kinds()[static_cast<size_t>(e.kind)].name);
+    }
+  }
+  for (int64_t count : heldout_kind_count) EXPECT_GT(count, 100) << "every held-out kind is drawn";
+}
+
+// Sparse: one fixed training phrasing per attribute and no statement questions.
+TEST(SynthWorld, SparseAsksEachAttributeWithOnePhrasing) {
+  auto options = small(2000);
+  options.sparse = true;
+  data::SynthWorld world(options);
+  std::set<std::string> asked;
+  auto [begin, end] = world.split_range(Split::Pretrain);
+  for (int64_t i = begin; i < end; ++i) {
+    const data::Entity e = world.entity(i);
+    const data::Document doc = world.document(i, Split::Pretrain, 0);
+    EXPECT_GE(doc.qa.size(), 3u);
+    for (const auto& qa : doc.qa) {
+      std::string pattern = qa.question;
+      pattern.replace(pattern.find(e.name), e.name.size(), "{E}");
+      asked.insert(pattern);
+    }
+  }
+  size_t attributes = 0;
+  for (const auto& kind : data::world_kinds()) {
+    attributes += kind.attributes.size();
+    for (const auto& a : kind.attributes) EXPECT_EQ(asked.count(a.train_questions[0]), 1u) << a.train_questions[0];
+  }
+  EXPECT_EQ(asked.size(), attributes) << "one phrasing per attribute, nothing else";
+  options.statement_questions = true;
+  EXPECT_THROW(data::SynthWorld{options}, core::UserError);
+  options.statement_questions = false;
+  options.train_questions_per_fact = 2;
+  EXPECT_THROW(data::SynthWorld{options}, core::UserError);
+}
