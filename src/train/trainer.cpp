@@ -21,9 +21,9 @@
 #include "core/signals.h"
 #include "core/timer.h"
 #include "dist/communicator.h"
-#include "dist/grad_reducer.h"
 #include "train/autocast.h"
 #include "train/checkpoint.h"
+#include "train/distributed_adamw.h"
 #include "train/precision.h"
 #include "train/profile.h"
 #include "train/schedule.h"
@@ -50,6 +50,10 @@ void declare_train_options(config::Schema& schema, const std::string& section, c
                     "bf16 autocast for the forward pass; auto: on CUDA, and on CPUs whose bf16 matmuls reach 1.5x "
                     "float32's rate (AMX), off where bf16 is emulated (can be 20x slower)",
                     {"auto", "true", "false"});
+  schema.add_int(p + "zero", d.zero,
+                 "ZeRO stage: 0 every rank holds the whole AdamW state; 1 each rank keeps 1/W of it; 2 the "
+                 "gradients are reduce-scattered into 1/W too (checkpoints resume at any stage and world size)",
+                 config::Range::between(0, 2));
   schema.add_bool(p + "activation_checkpointing", false, "recompute decoder blocks in backward to save memory");
   schema.add_int(p + "log_every", d.log_every, "log and print every N steps", config::Range::at_least(1));
   schema.add_int(p + "profile_steps", d.profile_steps,
@@ -75,6 +79,7 @@ TrainOptions train_options_from(const config::Config& c, const std::string& sect
   o.beta1 = c.get_float(p + "beta1");
   o.beta2 = c.get_float(p + "beta2");
   o.clip_norm = c.get_float(p + "clip_norm");
+  o.zero = static_cast<int>(c.get_int(p + "zero"));
   const std::string& bf16 = c.get_string(p + "bf16");
   o.bf16 = bf16 == "auto" ? Bf16::Auto : bf16 == "true" ? Bf16::On : Bf16::Off;
   o.log_every = c.get_int(p + "log_every");
@@ -97,6 +102,17 @@ TrainOptions train_options_from(const config::Config& c, const std::string& sect
 
 namespace {
 
+AdamWSettings adamw_settings(const TrainOptions& o) {
+  AdamWSettings s;
+  s.beta1 = o.beta1;
+  s.beta2 = o.beta2;
+  s.eps = o.eps;
+  s.weight_decay = o.weight_decay;
+  s.zero = o.zero;
+  s.bucket_bytes = o.bucket_bytes;
+  s.first_bucket_bytes = o.first_bucket_bytes;
+  return s;
+}
 
 // What the steps since the last log line add up to on this rank.
 struct LogWindow {
@@ -177,19 +193,6 @@ class ProfileWindow {
   std::unique_ptr<StepProfile> profile_;
 };
 
-// Zero in place (Optimizer::zero_grad detaches, which views into GradReducer buckets refuse).
-void zero_gradients(std::vector<at::Tensor>& trainable) {
-  for (auto& p : trainable)
-    if (p.grad().defined()) p.mutable_grad().zero_();
-}
-
-// After the reduction every rank holds the same gradients: the local norm is the global one.
-// clip_norm 0: no clipping, but the norm is still computed for the log.
-double clip_gradients(std::vector<at::Tensor>& trainable, double clip_norm) {
-  return clip_norm > 0 ? torch::nn::utils::clip_grad_norm_(trainable, clip_norm)
-                       : torch::nn::utils::clip_grad_norm_(trainable, 1e30);
-}
-
 }  // namespace
 
 struct Trainer::State {
@@ -200,8 +203,7 @@ struct Trainer::State {
   int64_t dataset_size;
   std::string config_yaml;
   double flops_per_token;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
-  std::unique_ptr<dist::GradReducer> reducer;
+  std::unique_ptr<DistributedAdamW> optimizer;  // reduction, clipping and AdamW (train.zero)
   std::unique_ptr<CheckpointStore> store;
   Schedule schedule;
   bool bf16 = false;  // options.bf16 resolved for this device
@@ -243,7 +245,7 @@ struct Trainer::State {
     return indices;
   }
 
-  CheckpointData snapshot() const {
+  CheckpointData snapshot() {
     CheckpointData data;
     data.step = step;
     data.world = comm.world_size();
@@ -251,7 +253,7 @@ struct Trainer::State {
     data.counters["examples_seen"] = examples_seen;
     data.values["tokens_seen"] = tokens_seen;
     for (const auto& [name, p] : parameters) data.model.emplace_back(name, p);
-    save_adamw_state(*optimizer, trainable, data);
+    optimizer->save_state(data);
     data.rng = cpu_generator().get_state();
     data.data = at::full({1}, examples_seen, at::kLong);
     for (const auto& [name, state] : rank_state) data.rank_state[name] = state.get();
@@ -275,7 +277,7 @@ struct Trainer::State {
       step_tokens += micro.tokens;
       for (const auto& [name, value] : micro.figures)
         window.figures[name] += value / static_cast<double>(options.accumulation);
-      reducer->after_backward(m == options.accumulation - 1);
+      optimizer->after_backward(m == options.accumulation - 1);
     }
     window.loss += step_loss;
     window.tokens += static_cast<double>(step_tokens);
@@ -284,8 +286,7 @@ struct Trainer::State {
   // The AdamW step at the schedule's learning rate (returned); the step and data cursor move on.
   double optimizer_step() {
     const double lr = schedule.at(step);
-    for (auto& group : optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    optimizer->step();
+    optimizer->step(lr);
     ++step;
     examples_seen += options.micro_batch * options.accumulation * comm.world_size();
     return lr;
@@ -321,25 +322,14 @@ Trainer::Trainer(TrainOptions options, std::vector<std::pair<std::string, at::Te
                                  flops_per_token)) {
   if (dataset_size < 1) core::fail("training data is empty");
   auto& o = s_->options;
-  std::vector<at::Tensor> decay, no_decay, all;
-  for (const auto& [name, p] : s_->parameters) {
-    if (!p.requires_grad()) continue;
-    s_->trainable.emplace_back(name, p);
-    all.push_back(p);
-    (p.dim() >= 2 ? decay : no_decay).push_back(p);
-  }
-  if (all.empty()) core::fail("nothing to train: no parameter requires a gradient");
-  s_->bf16 = o.bf16 == Bf16::On || (o.bf16 == Bf16::Auto && bf16_pays_on(all.front().device(), comm));
+  for (const auto& [name, p] : s_->parameters)
+    if (p.requires_grad()) s_->trainable.emplace_back(name, p);
+  if (s_->trainable.empty()) core::fail("nothing to train: no parameter requires a gradient");
+  s_->bf16 = o.bf16 == Bf16::On || (o.bf16 == Bf16::Auto && bf16_pays_on(s_->trainable.front().second.device(), comm));
   if (o.bf16 == Bf16::Auto)
     spdlog::info("bf16 auto: {}", s_->bf16 ? "on (bf16 matmuls pay on this device)"
                                             : "off (bf16 matmuls are under 1.5x float32's rate here)");
-  auto defaults = torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(defaults));
-  groups.emplace_back(no_decay,
-                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(defaults).weight_decay(0)));
-  s_->optimizer = std::make_unique<torch::optim::AdamW>(std::move(groups), defaults);
-  s_->reducer = std::make_unique<dist::GradReducer>(comm, all, o.bucket_bytes, o.first_bucket_bytes);
+  s_->optimizer = make_distributed_adamw(comm, s_->trainable, adamw_settings(o));
   s_->store = std::make_unique<CheckpointStore>(o.out_dir + "/checkpoints", comm, mpi_comm, o.keep_checkpoints);
   s_->schedule = Schedule{o.schedule, o.lr, o.warmup_steps, o.steps, o.min_lr_ratio};
   // Each rank's own random stream (dropout): derived from the seed, never shared between ranks.
@@ -349,6 +339,8 @@ Trainer::Trainer(TrainOptions options, std::vector<std::pair<std::string, at::Te
 Trainer::~Trainer() = default;
 
 int64_t Trainer::step() const { return s_->step; }
+
+int64_t Trainer::optimizer_state_values() const { return s_->optimizer->state_values(); }
 
 void Trainer::save() { s_->store->save(s_->snapshot()); }
 
@@ -369,7 +361,7 @@ int64_t Trainer::resume() {
   CheckpointData& data = *loaded;
   const std::string file = s.store->file_of(data.step);
   load_parameters(s.parameters, data, file);
-  load_adamw_state(*s.optimizer, s.trainable, data);
+  s.optimizer->load_state(data);
   s.step = data.step;
   s.examples_seen = data.counters.count("examples_seen") ? data.counters["examples_seen"] : 0;
   s.tokens_seen = data.values.count("tokens_seen") ? data.values["tokens_seen"] : 0;
@@ -409,8 +401,6 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
   progress.resume_from(s.step);
   core::Stopwatch run_clock;
   LogWindow window;
-  std::vector<at::Tensor> trainable;
-  for (const auto& [name, p] : s.trainable) trainable.push_back(p);
   ProfileWindow profile(rank0 && o.profile_steps > 0, s.step, o.profile_steps, o.out_dir);
 
   while (s.step < o.steps) {
@@ -421,9 +411,9 @@ TrainResult Trainer::run(const LossFn& loss_fn, const std::function<void(int64_t
       result.stopped = true;
       break;
     }
-    zero_gradients(trainable);
+    s.optimizer->zero_grad();
     s.accumulate_gradients(loss_fn, window);
-    const double norm = clip_gradients(trainable, o.clip_norm);
+    const double norm = s.optimizer->clip(o.clip_norm);
     // The norm of the reduced gradients, the same on every rank: all stop together, before the
     // optimizer writes NaN into the weights (the newest checkpoint stays the last good state).
     if (!std::isfinite(norm))

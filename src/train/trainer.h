@@ -7,7 +7,8 @@
 //   for each of `accumulation` micro-steps: loss(indices of this rank's micro-batch) / accumulation,
 //       backward; gradients averaged across ranks (GradReducer) after the last micro-step only;
 //   clip the global gradient norm; learning rate from the schedule; AdamW step (weight decay on
-//   matrices only, not on biases, norms and 1-D parameters).
+//   matrices only, not on biases, norms and 1-D parameters). Reduction, clipping and the step are
+//   the DistributedAdamW's: replicated, or sharded across ranks (train.zero 1, 2).
 // Data order: one permutation of the dataset per epoch from (seed, epoch); the job walks it as one
 // global stream, each step taking micro_batch x accumulation x world examples, rank r its own
 // slice. The cursor is the count of examples seen, so resuming at another world size continues
@@ -54,6 +55,7 @@ struct TrainOptions {
   double weight_decay = 0.01;
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double clip_norm = 1.0;  // 0: no clipping (the norm is still logged)
+  int zero = 0;            // ZeRO stage (train/distributed_adamw.h)
   Bf16 bf16 = Bf16::Off;   // bf16 autocast of the forward pass
   int64_t log_every = 10;
   int64_t profile_steps = 0;  // Chrome trace of this many steps on rank 0 (out_dir/profile.json)
@@ -108,6 +110,8 @@ class Trainer {
   int64_t resume();
   TrainResult run(const LossFn& loss, const std::function<void(int64_t step)>& after_step = {});
   int64_t step() const;
+  // Optimizer-state values held on this rank (train.zero 1, 2: about 1/W of the whole).
+  int64_t optimizer_state_values() const;
   // Saves a checkpoint of the current step now (collective).
   void save();
   // State of the caller's own that a bit-exact resume needs (e.g. a queue of past examples' outputs),

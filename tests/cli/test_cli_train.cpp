@@ -83,6 +83,37 @@ TEST_F(TinyRun, PretrainResumesAtOtherWorldSizesGeneratesAndConverts) {
   EXPECT_EQ(r.code, 0) << r.output;
 }
 
+std::vector<double> logged_losses(const std::string& metrics) {
+  std::vector<double> losses;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) losses.push_back(nlohmann::json::parse(line)["loss"]);
+  return losses;
+}
+
+// train.zero: a ZeRO-2 run on 2 ranks resumed by 3 ranks at ZeRO-1 follows the plain run's
+// losses. One example per micro-step and 6 per step either way (2 ranks x 3 micro-steps, then
+// 3 x 2), so every step averages the same six examples' losses; a constant learning rate, so
+// the run stopped at step 4 has the schedule of the one that goes on to 8.
+TEST_F(TinyRun, ZeroRunResumesAtAnotherWorldSizeAndStageOnTheSameTrajectory) {
+  const std::string common =
+      sets + " --set train.micro_batch=1 --set train.log_every=1 --set train.lr=1e-2 --set train.schedule=constant";
+  const std::string plain = common + " --set pretrain.out_dir=" + dir + "/zero_plain";
+  Result r = run(kMpirun + "2 " + kEngram + " pretrain" + plain + " --set train.accumulation=3 --set train.steps=8");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string sharded = common + " --set pretrain.out_dir=" + dir + "/zero_sharded";
+  r = run(kMpirun + "2 " + kEngram + " pretrain" + sharded + " --set train.accumulation=3 --set train.steps=4 --set train.zero=2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run(kMpirun + "3 " + kEngram + " pretrain" + sharded + " --set train.accumulation=2 --set train.steps=8 --set train.zero=1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "(saved by 2 ranks) on 3 ranks at step 4")) << r.output;
+  const auto expected = logged_losses(dir + "/zero_plain/metrics.jsonl");
+  const auto got = logged_losses(dir + "/zero_sharded/metrics.jsonl");
+  ASSERT_EQ(expected.size(), 8u);
+  ASSERT_EQ(got.size(), 8u);
+  for (size_t s = 0; s < 8; ++s) EXPECT_NEAR(got[s], expected[s], 1e-4 * expected[s]) << "step " << s + 1;
+  EXPECT_LT(expected[7], expected[0]);
+}
+
 TEST_F(TinyRun, SigtermSavesAndExitsZero) {
   const std::string out = dir + "/stopped";
   // timeout sends SIGTERM after 4 s; --preserve-status returns engram's own exit code.
