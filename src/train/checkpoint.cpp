@@ -145,6 +145,11 @@ void CheckpointStore::save(const CheckpointData& data) {
       dist::RowRange mine = dist::ShardSpec(flat.numel(), world).range(rank);
       file.write_rows(path, mine.begin, flat.narrow(0, mine.begin, mine.size()));
     }
+    for (const auto& piece : data.optim_pieces) {
+      const std::string path = "/optim/" + piece.name;
+      file.create_dataset(path, piece.rows.scalar_type(), {piece.numel});
+      file.write_rows(path, piece.offset, piece.rows.detach().cpu().contiguous());
+    }
     // Per-rank state: every rank creates every rank's dataset (HDF5 metadata is collective).
     auto write_per_rank = [&](const std::string& group, const at::Tensor& mine) {
       at::Tensor local = mine.defined() ? mine.detach().cpu().contiguous().reshape(-1) : at::empty({0}, at::kLong);

@@ -38,6 +38,16 @@ struct CheckpointData {
   std::string config_yaml;
   std::vector<std::pair<std::string, at::Tensor>> model;  // name -> tensor
   std::vector<std::pair<std::string, at::Tensor>> optim;  // "<param>/<state>" -> tensor
+  // Optimizer state saved in pieces (train.zero's sharded state): every rank lists the same names
+  // and sizes in the same order, each with its own rows [offset, offset + rows.numel()) of the
+  // 1-D global tensor; together the ranks' pieces cover it once. Loaded back whole into `optim`.
+  struct Piece {
+    std::string name;
+    int64_t numel = 0;
+    int64_t offset = 0;
+    at::Tensor rows;
+  };
+  std::vector<Piece> optim_pieces;
   at::Tensor rng;   // this rank's generator state (uint8); undefined after a load at another world size
   at::Tensor data;  // this rank's data cursor (int64); same
   // The caller's per-rank tensors (Trainer::keep_rank_state), saved flattened. Every rank saves the

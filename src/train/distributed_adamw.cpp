@@ -22,7 +22,7 @@ class ReplicatedAdamW : public DistributedAdamW {
     std::vector<at::Tensor> decay, no_decay;
     for (const auto& [name, p] : trainable_) {
       params_.push_back(p);
-      (p.dim() >= 2 ? decay : no_decay).push_back(p);
+      (p.dim() >= 2 || s.decay_vectors ? decay : no_decay).push_back(p);
     }
     auto defaults = torch::optim::AdamWOptions(1e-3).betas({s.beta1, s.beta2}).eps(s.eps).weight_decay(s.weight_decay);
     std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -30,7 +30,8 @@ class ReplicatedAdamW : public DistributedAdamW {
     groups.emplace_back(no_decay,
                         std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(defaults).weight_decay(0)));
     optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups), defaults);
-    reducer_ = std::make_unique<dist::GradReducer>(comm, params_, s.bucket_bytes, s.first_bucket_bytes);
+    if (comm.world_size() > 1)
+      reducer_ = std::make_unique<dist::GradReducer>(comm, params_, s.bucket_bytes, s.first_bucket_bytes);
   }
 
   // In place: Optimizer::zero_grad detaches, which views into GradReducer buckets refuse.
@@ -38,7 +39,9 @@ class ReplicatedAdamW : public DistributedAdamW {
     for (auto& p : params_)
       if (p.grad().defined()) p.mutable_grad().zero_();
   }
-  void after_backward(bool last) override { reducer_->after_backward(last); }
+  void after_backward(bool last) override {
+    if (reducer_) reducer_->after_backward(last);
+  }
   // After the reduction every rank holds the same gradients: the local norm is the global one.
   double clip(double clip_norm) override {
     return torch::nn::utils::clip_grad_norm_(params_, clip_norm > 0 ? clip_norm : 1e30);
@@ -118,16 +121,18 @@ class ShardedAdamW : public DistributedAdamW {
     gather_into_parameters();
   }
 
+  // No gathering: each rank writes the part of every parameter's state that its slices hold.
   void save_state(CheckpointData& data) override {
     if (steps_ == 0) return;  // as LibTorch's AdamW: no state before the first update
     for (auto& b : buckets_) {
-      const at::Tensor exp_avg = comm_.all_gather(b.exp_avg).view(-1);
-      const at::Tensor exp_avg_sq = comm_.all_gather(b.exp_avg_sq).view(-1);
+      const int64_t mine_begin = rank_ * b.chunk, mine_end = mine_begin + b.chunk;
       for (size_t m = 0; m < b.members.size(); ++m) {
         const auto& [name, p] = trainable_[b.members[m]];
-        data.optim.emplace_back(name + "/exp_avg", exp_avg.narrow(0, b.offsets[m], p.numel()).view(p.sizes()).clone());
-        data.optim.emplace_back(name + "/exp_avg_sq",
-                                exp_avg_sq.narrow(0, b.offsets[m], p.numel()).view(p.sizes()).clone());
+        int64_t begin = std::max(b.offsets[m], mine_begin), end = std::min(b.offsets[m] + p.numel(), mine_end);
+        if (end <= begin) begin = end = mine_begin;  // none of this parameter is in the slice
+        for (const auto& [state, values] : {std::pair{"/exp_avg", b.exp_avg}, std::pair{"/exp_avg_sq", b.exp_avg_sq}})
+          data.optim_pieces.push_back({name + state, p.numel(), end > begin ? begin - b.offsets[m] : 0,
+                                       values.narrow(0, begin - mine_begin, end - begin)});
         data.optim.emplace_back(name + "/step", at::full({1}, steps_, at::kLong));
       }
     }
@@ -199,7 +204,7 @@ class ShardedAdamW : public DistributedAdamW {
       at::Tensor decay = at::zeros({world_ * b.chunk}, options);
       for (size_t m = 0; m < b.members.size(); ++m) {
         const at::Tensor& p = trainable_[b.members[m]].second;
-        if (p.dim() >= 2) decay.narrow(0, b.offsets[m], p.numel()).fill_(1);
+        if (p.dim() >= 2 || settings_.decay_vectors) decay.narrow(0, b.offsets[m], p.numel()).fill_(1);
       }
       b.decay = my_slice(b, decay).clone();
     }

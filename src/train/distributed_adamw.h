@@ -36,6 +36,7 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 struct AdamWSettings {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.01;
+  bool decay_vectors = false;            // weight decay on 1-D parameters (biases, norms) too
   int zero = 0;                          // train.zero
   int64_t bucket_bytes = 25 << 20;       // dist.bucket_mb
   int64_t first_bucket_bytes = 1 << 20;  // dist.first_bucket_mb (stage 0's first bucket)

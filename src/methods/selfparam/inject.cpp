@@ -13,7 +13,7 @@
 #include "core/seed.h"
 #include "core/timer.h"
 #include "dist/communicator.h"
-#include "dist/grad_reducer.h"
+#include "train/distributed_adamw.h"
 #include "methods/selfparam/distill.h"
 #include "methods/selfparam/resume.h"
 #include "methods/selfparam/teacher_cache.h"
@@ -132,18 +132,15 @@ class StepBuilder {
 };
 
 // One optimizer step on `loss` (undefined: this rank had nothing; it still joins the reduction).
-double optimizer_step(const at::Tensor& loss, const std::vector<at::Tensor>& params, torch::optim::AdamW& optimizer,
-                      dist::GradReducer* reducer) {
-  // Zeroed in place: Optimizer::zero_grad detaches, which the GradReducer's bucket views refuse.
-  for (const auto& p : params)
-    if (p.grad().defined()) const_cast<at::Tensor&>(p).mutable_grad().zero_();
+double optimizer_step(const at::Tensor& loss, train::DistributedAdamW& optimizer, double lr) {
+  optimizer.zero_grad();
   double value = 0;
   if (loss.defined()) {
     loss.backward();
     value = loss.item<double>();
   }
-  if (reducer) reducer->after_backward();
-  optimizer.step();
+  optimizer.after_backward(true);
+  optimizer.step(lr);
   return value;
 }
 
@@ -178,9 +175,12 @@ class Injection {
         comm.broadcast(data, 0);
       }
     }
-    optimizer_ = std::make_unique<torch::optim::AdamW>(trainable_->params(),
-                                                       torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
-    if (comm.world_size() > 1) reducer_ = std::make_unique<dist::GradReducer>(comm, trainable_->params());
+    train::AdamWSettings adamw;  // LibTorch's AdamW defaults, decay on every trained tensor
+    adamw.beta2 = 0.999;
+    adamw.weight_decay = o.weight_decay;
+    adamw.decay_vectors = true;
+    adamw.zero = o.zero;
+    optimizer_ = train::make_distributed_adamw(comm, trainable_->named(), adamw);
     plan_epochs();
   }
 
@@ -245,7 +245,7 @@ class Injection {
     };
     auto take = [&](const at::Tensor& loss) {
       ++report_.steps;
-      return optimizer_step(loss, trainable_->params(), *optimizer_, reducer_.get());
+      return optimizer_step(loss, *optimizer_, o_.lr);
     };
     // The cached teacher rows of each of this round's examples (none without a cache).
     auto cached = [&](auto rows_of) {
@@ -298,7 +298,7 @@ class Injection {
       for (const auto& [name, p] : trainable_->named())
         if (weights.contains(name)) data.model.emplace_back("teacher." + name, weights[name]);
     }
-    train::save_adamw_state(*optimizer_, trainable_->named(), data);
+    optimizer_->save_state(data);
     data.rng = train::cpu_generator().get_state();
     data.rank_state["split_rng"] = build_.rng_state();
     data.rank_state["unrelated_given"] = at::full({1}, in_.unrelated ? in_.unrelated->given() : 0, at::kLong);
@@ -311,7 +311,7 @@ class Injection {
     if (!saved) return 0;
     train::load_parameters(model::named_weights(model_), *saved, in_.place.checkpoints->resumed_file());
     if (own_teacher_) restore_teacher(*saved);
-    train::load_adamw_state(*optimizer_, trainable_->named(), *saved);
+    optimizer_->load_state(*saved);
     train::cpu_generator().set_state(saved->rng);
     build_.set_rng_state(saved->rank_state.at("split_rng"));
     if (in_.unrelated) in_.unrelated->skip_to(saved->rank_state.at("unrelated_given").item<int64_t>());
@@ -342,8 +342,7 @@ class Injection {
   model::Decoder own_teacher_{nullptr};
   model::Decoder* teacher_ = nullptr;
   std::unique_ptr<TrainableParts> trainable_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
-  std::unique_ptr<dist::GradReducer> reducer_;
+  std::unique_ptr<train::DistributedAdamW> optimizer_;  // reduction across ranks and AdamW (selfparam.zero)
   std::unique_ptr<TeacherCache> cache_;
   const std::vector<int32_t> start_;  // engram prompts carry no BOS (distill.h)
   std::vector<std::vector<Item>> epochs_;

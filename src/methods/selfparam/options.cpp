@@ -46,6 +46,7 @@ void declare_selfparam_options(config::Schema& s) {
   s.add_float("selfparam.lr", 1e-3, "AdamW learning rate (the reference's 2e-5 is for 7B models)",
               Range::at_least(0));
   s.add_float("selfparam.weight_decay", 0.01, "AdamW weight decay", Range::at_least(0));
+  s.add_int("selfparam.zero", 0, "ZeRO stage of the injection's AdamW, as train.zero", Range::between(0, 2));
   s.add_int("selfparam.batch", 1, "target sentences per optimizer step per rank (the reference: 1)",
             Range::at_least(1));
   s.add_string("selfparam.adapter", "merge",
@@ -99,6 +100,7 @@ SelfParamOptions selfparam_options_from(const config::Config& c) {
   o.lora_targets = c.get_list("selfparam.lora.targets");
   o.lr = c.get_float("selfparam.lr");
   o.weight_decay = c.get_float("selfparam.weight_decay");
+  o.zero = static_cast<int>(c.get_int("selfparam.zero"));
   o.batch = c.get_int("selfparam.batch");
   o.adapter = core::parse_enum<O::Adapter>(c.get_string("selfparam.adapter"), "selfparam.adapter");
   o.seed = static_cast<uint64_t>(c.get_int("selfparam.seed"));

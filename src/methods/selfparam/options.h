@@ -46,6 +46,7 @@ struct SelfParamOptions {
   std::vector<std::string> lora_targets;  // empty: q,k,v,o,up,down (GPT-2) or q,k,v,gate,up,down (LLaMA)
   double lr = 1e-3;
   double weight_decay = 0.01;
+  int zero = 0;  // ZeRO stage (train/distributed_adamw.h)
   int64_t batch = 1;              // target sentences per optimizer step per rank (reference: 1)
 
   Adapter adapter = Adapter::Merge;
