@@ -76,7 +76,6 @@ class ShardedAdamW : public DistributedAdamW {
       : comm_(comm), trainable_(trainable), settings_(s), world_(comm.world_size()), rank_(comm.rank()) {
     ENGRAM_CHECK(s.zero == 1 || s.zero == 2, "ShardedAdamW is for ZeRO stages 1 and 2, got {}", s.zero);
     lay_out_buckets();
-    refresh_master();
   }
 
   void zero_grad() override {
@@ -105,37 +104,43 @@ class ShardedAdamW : public DistributedAdamW {
     return norm;
   }
 
-  // AdamW (LibTorch's arithmetic, in its order) on this rank's slices, then the slices gathered.
+  // AdamW (LibTorch's arithmetic, in its order) on this rank's slices of the parameters, in
+  // place, then the slices gathered into every rank's parameters.
   void step(double lr) override {
     at::NoGradGuard no_grad;
     ++steps_;
     const double correction1 = 1 - std::pow(settings_.beta1, static_cast<double>(steps_));
     const double correction2 = 1 - std::pow(settings_.beta2, static_cast<double>(steps_));
-    for (auto& b : buckets_) {
-      if (settings_.weight_decay > 0) b.master.mul_((b.decay * (-lr * settings_.weight_decay)).add_(1));
-      b.exp_avg.mul_(settings_.beta1).add_(b.shard_grad, 1 - settings_.beta1);
-      b.exp_avg_sq.mul_(settings_.beta2).addcmul_(b.shard_grad, b.shard_grad, 1 - settings_.beta2);
-      at::Tensor denominator = (b.exp_avg_sq.sqrt() / std::sqrt(correction2)).add_(settings_.eps);
-      b.master.addcdiv_(b.exp_avg, denominator, -lr / correction1);
-    }
+    for (auto& b : buckets_)
+      for (const Piece& piece : b.pieces) {
+        const at::Tensor& p = trainable_[b.members[piece.member]].second;
+        at::Tensor values = p.detach().view(-1).narrow(0, piece.in_param, piece.length);
+        at::Tensor grad = b.shard_grad.narrow(0, piece.in_slice, piece.length);
+        at::Tensor exp_avg = b.exp_avg.narrow(0, piece.in_slice, piece.length);
+        at::Tensor exp_avg_sq = b.exp_avg_sq.narrow(0, piece.in_slice, piece.length);
+        if (settings_.weight_decay > 0 && (p.dim() >= 2 || settings_.decay_vectors))
+          values.mul_(1 - lr * settings_.weight_decay);
+        exp_avg.mul_(settings_.beta1).add_(grad, 1 - settings_.beta1);
+        exp_avg_sq.mul_(settings_.beta2).addcmul_(grad, grad, 1 - settings_.beta2);
+        at::Tensor denominator = (exp_avg_sq.sqrt() / std::sqrt(correction2)).add_(settings_.eps);
+        values.addcdiv_(exp_avg, denominator, -lr / correction1);
+      }
     gather_into_parameters();
   }
 
   // No gathering: each rank writes the part of every parameter's state that its slices hold.
   void save_state(CheckpointData& data) override {
     if (steps_ == 0) return;  // as LibTorch's AdamW: no state before the first update
-    for (auto& b : buckets_) {
-      const int64_t mine_begin = rank_ * b.chunk, mine_end = mine_begin + b.chunk;
+    for (auto& b : buckets_)
       for (size_t m = 0; m < b.members.size(); ++m) {
         const auto& [name, p] = trainable_[b.members[m]];
-        int64_t begin = std::max(b.offsets[m], mine_begin), end = std::min(b.offsets[m] + p.numel(), mine_end);
-        if (end <= begin) begin = end = mine_begin;  // none of this parameter is in the slice
+        Piece piece{m, 0, 0, 0};  // none of this parameter is in the slice: an empty piece
+        for (const Piece& candidate : b.pieces)
+          if (candidate.member == m) piece = candidate;
         for (const auto& [state, values] : {std::pair{"/exp_avg", b.exp_avg}, std::pair{"/exp_avg_sq", b.exp_avg_sq}})
-          data.optim_pieces.push_back({name + state, p.numel(), end > begin ? begin - b.offsets[m] : 0,
-                                       values.narrow(0, begin - mine_begin, end - begin)});
+          data.optim_pieces.push_back({name + state, p.numel(), piece.in_param, values.narrow(0, piece.in_slice, piece.length)});
         data.optim.emplace_back(name + "/step", at::full({1}, steps_, at::kLong));
       }
-    }
   }
 
   void load_state(const CheckpointData& data) override {
@@ -153,7 +158,6 @@ class ShardedAdamW : public DistributedAdamW {
       b.exp_avg.copy_(my_slice(b, exp_avg));
       b.exp_avg_sq.copy_(my_slice(b, exp_avg_sq));
     }
-    refresh_master();  // the parameters were loaded before the state
   }
 
   int64_t state_values() const override {
@@ -163,6 +167,12 @@ class ShardedAdamW : public DistributedAdamW {
   }
 
  private:
+  // Where a member's values meet this rank's slice: `length` values from `in_param` in the
+  // parameter (flattened), at `in_slice` in the slice.
+  struct Piece {
+    size_t member = 0;
+    int64_t in_param = 0, in_slice = 0, length = 0;
+  };
   struct Bucket {
     std::vector<size_t> members;   // indices into trainable_
     std::vector<int64_t> offsets;  // where each member starts in the bucket
@@ -170,8 +180,8 @@ class ShardedAdamW : public DistributedAdamW {
     int64_t chunk = 0;             // values per rank
     at::Tensor grads;              // stage 1: [world x chunk], the members' gradients are views of it
     at::Tensor shard_grad;         // [chunk] the reduced gradients of this rank's slice
-    at::Tensor master, exp_avg, exp_avg_sq;  // [chunk] this rank's slice of values and state
-    at::Tensor decay;              // [chunk] 1 where weight decay applies (matrices), else 0
+    at::Tensor exp_avg, exp_avg_sq;  // [chunk] this rank's slice of the state
+    std::vector<Piece> pieces;     // the members' values in this rank's slice
   };
 
   at::Tensor my_slice(const Bucket& b, const at::Tensor& whole) const { return whole.narrow(0, rank_ * b.chunk, b.chunk); }
@@ -201,28 +211,13 @@ class ShardedAdamW : public DistributedAdamW {
       b.shard_grad = at::zeros({b.chunk}, options);
       b.exp_avg = at::zeros({b.chunk}, options);
       b.exp_avg_sq = at::zeros({b.chunk}, options);
-      at::Tensor decay = at::zeros({world_ * b.chunk}, options);
+      const int64_t mine_begin = rank_ * b.chunk, mine_end = mine_begin + b.chunk;
       for (size_t m = 0; m < b.members.size(); ++m) {
-        const at::Tensor& p = trainable_[b.members[m]].second;
-        if (p.dim() >= 2 || settings_.decay_vectors) decay.narrow(0, b.offsets[m], p.numel()).fill_(1);
+        const int64_t begin = std::max(b.offsets[m], mine_begin);
+        const int64_t end = std::min(b.offsets[m] + trainable_[b.members[m]].second.numel(), mine_end);
+        if (end > begin) b.pieces.push_back(Piece{m, begin - b.offsets[m], begin - mine_begin, end - begin});
       }
-      b.decay = my_slice(b, decay).clone();
     }
-  }
-
-  // The members' values laid end to end and padded: [world x chunk].
-  at::Tensor packed_values(const Bucket& b) const {
-    at::Tensor whole = at::zeros({world_ * b.chunk}, trainable_.front().second.options().requires_grad(false));
-    for (size_t m = 0; m < b.members.size(); ++m) {
-      const at::Tensor& p = trainable_[b.members[m]].second;
-      whole.narrow(0, b.offsets[m], p.numel()).copy_(p.detach().reshape(-1));
-    }
-    return whole;
-  }
-
-  void refresh_master() {
-    at::NoGradGuard no_grad;
-    for (auto& b : buckets_) b.master = my_slice(b, packed_values(b)).clone();
   }
 
   // Stage 1: the members' gradients become views of one padded buffer per bucket (copied there
@@ -230,7 +225,7 @@ class ShardedAdamW : public DistributedAdamW {
   void all_reduce_gradients() {
     std::vector<dist::WorkPtr> works;
     for (auto& b : buckets_) {
-      if (!b.grads.defined()) b.grads = at::zeros({world_ * b.chunk}, b.master.options());
+      if (!b.grads.defined()) b.grads = at::zeros({world_ * b.chunk}, b.exp_avg.options());
       for (size_t m = 0; m < b.members.size(); ++m) {
         at::Tensor& p = trainable_[b.members[m]].second;
         at::Tensor slot = b.grads.narrow(0, b.offsets[m], p.numel());
@@ -250,23 +245,33 @@ class ShardedAdamW : public DistributedAdamW {
   // slices and added to this rank's shard; the whole gradients are released.
   void reduce_scatter_gradients() {
     for (auto& b : buckets_) {
-      at::Tensor packed = at::zeros({world_, b.chunk}, b.master.options());
+      at::Tensor packed = at::zeros({world_, b.chunk}, b.exp_avg.options());
       at::Tensor flat = packed.view(-1);
       for (size_t m = 0; m < b.members.size(); ++m) {
         at::Tensor& p = trainable_[b.members[m]].second;
         if (p.grad().defined()) flat.narrow(0, b.offsets[m], p.numel()).copy_(p.grad().reshape(-1));
         p.mutable_grad() = at::Tensor();
       }
-      at::Tensor reduced = at::empty({b.chunk}, b.master.options());
+      at::Tensor reduced = at::empty({b.chunk}, b.exp_avg.options());
       comm_.reduce_scatter(packed, reduced, dist::ReduceOp::Avg);
       b.shard_grad.add_(reduced);
     }
   }
 
-  // The updated slices of every rank into the parameters, one bucket at a time.
+  // The updated slices of every rank into the parameters, one bucket at a time. A bucket of one
+  // parameter without padding is gathered straight into it.
   void gather_into_parameters() {
     for (auto& b : buckets_) {
-      const at::Tensor whole = comm_.all_gather(b.master).view(-1);
+      at::Tensor mine = at::zeros({b.chunk}, b.exp_avg.options());
+      for (const Piece& piece : b.pieces)
+        mine.narrow(0, piece.in_slice, piece.length)
+            .copy_(trainable_[b.members[piece.member]].second.detach().view(-1).narrow(0, piece.in_param, piece.length));
+      if (b.members.size() == 1 && b.values == world_ * b.chunk) {
+        at::Tensor whole = trainable_[b.members[0]].second.detach().view({world_, b.chunk});
+        comm_.all_gather(mine, whole);
+        continue;
+      }
+      const at::Tensor whole = comm_.all_gather(mine).view(-1);
       for (size_t m = 0; m < b.members.size(); ++m) {
         at::Tensor& p = trainable_[b.members[m]].second;
         p.detach().view(-1).copy_(whole.narrow(0, b.offsets[m], p.numel()));
