@@ -474,12 +474,10 @@ SynthSummary write_world(const SynthWorld& world, const std::string& dir,
       {"heldout_domains", o.heldout_domains},
   };
   nlohmann::json kinds = nlohmann::json::array();
-  std::vector<std::pair<const KindSpec*, const char*>> made;
-  for (const auto& kind : world_kinds()) made.emplace_back(&kind, "all");
-  if (o.heldout_domains) {
-    for (auto& m : made) m.second = "pretrain, train";
+  std::vector<std::pair<const KindSpec*, const char*>> made;  // each kind and the splits it is in
+  for (const auto& kind : world_kinds()) made.emplace_back(&kind, o.heldout_domains ? "pretrain, train" : "all");
+  if (o.heldout_domains)
     for (const auto& kind : heldout_kinds()) made.emplace_back(&kind, "valid, test");
-  }
   for (const auto& [kind_ptr, splits] : made) {
     const KindSpec& kind = *kind_ptr;
     nlohmann::json attributes = nlohmann::json::array();

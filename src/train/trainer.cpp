@@ -198,7 +198,6 @@ class ProfileWindow {
 struct Trainer::State {
   TrainOptions options;
   std::vector<std::pair<std::string, at::Tensor>> parameters;
-  std::vector<std::pair<std::string, at::Tensor>> trainable;
   dist::Communicator& comm;
   int64_t dataset_size;
   std::string config_yaml;
@@ -322,14 +321,15 @@ Trainer::Trainer(TrainOptions options, std::vector<std::pair<std::string, at::Te
                                  flops_per_token)) {
   if (dataset_size < 1) core::fail("training data is empty");
   auto& o = s_->options;
+  NamedTensors trainable;  // the optimizer's; frozen parameters are only checkpointed
   for (const auto& [name, p] : s_->parameters)
-    if (p.requires_grad()) s_->trainable.emplace_back(name, p);
-  if (s_->trainable.empty()) core::fail("nothing to train: no parameter requires a gradient");
-  s_->bf16 = o.bf16 == Bf16::On || (o.bf16 == Bf16::Auto && bf16_pays_on(s_->trainable.front().second.device(), comm));
+    if (p.requires_grad()) trainable.emplace_back(name, p);
+  if (trainable.empty()) core::fail("nothing to train: no parameter requires a gradient");
+  s_->bf16 = o.bf16 == Bf16::On || (o.bf16 == Bf16::Auto && bf16_pays_on(trainable.front().second.device(), comm));
   if (o.bf16 == Bf16::Auto)
     spdlog::info("bf16 auto: {}", s_->bf16 ? "on (bf16 matmuls pay on this device)"
                                             : "off (bf16 matmuls are under 1.5x float32's rate here)");
-  s_->optimizer = make_distributed_adamw(comm, s_->trainable, adamw_settings(o));
+  s_->optimizer = make_distributed_adamw(comm, trainable, adamw_settings(o));
   s_->store = std::make_unique<CheckpointStore>(o.out_dir + "/checkpoints", comm, mpi_comm, o.keep_checkpoints);
   s_->schedule = Schedule{o.schedule, o.lr, o.warmup_steps, o.steps, o.min_lr_ratio};
   // Each rank's own random stream (dropout): derived from the seed, never shared between ranks.
